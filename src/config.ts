@@ -1,0 +1,143 @@
+// The only reader of process.env: parses and validates every setting, reports all problems by name, freezes.
+import path from 'node:path';
+
+export type KmsConfig =
+  | { provider: 'local'; keyFile: string }
+  | { provider: 'aws'; keyId: string; region: string | undefined; endpoint: string | undefined };
+
+export type DatabaseConfig =
+  | { kind: 'embedded'; dataDir: string }
+  | { kind: 'postgres'; url: string; poolSize: number };
+
+export interface Config {
+  env: 'development' | 'test' | 'production';
+  host: string;
+  port: number;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  dataDir: string;
+  database: DatabaseConfig;
+  redisUrl: string | undefined;
+  kms: KmsConfig;
+  policiesDir: string;
+  bodyLimitBytes: number;
+  trustProxy: boolean;
+  apiKeyCacheSeconds: number;
+  idempotencyTtlSeconds: number;
+  dataKeys: { maxAgeSeconds: number; maxUses: number; cacheEntries: number };
+  devCredentials: boolean;
+  /** Outside production the vault migrates its own schema; in production a job does, and the vault checks. */
+  migrateOnStart: boolean;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  - ${problems.join('\n  - ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+export function loadConfig(env: Env = process.env, cwd = process.cwd()): Readonly<Config> {
+  const problems: string[] = [];
+  const read = new Reader(env, problems);
+
+  const nodeEnv = read.oneOf('NODE_ENV', ['development', 'test', 'production'] as const, 'development');
+  const dataDir = path.resolve(cwd, read.string('VAULT_DATA_DIR', '.vault'));
+  const databaseUrl = read.optional('DATABASE_URL');
+  const kmsProvider = read.oneOf('KMS_PROVIDER', ['local', 'aws'] as const, 'local');
+
+  const database: DatabaseConfig = databaseUrl
+    ? { kind: 'postgres', url: databaseUrl, poolSize: read.integer('DATABASE_POOL_SIZE', 20, 1, 500) }
+    : { kind: 'embedded', dataDir: path.join(dataDir, 'pgdata') };
+  if (databaseUrl && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    problems.push('DATABASE_URL must be a postgres:// or postgresql:// URL');
+  }
+
+  let kms: KmsConfig;
+  if (kmsProvider === 'aws') {
+    const keyId = read.optional('KMS_KEY_ID');
+    if (!keyId) problems.push('KMS_KEY_ID is required when KMS_PROVIDER=aws');
+    kms = { provider: 'aws', keyId: keyId ?? '', region: read.optional('AWS_REGION'), endpoint: read.optional('AWS_ENDPOINT_URL_KMS') };
+  } else {
+    kms = { provider: 'local', keyFile: path.resolve(cwd, read.string('LOCAL_KMS_KEY_FILE', path.join(dataDir, 'local-kms.key'))) };
+  }
+
+  if (nodeEnv === 'production') {
+    if (database.kind === 'embedded') {
+      problems.push('DATABASE_URL must be set in production: the embedded database is for development only');
+    }
+    if (kms.provider === 'local') {
+      problems.push('KMS_PROVIDER=local is not allowed in production: set KMS_PROVIDER=aws and KMS_KEY_ID');
+    }
+  }
+
+  const config: Config = {
+    env: nodeEnv,
+    host: read.string('HOST', '0.0.0.0'),
+    port: read.integer('PORT', 8080, 0, 65535),
+    logLevel: read.oneOf('LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info'),
+    dataDir,
+    database,
+    redisUrl: read.optional('REDIS_URL'),
+    kms,
+    policiesDir: path.resolve(cwd, read.string('POLICIES_DIR', 'policies')),
+    bodyLimitBytes: read.integer('BODY_LIMIT_BYTES', 16 * 1024, 1024, 1024 * 1024),
+    trustProxy: read.boolean('TRUST_PROXY', false),
+    apiKeyCacheSeconds: read.integer('API_KEY_CACHE_SECONDS', 5, 0, 300),
+    idempotencyTtlSeconds: read.integer('IDEMPOTENCY_TTL_HOURS', 24, 24, 24 * 30) * 3600,
+    dataKeys: {
+      maxAgeSeconds: read.integer('DATA_KEY_MAX_AGE_SECONDS', 3600, 1, 86_400),
+      maxUses: read.integer('DATA_KEY_MAX_USES', 1_000_000, 1, 100_000_000),
+      cacheEntries: read.integer('DATA_KEY_CACHE_ENTRIES', 10_000, 1, 1_000_000),
+    },
+    devCredentials: nodeEnv !== 'production',
+    migrateOnStart: read.boolean('MIGRATE_ON_START', nodeEnv !== 'production'),
+  };
+  if (problems.length > 0) throw new ConfigError(problems);
+  return Object.freeze(config);
+}
+
+class Reader {
+  constructor(
+    private readonly env: Env,
+    private readonly problems: string[],
+  ) {}
+
+  optional(name: string): string | undefined {
+    const value = this.env[name]?.trim();
+    return value ? value : undefined;
+  }
+
+  string(name: string, fallback: string): string {
+    return this.optional(name) ?? fallback;
+  }
+
+  integer(name: string, fallback: number, min: number, max: number): number {
+    const raw = this.optional(name);
+    if (raw === undefined) return fallback;
+    const value = Number(raw);
+    if (!/^-?\d+$/.test(raw) || value < min || value > max) {
+      this.problems.push(`${name} must be an integer from ${min} to ${max}`);
+      return fallback;
+    }
+    return value;
+  }
+
+  boolean(name: string, fallback: boolean): boolean {
+    const raw = this.optional(name);
+    if (raw === undefined) return fallback;
+    if (raw === 'true' || raw === '1') return true;
+    if (raw === 'false' || raw === '0') return false;
+    this.problems.push(`${name} must be true or false`);
+    return fallback;
+  }
+
+  oneOf<T extends string>(name: string, allowed: readonly T[], fallback: T): T {
+    const raw = this.optional(name);
+    if (raw === undefined) return fallback;
+    if ((allowed as readonly string[]).includes(raw)) return raw as T;
+    this.problems.push(`${name} must be one of: ${allowed.join(', ')}`);
+    return fallback;
+  }
+}

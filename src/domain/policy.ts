@@ -1,0 +1,38 @@
+// Roles and what they grant: deny by default, detokenize only for a listed purpose, revealing only listed fields.
+import { VaultError } from '../errors';
+import type { Tenant } from './ports';
+
+export const ACTIONS = ['tokenize', 'read', 'update', 'delete', 'detokenize', 'audit.read', 'admin'] as const;
+export type Action = (typeof ACTIONS)[number];
+
+export const REVEALABLE_FIELDS = ['number', 'exp_month', 'exp_year', 'holder_name'] as const;
+export type RevealableField = (typeof REVEALABLE_FIELDS)[number];
+
+export interface Role {
+  name: string;
+  description: string;
+  actions: ReadonlySet<Action>;
+  detokenize: { purposes: ReadonlySet<string>; reveal: readonly RevealableField[] } | undefined;
+}
+
+export type Policies = ReadonlyMap<string, Role>;
+
+export interface Principal {
+  tenant: Tenant;
+  apiKeyId: string;
+  role: Role;
+}
+
+export function authorize(principal: Principal, action: Action): void {
+  if (!principal.role.actions.has(action)) throw new VaultError('forbidden', `this key's role does not grant ${action}`);
+}
+
+/** Checks the action and the purpose; returns the fields this role may see. */
+export function authorizeDetokenize(principal: Principal, purpose: string): readonly RevealableField[] {
+  authorize(principal, 'detokenize');
+  const grant = principal.role.detokenize;
+  if (!grant || !grant.purposes.has(purpose)) {
+    throw new VaultError('purpose_not_allowed', "this key's role may not detokenize for this purpose");
+  }
+  return grant.reveal;
+}

@@ -1,0 +1,150 @@
+// The interfaces the use cases depend on; store/ and crypto/ implement them, tests can swap them.
+import type { Pan } from './pan';
+import type { TokenFormat } from './token';
+
+export type KeyPurpose = 'card-data' | 'fingerprint';
+
+/** Bound into every KMS call as the encryption context: a wrapped key opens only for its tenant and purpose. */
+export interface KeyContext {
+  tenantId: string;
+  purpose: KeyPurpose;
+}
+
+export interface WrappedKey {
+  /** The KMS key (id or ARN; `local:<fingerprint>` for the key file) that wraps this data key. */
+  kmsKeyId: string;
+  ciphertext: Buffer;
+}
+
+export interface DataKey {
+  plaintext: Buffer;
+  wrapped: WrappedKey;
+}
+
+export interface Kms {
+  readonly provider: 'local' | 'aws';
+  generateDataKey(context: KeyContext): Promise<DataKey>;
+  decryptDataKey(wrapped: WrappedKey, context: KeyContext): Promise<Buffer>;
+  /** Re-wraps under another KMS key without the plaintext entering the vault (aws: ReEncrypt). */
+  reEncrypt(wrapped: WrappedKey, context: KeyContext, destinationKeyId: string): Promise<WrappedKey>;
+}
+
+export interface StoredDataKey {
+  id: string;
+  tenantId: string;
+  purpose: KeyPurpose;
+  wrapped: WrappedKey;
+  createdAt: Date;
+}
+
+export interface DataKeyStore {
+  insertDataKey(key: { tenantId: string; purpose: KeyPurpose; wrapped: WrappedKey }): Promise<StoredDataKey>;
+  findDataKey(id: string): Promise<StoredDataKey | undefined>;
+}
+
+export interface Tenant {
+  id: string;
+  name: string;
+  fingerprintKey: WrappedKey;
+  createdAt: Date;
+}
+
+export interface ApiKeyRecord {
+  id: string;
+  tenantId: string;
+  role: string;
+  label: string | null;
+  createdAt: Date;
+  revokedAt: Date | null;
+}
+
+/** What is sealed: the PAN and the holder name never leave this shape unencrypted except on detokenize. */
+export interface CardSecret {
+  pan: Pan;
+  holderName: string | null;
+}
+
+export interface SealedCard {
+  dataKeyId: string;
+  iv: Buffer;
+  tag: Buffer;
+  ciphertext: Buffer;
+}
+
+export type CardStatus = 'active' | 'deleted';
+
+export interface CardRecord {
+  tenantId: string;
+  token: string;
+  format: TokenFormat;
+  fingerprint: string;
+  brand: string;
+  bin: string;
+  last4: string;
+  expMonth: number;
+  expYear: number;
+  status: CardStatus;
+  sealed: SealedCard;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+export type NewCard = Omit<CardRecord, 'status' | 'createdAt' | 'updatedAt'>;
+
+export interface IdempotencyRecord {
+  requestDigest: string;
+  /** Null while the first request is still in flight (only visible after a crash mid-transaction: never). */
+  response: unknown | null;
+}
+
+/** Storage for the card use cases; a transaction hands out the same interface bound to one connection. */
+export interface CardStore {
+  transaction<T>(fn: (tx: CardStore) => Promise<T>): Promise<T>;
+  /** Inserts unless the token or the tenant's active fingerprint is taken; undefined on either conflict. */
+  insertCard(card: NewCard): Promise<CardRecord | undefined>;
+  findActiveCardByFingerprint(tenantId: string, fingerprint: string): Promise<CardRecord | undefined>;
+  findActiveCard(tenantId: string, token: string): Promise<CardRecord | undefined>;
+  /** Moves the expiry forward only: a later expiry replaces an earlier one, never the reverse. */
+  extendExpiry(tenantId: string, token: string, expMonth: number, expYear: number): Promise<CardRecord | undefined>;
+  updateCard(
+    tenantId: string,
+    token: string,
+    changes: { expMonth?: number; expYear?: number; sealed?: SealedCard },
+  ): Promise<CardRecord | undefined>;
+  /** Destroys the ciphertext and fingerprint, leaving a tombstone so the token is never reissued. */
+  destroyCard(tenantId: string, token: string): Promise<boolean>;
+  /** Claims the key for this request (or takes over an expired claim); otherwise returns what is stored. */
+  claimIdempotencyKey(
+    tenantId: string,
+    key: string,
+    requestDigest: string,
+    ttlSeconds: number,
+  ): Promise<{ claimed: true } | { claimed: false; record: IdempotencyRecord }>;
+  completeIdempotencyKey(tenantId: string, key: string, response: unknown): Promise<void>;
+}
+
+export interface TenantStore {
+  createTenant(id: string, name: string, fingerprintKey: WrappedKey): Promise<Tenant>;
+  findTenantByName(name: string): Promise<Tenant | undefined>;
+  findTenantById(id: string): Promise<Tenant | undefined>;
+  countTenants(): Promise<number>;
+  insertApiKey(key: { tenantId: string; role: string; keyHash: Buffer; label: string | null }): Promise<ApiKeyRecord>;
+  /** The active (unrevoked) key with this hash, with its tenant. */
+  findActiveApiKey(keyHash: Buffer): Promise<{ key: ApiKeyRecord; tenant: Tenant } | undefined>;
+  revokeApiKey(id: string): Promise<boolean>;
+  listApiKeys(tenantId: string): Promise<ApiKeyRecord[]>;
+}
+
+/** Card-level cryptography: sealing under tenant data keys, keyed fingerprints, keyed request digests. */
+export interface CardCrypto {
+  seal(tenantId: string, token: string, secret: CardSecret): Promise<SealedCard>;
+  open(tenantId: string, token: string, sealed: SealedCard): Promise<CardSecret>;
+  fingerprint(tenant: Tenant, pan: Pan): Promise<string>;
+  requestDigest(tenant: Tenant, canonicalRequest: string): Promise<string>;
+}
+
+export interface Clock {
+  now(): Date;
+}
+
+export const systemClock: Clock = { now: () => new Date() };

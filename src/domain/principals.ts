@@ -1,0 +1,82 @@
+// Tenants, API keys and authentication: who is calling, for which tenant, in which role.
+import { VaultError } from '../errors';
+import type { Policies, Principal } from './policy';
+import type { ApiKeyRecord, Kms, Tenant, TenantStore } from './ports';
+import { Secret } from './secret';
+
+export interface ApiKeyCodec {
+  generate(): { secret: string; hash: Buffer };
+  hash(secret: string): Buffer;
+  looksValid(secret: string): boolean;
+}
+
+export interface PrincipalsDeps {
+  tenants: TenantStore;
+  kms: Kms;
+  policies: Policies;
+  apiKeys: ApiKeyCodec;
+  /** How long a successful lookup is reused; a revocation takes effect on every instance within this time. */
+  cacheMs: number;
+  now?: () => number;
+}
+
+const MAX_CACHED_KEYS = 10_000;
+const TENANT_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+
+export class Principals {
+  readonly #cache = new Map<string, { principal: Principal; expiresAt: number }>();
+  readonly #now: () => number;
+
+  constructor(private readonly deps: PrincipalsDeps) {
+    this.#now = deps.now ?? Date.now;
+  }
+
+  /** Resolves a bearer secret to its principal; every failure is the same 401. */
+  async authenticate(secret: string): Promise<Principal> {
+    if (!this.deps.apiKeys.looksValid(secret)) throw new VaultError('unauthenticated');
+    const hash = this.deps.apiKeys.hash(secret);
+    const cacheKey = hash.toString('base64');
+    const cached = this.#cache.get(cacheKey);
+    if (cached && cached.expiresAt > this.#now()) return cached.principal;
+
+    const found = await this.deps.tenants.findActiveApiKey(hash);
+    const role = found && this.deps.policies.get(found.key.role);
+    if (!found || !role) {
+      this.#cache.delete(cacheKey);
+      throw new VaultError('unauthenticated');
+    }
+    const principal: Principal = { tenant: found.tenant, apiKeyId: found.key.id, role };
+    if (this.deps.cacheMs > 0) {
+      if (this.#cache.size >= MAX_CACHED_KEYS) this.#cache.delete(this.#cache.keys().next().value as string);
+      this.#cache.set(cacheKey, { principal, expiresAt: this.#now() + this.deps.cacheMs });
+    }
+    return principal;
+  }
+
+  async createTenant(name: string): Promise<Tenant> {
+    if (!TENANT_NAME.test(name)) {
+      throw new VaultError('invalid_field', 'a tenant name is 1–63 lowercase letters, digits, - or _', { pointer: '/name' });
+    }
+    // The id is chosen here so the fingerprint key's encryption context can name it.
+    const id = globalThis.crypto.randomUUID();
+    const tenantKey = await this.deps.kms.generateDataKey({ tenantId: id, purpose: 'fingerprint' });
+    tenantKey.plaintext.fill(0);
+    return this.deps.tenants.createTenant(id, name, tenantKey.wrapped);
+  }
+
+  async issueApiKey(tenantId: string, role: string, label: string | null = null): Promise<{ key: ApiKeyRecord; secret: Secret<string> }> {
+    if (!this.deps.policies.has(role)) {
+      throw new VaultError('invalid_field', 'the role is not defined in policies/', { pointer: '/role' });
+    }
+    const { secret, hash } = this.deps.apiKeys.generate();
+    const key = await this.deps.tenants.insertApiKey({ tenantId, role, keyHash: hash, label });
+    return { key, secret: new Secret(secret, 'api key') };
+  }
+
+  async revokeApiKey(id: string): Promise<boolean> {
+    const revoked = await this.deps.tenants.revokeApiKey(id);
+    // Only this instance's cache can be cleared here; others drop the key within cacheMs.
+    this.#cache.clear();
+    return revoked;
+  }
+}

@@ -1,0 +1,73 @@
+// Token formats and token generation: numeric tokens that keep chosen PAN digits but can never pass for a card.
+import { VaultError } from '../errors';
+import { luhnValid, type Pan } from './pan';
+
+export type TokenFormat = 'bin6_last4' | 'last4' | 'opaque';
+
+export const TOKEN_FORMATS: readonly TokenFormat[] = Object.freeze(['bin6_last4', 'last4', 'opaque'] as const);
+
+export const DEFAULT_TOKEN_FORMAT: TokenFormat = 'bin6_last4';
+
+export function isTokenFormat(v: unknown): v is TokenFormat {
+  return typeof v === 'string' && (TOKEN_FORMATS as readonly string[]).includes(v);
+}
+
+/** Injected so domain/ imports no crypto package; crypto/random.ts is the production source. */
+export interface TokenRandomness {
+  /** `count` uniformly random decimal digits. */
+  digits(count: number): string;
+  /** A random URL-safe identifier of 16–64 characters from [A-Za-z0-9_-]. */
+  opaqueId(): string;
+}
+
+/**
+ * A 12-digit PAN in bin6_last4 keeps only 2 free digits: 100 candidates, exactly 10 of them Luhn-valid, so a
+ * draw is rejected with probability 1/10 and 64 draws all failing (1e-64) means the randomness is broken.
+ */
+const MAX_DRAWS = 64;
+
+const OPAQUE_ID = /^[A-Za-z0-9_-]{16,64}$/;
+
+export function generateToken(format: TokenFormat, pan: Pan, random: TokenRandomness): string {
+  switch (format) {
+    case 'bin6_last4':
+      return numericToken(pan.bin, pan.length - 10, pan.last4, random);
+    case 'last4':
+      return numericToken('', pan.length - 4, pan.last4, random);
+    case 'opaque':
+      return opaqueToken(random);
+    default:
+      throw new VaultError('unsupported_format', 'the token format is not one of the supported formats');
+  }
+}
+
+/**
+ * Rejection sampling: a Luhn-valid draw is thrown away whole and drawn again, so every acceptable token stays
+ * equally likely (patching a digit would favour some tokens). A Luhn-invalid token also cannot equal the PAN,
+ * because Pan.parse admits only Luhn-valid numbers.
+ */
+function numericToken(head: string, free: number, tail: string, random: TokenRandomness): string {
+  for (let draw = 0; draw < MAX_DRAWS; draw++) {
+    const middle = random.digits(free);
+    if (middle.length !== free || !/^[0-9]*$/.test(middle)) {
+      throw new VaultError('internal_error', 'the token randomness returned malformed digits');
+    }
+    const candidate = head + middle + tail;
+    if (!luhnValid(candidate)) return candidate;
+  }
+  throw new VaultError('token_space_exhausted', `no Luhn-invalid token was drawn in ${MAX_DRAWS} attempts`);
+}
+
+function opaqueToken(random: TokenRandomness): string {
+  const id = random.opaqueId();
+  // A malformed id would mint a token that looksLikeToken rejects, i.e. one nobody could ever look up.
+  if (!OPAQUE_ID.test(id)) {
+    throw new VaultError('internal_error', 'the token randomness returned a malformed opaque id');
+  }
+  return `tok_${id}`;
+}
+
+/** A cheap syntactic filter for path parameters, applied before any lookup. */
+export function looksLikeToken(value: string): boolean {
+  return /^[0-9]{12,19}$/.test(value) || /^tok_[A-Za-z0-9_-]{16,64}$/.test(value);
+}

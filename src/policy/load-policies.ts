@@ -1,0 +1,90 @@
+// Reads the role files in policies/ (YAML or JSON), validates each against the schema, and fails naming file and field.
+import fs from 'node:fs';
+import path from 'node:path';
+import Ajv from 'ajv';
+import YAML from 'yaml';
+import { ACTIONS, REVEALABLE_FIELDS, type Action, type Policies, type RevealableField, type Role } from '../domain/policy';
+
+export class PolicyError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'PolicyError';
+  }
+}
+
+export const POLICY_SCHEMA = {
+  $id: 'https://cardvault.dev/schemas/policy.json',
+  type: 'object',
+  additionalProperties: false,
+  required: ['role', 'actions'],
+  properties: {
+    role: { type: 'string', pattern: '^[a-z][a-z0-9_-]{0,31}$' },
+    description: { type: 'string', maxLength: 500 },
+    actions: { type: 'array', uniqueItems: true, items: { enum: [...ACTIONS] } },
+    detokenize: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['purposes', 'reveal'],
+      properties: {
+        purposes: { type: 'array', minItems: 1, uniqueItems: true, items: { type: 'string', pattern: '^[a-z][a-z0-9_]{0,31}$' } },
+        reveal: { type: 'array', minItems: 1, uniqueItems: true, items: { enum: [...REVEALABLE_FIELDS] } },
+      },
+    },
+  },
+  // A detokenize grant needs its purposes and fields, and the fields are meaningless without the grant.
+  if: { properties: { actions: { type: 'array', contains: { const: 'detokenize' } } } },
+  then: { required: ['detokenize'] },
+  else: { not: { required: ['detokenize'] } },
+} as const;
+
+interface PolicyFile {
+  role: string;
+  description?: string;
+  actions: Action[];
+  detokenize?: { purposes: string[]; reveal: RevealableField[] };
+}
+
+// strictRequired off: the if/then below names a property declared at the top level, which strict mode misreads.
+const validate = new Ajv({ allErrors: true, strict: true, strictRequired: false }).compile<PolicyFile>(POLICY_SCHEMA);
+
+function parseFile(file: string): unknown {
+  const text = fs.readFileSync(file, 'utf8');
+  try {
+    return file.endsWith('.json') ? JSON.parse(text) : YAML.parse(text);
+  } catch (err) {
+    throw new PolicyError(`${file}: not valid ${file.endsWith('.json') ? 'JSON' : 'YAML'} (${(err as Error).message.split('\n')[0]})`);
+  }
+}
+
+export function loadPolicies(dir: string): Policies {
+  if (!fs.existsSync(dir)) throw new PolicyError(`${dir}: policies directory not found`);
+  const files = fs
+    .readdirSync(dir)
+    .filter((name) => /\.(ya?ml|json)$/.test(name))
+    .sort()
+    .map((name) => path.join(dir, name));
+  if (files.length === 0) throw new PolicyError(`${dir}: no policy files (*.yaml, *.yml, *.json)`);
+
+  const roles = new Map<string, Role>();
+  for (const file of files) {
+    const doc = parseFile(file);
+    if (!validate(doc)) {
+      const problems = (validate.errors ?? []).map((e) => {
+        const field = e.instancePath || '/';
+        const extra = e.keyword === 'additionalProperties' ? ` (${String(e.params.additionalProperty)})` : '';
+        return `field ${field}: ${e.message}${extra}`;
+      });
+      throw new PolicyError(`${file}: ${problems.join('; ')}`);
+    }
+    const expected = path.basename(file).replace(/\.(ya?ml|json)$/, '');
+    if (doc.role !== expected) throw new PolicyError(`${file}: field /role must equal the file name (${expected})`);
+    if (roles.has(doc.role)) throw new PolicyError(`${file}: field /role duplicates role ${doc.role}`);
+    roles.set(doc.role, {
+      name: doc.role,
+      description: doc.description ?? '',
+      actions: new Set(doc.actions),
+      detokenize: doc.detokenize && { purposes: new Set(doc.detokenize.purposes), reveal: [...doc.detokenize.reveal] },
+    });
+  }
+  return roles;
+}

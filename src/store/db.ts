@@ -1,0 +1,138 @@
+// The one SQL helper: a small interface over node-postgres and PGlite, translating driver errors once.
+import { Pool, type PoolConfig } from 'pg';
+import type { PGlite } from '@electric-sql/pglite';
+import { VaultError } from '../errors';
+
+export interface Queryable {
+  query<R = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<R[]>;
+  /** Runs a script of several statements without parameters (migrations). */
+  exec(sql: string): Promise<void>;
+}
+
+export interface Db extends Queryable {
+  readonly kind: 'postgres' | 'embedded';
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** SQLSTATE classes and socket errors that mean "the database is not there right now". */
+const UNAVAILABLE_SQLSTATE = /^(08|53|57P0|57P03|40001|40P01)/;
+const UNAVAILABLE_NODE = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH']);
+
+export function translateDbError(err: unknown): unknown {
+  if (err instanceof VaultError) return err;
+  const code = (err as { code?: unknown })?.code;
+  const message = err instanceof Error ? err.message : '';
+  if (
+    (typeof code === 'string' && (UNAVAILABLE_SQLSTATE.test(code) || UNAVAILABLE_NODE.has(code))) ||
+    /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/.test(message)
+  ) {
+    return new VaultError('database_unavailable', undefined, { cause: err });
+  }
+  return err;
+}
+
+async function translated<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (err) {
+    throw translateDbError(err);
+  }
+}
+
+export function openPostgres(options: { url: string; poolSize: number; applicationName?: string }): Db {
+  const poolConfig: PoolConfig = {
+    connectionString: options.url,
+    max: options.poolSize,
+    connectionTimeoutMillis: 2000,
+    idleTimeoutMillis: 30_000,
+    application_name: options.applicationName ?? 'cardvault',
+    // A statement stuck behind a lock or a dying server must not hold a request forever.
+    statement_timeout: 10_000,
+  };
+  const pool = new Pool(poolConfig);
+  // An idle client losing its connection emits here; without a listener the process would crash.
+  pool.on('error', () => undefined);
+
+  const run = <R>(q: { query: Pool['query'] }, sql: string, params?: readonly unknown[]) =>
+    translated(async () => (await q.query(sql, params as unknown[])).rows as R[]);
+
+  return {
+    kind: 'postgres',
+    query: (sql, params) => run(pool, sql, params),
+    async transaction(fn) {
+      const client = await translated(() => pool.connect());
+      let broken = false;
+      try {
+        await run(client, 'BEGIN');
+        const result = await fn({
+          query: (sql, params) => run(client, sql, params),
+          exec: async (sql) => {
+            await run(client, sql);
+          },
+        });
+        await run(client, 'COMMIT');
+        return result;
+      } catch (err) {
+        try {
+          await client.query('ROLLBACK');
+        } catch {
+          broken = true;
+        }
+        throw translateDbError(err);
+      } finally {
+        client.release(broken);
+      }
+    },
+    exec: async (sql) => {
+      await translated(() => pool.query(sql));
+    },
+    ping: async () => {
+      await run(pool, 'SELECT 1');
+    },
+    close: () => pool.end(),
+  };
+}
+
+/** PGlite returns bytea as Uint8Array; the rest of the code works with Buffers. */
+function normalizeRow(row: Record<string, unknown>): Record<string, unknown> {
+  for (const [key, value] of Object.entries(row)) {
+    if (value instanceof Uint8Array && !Buffer.isBuffer(value)) {
+      row[key] = Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+    }
+  }
+  return row;
+}
+
+export async function openEmbedded(options: { dataDir: string }): Promise<Db> {
+  const { PGlite: PGliteClass } = await import('@electric-sql/pglite');
+  const db: PGlite = await PGliteClass.create(options.dataDir);
+  const run = async <R>(q: Pick<PGlite, 'query'>, sql: string, params?: readonly unknown[]) =>
+    translated(async () => {
+      const result = await q.query<Record<string, unknown>>(sql, params as unknown[]);
+      return result.rows.map(normalizeRow) as R[];
+    });
+  return {
+    kind: 'embedded',
+    query: (sql, params) => run(db, sql, params),
+    transaction: (fn) =>
+      translated(() =>
+        db.transaction((tx) =>
+          fn({
+            query: (sql, params) => run(tx, sql, params),
+            exec: async (sql) => {
+              await translated(() => tx.exec(sql));
+            },
+          }),
+        ),
+      ),
+    exec: async (sql) => {
+      await translated(() => db.exec(sql));
+    },
+    ping: async () => {
+      await run(db, 'SELECT 1');
+    },
+    close: () => db.close(),
+  };
+}

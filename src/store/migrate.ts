@@ -1,0 +1,61 @@
+// Applies the SQL files in migrations/ with umzug, in one transaction under an advisory lock so instances can race.
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { Umzug, type UmzugStorage } from 'umzug';
+import type { Db, Queryable } from './db';
+
+export const MIGRATIONS_DIR = path.resolve(__dirname, '..', '..', 'migrations');
+const LOCK_ID = 0x63617264; // "card"
+
+function storage(tx: Queryable): UmzugStorage {
+  return {
+    async executed() {
+      const rows = await tx.query<{ name: string }>('SELECT name FROM schema_migrations ORDER BY name');
+      return rows.map((row) => row.name);
+    },
+    async logMigration({ name }) {
+      await tx.query('INSERT INTO schema_migrations (name) VALUES ($1)', [name]);
+    },
+    async unlogMigration({ name }) {
+      await tx.query('DELETE FROM schema_migrations WHERE name = $1', [name]);
+    },
+  };
+}
+
+function migrator(tx: Queryable, dir: string): Umzug<Queryable> {
+  return new Umzug<Queryable>({
+    migrations: {
+      glob: ['*.sql', { cwd: dir, ignore: ['*.down.sql'] }],
+      resolve: ({ name, path: file }) => ({
+        name: path.basename(name, '.sql'),
+        up: async () => tx.exec(await fs.readFile(file!, 'utf8')),
+        down: async () => tx.exec(await fs.readFile(file!.replace(/\.sql$/, '.down.sql'), 'utf8')),
+      }),
+    },
+    context: tx,
+    storage: storage(tx),
+    logger: undefined,
+  });
+}
+
+async function locked<T>(db: Db, work: (tx: Queryable) => Promise<T>): Promise<T> {
+  return db.transaction(async (tx) => {
+    await tx.query('SELECT pg_advisory_xact_lock($1)', [LOCK_ID]);
+    await tx.exec('CREATE TABLE IF NOT EXISTS schema_migrations (name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())');
+    return work(tx);
+  });
+}
+
+/** Applies every pending migration; returns the names applied. */
+export async function migrateUp(db: Db, dir = MIGRATIONS_DIR): Promise<string[]> {
+  return locked(db, async (tx) => (await migrator(tx, dir).up()).map((m) => m.name));
+}
+
+/** Reverts migrations down to (and excluding) `to`, or all of them. */
+export async function migrateDown(db: Db, options: { to?: string } = {}, dir = MIGRATIONS_DIR): Promise<string[]> {
+  return locked(db, async (tx) => (await migrator(tx, dir).down({ to: options.to ?? 0 })).map((m) => m.name));
+}
+
+export async function pendingMigrations(db: Db, dir = MIGRATIONS_DIR): Promise<string[]> {
+  return locked(db, async (tx) => (await migrator(tx, dir).pending()).map((m) => m.name));
+}

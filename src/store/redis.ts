@@ -1,0 +1,25 @@
+// The optional Redis connection (shared rate-limit state comes later); its absence degrades, never stops, the vault.
+import Redis from 'ioredis';
+
+export interface RedisHandle {
+  ping(): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+export function openRedis(url: string): RedisHandle {
+  const client = new Redis(url, { lazyConnect: false, enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 2000 });
+  // Connection errors are reported through readiness; without a listener ioredis would log to stderr.
+  client.on('error', () => undefined);
+  return {
+    async ping() {
+      try {
+        return (await client.ping()) === 'PONG';
+      } catch {
+        return false;
+      }
+    },
+    async close() {
+      client.disconnect();
+    },
+  };
+}

@@ -1,0 +1,123 @@
+// Tenants, API keys and wrapped data keys in PostgreSQL.
+import type { ApiKeyRecord, DataKeyStore, KeyPurpose, StoredDataKey, Tenant, TenantStore, WrappedKey } from '../domain/ports';
+import { VaultError } from '../errors';
+import type { Queryable } from './db';
+
+interface TenantRow {
+  id: string;
+  name: string;
+  fingerprint_kms_key_id: string;
+  fingerprint_key_wrapped: Buffer;
+  created_at: Date;
+}
+
+interface ApiKeyRow {
+  id: string;
+  tenant_id: string;
+  role: string;
+  label: string | null;
+  created_at: Date;
+  revoked_at: Date | null;
+}
+
+const toTenant = (row: TenantRow): Tenant => ({
+  id: row.id,
+  name: row.name,
+  fingerprintKey: { kmsKeyId: row.fingerprint_kms_key_id, ciphertext: row.fingerprint_key_wrapped },
+  createdAt: row.created_at,
+});
+
+const toApiKey = (row: ApiKeyRow): ApiKeyRecord => ({
+  id: row.id,
+  tenantId: row.tenant_id,
+  role: row.role,
+  label: row.label,
+  createdAt: row.created_at,
+  revokedAt: row.revoked_at,
+});
+
+const TENANT_COLUMNS = 'id, name, fingerprint_kms_key_id, fingerprint_key_wrapped, created_at';
+const API_KEY_COLUMNS = 'id, tenant_id, role, label, created_at, revoked_at';
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export class PgTenantStore implements TenantStore, DataKeyStore {
+  constructor(private readonly q: Queryable) {}
+
+  async createTenant(id: string, name: string, fingerprintKey: WrappedKey): Promise<Tenant> {
+    const rows = await this.q.query<TenantRow>(
+      `INSERT INTO tenants (id, name, fingerprint_kms_key_id, fingerprint_key_wrapped) VALUES ($1, $2, $3, $4)
+       ON CONFLICT (name) DO NOTHING RETURNING ${TENANT_COLUMNS}`,
+      [id, name, fingerprintKey.kmsKeyId, fingerprintKey.ciphertext],
+    );
+    if (!rows[0]) throw new VaultError('tenant_exists');
+    return toTenant(rows[0]);
+  }
+
+  async findTenantByName(name: string): Promise<Tenant | undefined> {
+    const rows = await this.q.query<TenantRow>(`SELECT ${TENANT_COLUMNS} FROM tenants WHERE name = $1`, [name]);
+    return rows[0] && toTenant(rows[0]);
+  }
+
+  async findTenantById(id: string): Promise<Tenant | undefined> {
+    if (!UUID.test(id)) return undefined;
+    const rows = await this.q.query<TenantRow>(`SELECT ${TENANT_COLUMNS} FROM tenants WHERE id = $1`, [id]);
+    return rows[0] && toTenant(rows[0]);
+  }
+
+  async countTenants(): Promise<number> {
+    const rows = await this.q.query<{ n: number }>('SELECT count(*)::int AS n FROM tenants');
+    return rows[0]!.n;
+  }
+
+  async insertApiKey(key: { tenantId: string; role: string; keyHash: Buffer; label: string | null }): Promise<ApiKeyRecord> {
+    const rows = await this.q.query<ApiKeyRow>(
+      `INSERT INTO api_keys (tenant_id, role, key_hash, label) VALUES ($1, $2, $3, $4) RETURNING ${API_KEY_COLUMNS}`,
+      [key.tenantId, key.role, key.keyHash, key.label],
+    );
+    return toApiKey(rows[0]!);
+  }
+
+  async findActiveApiKey(keyHash: Buffer): Promise<{ key: ApiKeyRecord; tenant: Tenant } | undefined> {
+    const rows = await this.q.query<ApiKeyRow & { t_name: string; t_kms: string; t_wrapped: Buffer; t_created: Date }>(
+      `SELECT k.id, k.tenant_id, k.role, k.label, k.created_at, k.revoked_at,
+              t.name AS t_name, t.fingerprint_kms_key_id AS t_kms, t.fingerprint_key_wrapped AS t_wrapped, t.created_at AS t_created
+       FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+       WHERE k.key_hash = $1 AND k.revoked_at IS NULL`,
+      [keyHash],
+    );
+    const row = rows[0];
+    if (!row) return undefined;
+    return {
+      key: toApiKey(row),
+      tenant: toTenant({ id: row.tenant_id, name: row.t_name, fingerprint_kms_key_id: row.t_kms, fingerprint_key_wrapped: row.t_wrapped, created_at: row.t_created }),
+    };
+  }
+
+  async revokeApiKey(id: string): Promise<boolean> {
+    if (!UUID.test(id)) return false;
+    const rows = await this.q.query('UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL RETURNING id', [id]);
+    return rows.length === 1;
+  }
+
+  async listApiKeys(tenantId: string): Promise<ApiKeyRecord[]> {
+    const rows = await this.q.query<ApiKeyRow>(`SELECT ${API_KEY_COLUMNS} FROM api_keys WHERE tenant_id = $1 ORDER BY created_at`, [tenantId]);
+    return rows.map(toApiKey);
+  }
+
+  async insertDataKey(key: { tenantId: string; purpose: KeyPurpose; wrapped: WrappedKey }): Promise<StoredDataKey> {
+    const rows = await this.q.query<{ id: string; created_at: Date }>(
+      'INSERT INTO data_keys (tenant_id, purpose, kms_key_id, wrapped) VALUES ($1, $2, $3, $4) RETURNING id, created_at',
+      [key.tenantId, key.purpose, key.wrapped.kmsKeyId, key.wrapped.ciphertext],
+    );
+    return { id: rows[0]!.id, tenantId: key.tenantId, purpose: key.purpose, wrapped: key.wrapped, createdAt: rows[0]!.created_at };
+  }
+
+  async findDataKey(id: string): Promise<StoredDataKey | undefined> {
+    const rows = await this.q.query<{ id: string; tenant_id: string; purpose: KeyPurpose; kms_key_id: string; wrapped: Buffer; created_at: Date }>(
+      'SELECT id, tenant_id, purpose, kms_key_id, wrapped, created_at FROM data_keys WHERE id = $1',
+      [id],
+    );
+    const row = rows[0];
+    return row && { id: row.id, tenantId: row.tenant_id, purpose: row.purpose, wrapped: { kmsKeyId: row.kms_key_id, ciphertext: row.wrapped }, createdAt: row.created_at };
+  }
+}
