@@ -81,7 +81,8 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Readonl
     database,
     redisUrl: read.optional('REDIS_URL'),
     kms,
-    policiesDir: path.resolve(cwd, read.string('POLICIES_DIR', 'policies')),
+    // Defaults to the policies/ shipped beside src/ and dist/, wherever the process was started from.
+    policiesDir: path.resolve(cwd, read.string('POLICIES_DIR', path.resolve(__dirname, '..', 'policies'))),
     bodyLimitBytes: read.integer('BODY_LIMIT_BYTES', 16 * 1024, 1024, 1024 * 1024),
     trustProxy: read.boolean('TRUST_PROXY', false),
     apiKeyCacheSeconds: read.integer('API_KEY_CACHE_SECONDS', 5, 0, 300),

@@ -1,4 +1,5 @@
 // The one SQL helper: a small interface over node-postgres and PGlite, translating driver errors once.
+import fs from 'node:fs';
 import { Pool, type PoolConfig } from 'pg';
 import type { PGlite } from '@electric-sql/pglite';
 import { VaultError } from '../errors';
@@ -107,6 +108,8 @@ function normalizeRow(row: Record<string, unknown>): Record<string, unknown> {
 
 export async function openEmbedded(options: { dataDir: string }): Promise<Db> {
   const { PGlite: PGliteClass } = await import('@electric-sql/pglite');
+  // Ciphertext and wrapped keys live here: readable by the vault's user only.
+  fs.mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
   const db: PGlite = await PGliteClass.create(options.dataDir);
   const run = async <R>(q: Pick<PGlite, 'query'>, sql: string, params?: readonly unknown[]) =>
     translated(async () => {

@@ -1,0 +1,92 @@
+// createApp(deps): security headers, body limits, routes and the error mapper; no I/O of its own.
+import { randomUUID } from 'node:crypto';
+import express, { type RequestHandler } from 'express';
+import helmet from 'helmet';
+import type { Principals } from './domain/principals';
+import type { Vault } from './domain/vault';
+import { VaultError } from './errors';
+import { authenticate } from './http/authenticate';
+import { problemHandler, sendProblem } from './http/problem';
+import { serviceRoutes, type ReadinessCheck } from './http/service-routes';
+import { tokenRoutes } from './http/tokens';
+import type { Logger } from './log';
+
+export interface AppDeps {
+  vault: Vault;
+  principals: Principals;
+  log: Logger;
+  readiness: ReadinessCheck;
+  bodyLimitBytes: number;
+  trustProxy: boolean;
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._-]{8,64}$/;
+
+function requestContext(log: Logger): RequestHandler {
+  return (req, res, next) => {
+    const incoming = req.get('X-Request-Id');
+    const requestId = incoming && REQUEST_ID.test(incoming) ? incoming : randomUUID();
+    res.locals.requestId = requestId;
+    res.setHeader('X-Request-Id', requestId);
+    const started = process.hrtime.bigint();
+    res.on('finish', () => {
+      const principal = res.locals.principal;
+      log.info(
+        {
+          request_id: requestId,
+          method: req.method,
+          // The route template, not the URL: paths carry tokens.
+          route: req.route ? `${req.baseUrl}${req.route.path}` : 'unmatched',
+          status: res.statusCode,
+          duration_ms: Number(process.hrtime.bigint() - started) / 1e6,
+          tenant: principal?.tenant.name,
+          api_key_id: principal?.apiKeyId,
+        },
+        'request',
+      );
+    });
+    next();
+  };
+}
+
+/** Bodies must be JSON: anything else is refused before it is read. */
+const requireJson: RequestHandler = (req, _res, next) => {
+  if ((req.method === 'POST' || req.method === 'PATCH') && !req.is('application/json')) {
+    throw new VaultError('unsupported_media_type');
+  }
+  next();
+};
+
+const noStore: RequestHandler = (_req, res, next) => {
+  res.setHeader('Cache-Control', 'no-store');
+  next();
+};
+
+export function createApp(deps: AppDeps): express.Express {
+  const app = express();
+  app.set('trust proxy', deps.trustProxy);
+  app.set('etag', false);
+  app.disable('x-powered-by');
+
+  app.use(requestContext(deps.log));
+  app.use(
+    helmet({
+      contentSecurityPolicy: { useDefaults: false, directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },
+      frameguard: { action: 'deny' },
+    }),
+  );
+  app.use(serviceRoutes(deps.readiness));
+
+  const api = express.Router();
+  // Authenticate before reading a body: an anonymous caller cannot make the vault parse anything.
+  api.use(noStore, authenticate(deps.principals), requireJson);
+  api.use(express.json({ limit: deps.bodyLimitBytes, strict: true, type: 'application/json' }));
+  api.use('/tokens', tokenRoutes(deps.vault));
+  app.use('/v1', api);
+
+  app.use((_req, res) => {
+    sendProblem(res, new VaultError('not_found'));
+  });
+  app.use(problemHandler(deps.log));
+  return app;
+}

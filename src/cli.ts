@@ -1,0 +1,114 @@
+// The `cardvault` operator command: migrations, tenants and API keys, and serving; same config as the server.
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig, type Config } from './config';
+import { assembleVault, openDatabase, openKms } from './dependencies';
+import { loadPolicies } from './policy/load-policies';
+import { migrateDown, migrateUp } from './store/migrate';
+import type { Db } from './store/db';
+
+const USAGE = `usage: cardvault <command>
+
+  serve                                   run the vault (as npm start)
+  migrate [--down [--to NAME]]            apply pending migrations, or revert them
+  tenants create NAME                     create a tenant (its fingerprint key is wrapped by the KMS)
+  keys create --tenant NAME --role ROLE [--label TEXT]
+                                          issue an API key; the secret is printed once
+  keys list --tenant NAME                 list a tenant's keys (ids, roles, state; never secrets)
+  keys revoke KEY_ID                      revoke a key (other instances drop it within API_KEY_CACHE_SECONDS)
+
+Settings come from the environment, as for the server (see README). With the embedded
+database, stop the server first: PGlite allows one process at a time.`;
+
+class UsageError extends Error {}
+
+type Out = (line: string) => void;
+
+export async function run(argv: string[], env = process.env, out: Out = (l) => process.stdout.write(`${l}\n`)): Promise<number> {
+  const [command, sub, ...rest] = argv;
+  try {
+    if (command === 'serve') {
+      await import('./main').then((m) => m.main());
+      return 0;
+    }
+    const config = loadConfig(env);
+    if (command === 'migrate') return await withDb(config, (db) => migrate(db, [sub, ...rest].filter(Boolean) as string[], out));
+    if (command === 'tenants' && sub === 'create') return await tenants(config, rest, out);
+    if (command === 'keys' && (sub === 'create' || sub === 'list' || sub === 'revoke')) return await keys(config, sub, rest, out);
+    throw new UsageError(command ? `unknown command: ${[command, sub].filter(Boolean).join(' ')}` : 'no command given');
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`cardvault: ${err.message}\n\n${USAGE}\n`);
+      return 64;
+    }
+    const message = err instanceof ConfigError || err instanceof Error ? err.message : 'unknown error';
+    process.stderr.write(`cardvault: ${message}\n`);
+    return 1;
+  }
+}
+
+async function withDb(config: Config, work: (db: Db) => Promise<number>): Promise<number> {
+  const db = await openDatabase(config);
+  try {
+    return await work(db);
+  } finally {
+    await db.close();
+  }
+}
+
+async function migrate(db: Db, args: string[], out: Out): Promise<number> {
+  const { values } = parseArgs({ args, options: { down: { type: 'boolean' }, to: { type: 'string' } }, strict: true });
+  const names = values.down ? await migrateDown(db, { to: values.to }) : await migrateUp(db);
+  out(JSON.stringify({ [values.down ? 'reverted' : 'applied']: names }));
+  return 0;
+}
+
+async function openVault(config: Config, db: Db) {
+  const policies = loadPolicies(config.policiesDir);
+  const kms = await openKms(config);
+  return assembleVault({ db, kms, policies, config });
+}
+
+async function tenants(config: Config, args: string[], out: Out): Promise<number> {
+  const { positionals } = parseArgs({ args, allowPositionals: true, strict: true });
+  if (positionals.length !== 1) throw new UsageError('tenants create takes one NAME');
+  return withDb(config, async (db) => {
+    const { principals } = await openVault(config, db);
+    const tenant = await principals.createTenant(positionals[0]!);
+    out(JSON.stringify({ id: tenant.id, name: tenant.name, created_at: tenant.createdAt.toISOString() }));
+    return 0;
+  });
+}
+
+async function keys(config: Config, sub: 'create' | 'list' | 'revoke', args: string[], out: Out): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    strict: true,
+    options: { tenant: { type: 'string' }, role: { type: 'string' }, label: { type: 'string' } },
+  });
+  return withDb(config, async (db) => {
+    const { principals, tenants: store } = await openVault(config, db);
+    if (sub === 'revoke') {
+      if (positionals.length !== 1) throw new UsageError('keys revoke takes one KEY_ID');
+      const revoked = await principals.revokeApiKey(positionals[0]!);
+      out(JSON.stringify({ id: positionals[0], revoked }));
+      return revoked ? 0 : 1;
+    }
+    if (!values.tenant) throw new UsageError(`keys ${sub} needs --tenant NAME`);
+    const tenant = await store.findTenantByName(values.tenant);
+    if (!tenant) throw new Error(`no tenant named ${values.tenant}`);
+    if (sub === 'list') {
+      for (const key of await store.listApiKeys(tenant.id)) {
+        out(JSON.stringify({ id: key.id, role: key.role, label: key.label, created_at: key.createdAt, revoked_at: key.revokedAt }));
+      }
+      return 0;
+    }
+    if (!values.role) throw new UsageError('keys create needs --role ROLE');
+    const { key, secret } = await principals.issueApiKey(tenant.id, values.role, values.label ?? null);
+    out(JSON.stringify({ id: key.id, tenant: tenant.name, role: key.role, api_key: secret.reveal() }));
+    process.stderr.write('cardvault: store this API key now; the vault keeps only its hash and cannot show it again\n');
+    return 0;
+  });
+}
+
+export { USAGE };

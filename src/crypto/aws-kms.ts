@@ -1,0 +1,169 @@
+// The AWS KMS adapter: owns the SDK client, its retry and timeout policy, and the translation of SDK failures.
+import {
+  DecryptCommand,
+  GenerateDataKeyCommand,
+  KMSClient,
+  ReEncryptCommand,
+  type KMSClientConfig,
+} from '@aws-sdk/client-kms';
+import type { DataKey, KeyContext, Kms, WrappedKey } from '../domain/ports';
+import { VaultError } from '../errors';
+
+export interface AwsKmsOptions {
+  /** The key new data keys are generated under (id, ARN or alias). */
+  keyId: string;
+  region?: string;
+  endpoint?: string;
+  /** Attempts per call including the first; the SDK's standard mode backs off exponentially between them. */
+  maxAttempts?: number;
+  connectTimeoutMs?: number;
+  requestTimeoutMs?: number;
+  credentials?: KMSClientConfig['credentials'];
+}
+
+const DATA_KEY_BYTES = 32;
+
+/** The data is not ours to open, or the key or its policy is misconfigured: retrying cannot help. */
+const REFUSALS = new Set([
+  'InvalidCiphertextException',
+  'IncorrectKeyException',
+  'NotFoundException',
+  'AccessDeniedException',
+  'KMSInvalidStateException',
+  'DisabledException',
+]);
+
+/** KMS-side trouble that a later call may not meet; by now the SDK has already retried it. */
+const OUTAGES = new Set(['KMSInternalException', 'DependencyTimeoutException', 'ThrottlingException']);
+
+export function createAwsKms(options: AwsKmsOptions): Kms {
+  const client = new KMSClient({
+    region: options.region,
+    endpoint: options.endpoint,
+    credentials: options.credentials,
+    retryMode: 'standard',
+    maxAttempts: options.maxAttempts ?? 4,
+    requestHandler: {
+      connectionTimeout: options.connectTimeoutMs ?? 1000,
+      requestTimeout: options.requestTimeoutMs ?? 3000,
+      // Without this the SDK only logs a warning when requestTimeout passes, and a hung KMS hangs us.
+      throwOnRequestTimeout: true,
+    },
+  });
+
+  return {
+    provider: 'aws',
+
+    async generateDataKey(context: KeyContext): Promise<DataKey> {
+      const out = await client
+        .send(
+          new GenerateDataKeyCommand({
+            KeyId: options.keyId,
+            KeySpec: 'AES_256',
+            EncryptionContext: encryptionContext(context),
+          }),
+        )
+        .catch(translate('a data key could not be generated'));
+      if (!out.CiphertextBlob || !out.KeyId) throw incomplete();
+      return {
+        plaintext: dataKeyPlaintext(out.Plaintext),
+        wrapped: { kmsKeyId: out.KeyId, ciphertext: asBuffer(out.CiphertextBlob) },
+      };
+    },
+
+    async decryptDataKey(wrapped: WrappedKey, context: KeyContext): Promise<Buffer> {
+      const out = await client
+        .send(
+          new DecryptCommand({
+            CiphertextBlob: wrapped.ciphertext,
+            // Pinned so a blob naming some other key we can use is refused rather than opened.
+            KeyId: wrapped.kmsKeyId,
+            EncryptionContext: encryptionContext(context),
+          }),
+        )
+        .catch(translate('a data key could not be unwrapped'));
+      return dataKeyPlaintext(out.Plaintext);
+    },
+
+    async reEncrypt(wrapped: WrappedKey, context: KeyContext, destinationKeyId: string): Promise<WrappedKey> {
+      const out = await client
+        .send(
+          new ReEncryptCommand({
+            CiphertextBlob: wrapped.ciphertext,
+            SourceKeyId: wrapped.kmsKeyId,
+            SourceEncryptionContext: encryptionContext(context),
+            DestinationKeyId: destinationKeyId,
+            DestinationEncryptionContext: encryptionContext(context),
+          }),
+        )
+        .catch(translate('a data key could not be re-wrapped'));
+      if (!out.CiphertextBlob || !out.KeyId) throw incomplete();
+      return { kmsKeyId: out.KeyId, ciphertext: asBuffer(out.CiphertextBlob) };
+    },
+  };
+}
+
+function encryptionContext(context: KeyContext): Record<string, string> {
+  return { tenant: context.tenantId, purpose: context.purpose };
+}
+
+function dataKeyPlaintext(plaintext: Uint8Array | undefined): Buffer {
+  if (!plaintext) throw incomplete();
+  if (plaintext.byteLength !== DATA_KEY_BYTES) {
+    plaintext.fill(0);
+    throw incomplete();
+  }
+  return asBuffer(plaintext);
+}
+
+/** A view, not a copy: the caller can wipe the one copy of the plaintext the SDK decoded. */
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+function incomplete(): VaultError {
+  return new VaultError('internal_error', 'the KMS response is incomplete');
+}
+
+/**
+ * One error per operation whatever KMS said. The SDK error is not kept: its message and raw response are
+ * KMS's words, so the cause holds only names and numbers.
+ */
+function translate(detail: string): (err: unknown) => never {
+  return (err: unknown) => {
+    const failure = describeFailure(err);
+    const cause = { kmsFailure: failure };
+    if (!REFUSALS.has(failure.name) && isOutage(failure)) throw new VaultError('kms_unavailable', undefined, { cause });
+    throw new VaultError('internal_error', detail, { cause });
+  };
+}
+
+interface FailureSummary {
+  name: string;
+  code?: string;
+  httpStatusCode?: number;
+  attempts?: number;
+  requestId?: string;
+}
+
+function isOutage(failure: FailureSummary): boolean {
+  const status = failure.httpStatusCode;
+  // No status means KMS never answered: refused, reset, timed out, DNS, or the credential source unreachable.
+  // Not keyed on the socket error's code: the SDK drops it when it rewraps a foreign-realm error (under jest).
+  return OUTAGES.has(failure.name) || status === undefined || status === 429 || status >= 500;
+}
+
+function describeFailure(err: unknown): FailureSummary {
+  if (typeof err !== 'object' || err === null) return { name: 'unknown' };
+  const e = err as {
+    name?: unknown;
+    code?: unknown;
+    $metadata?: { httpStatusCode?: unknown; attempts?: unknown; requestId?: unknown };
+  };
+  const summary: FailureSummary = { name: typeof e.name === 'string' ? e.name : 'unknown' };
+  if (typeof e.code === 'string') summary.code = e.code;
+  if (typeof e.$metadata?.httpStatusCode === 'number') summary.httpStatusCode = e.$metadata.httpStatusCode;
+  if (typeof e.$metadata?.attempts === 'number') summary.attempts = e.$metadata.attempts;
+  if (typeof e.$metadata?.requestId === 'string') summary.requestId = e.$metadata.requestId;
+  return summary;
+}

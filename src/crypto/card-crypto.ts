@@ -1,0 +1,47 @@
+// Card-level cryptography: seals card secrets under tenant data keys, and computes keyed fingerprints and digests.
+import { createHmac } from 'node:crypto';
+import { Pan } from '../domain/pan';
+import type { CardCrypto, CardSecret, SealedCard, Tenant } from '../domain/ports';
+import { VaultError } from '../errors';
+import type { Keyring } from './keyring';
+import { open, seal } from './sealer';
+
+/** Binds a ciphertext to its tenant and token: copied onto another row, it no longer opens. */
+function cardAad(tenantId: string, token: string): Buffer {
+  return Buffer.from(`cardvault/card/v1\u0000${tenantId}\u0000${token}`, 'utf8');
+}
+
+export function createCardCrypto(keyring: Keyring): CardCrypto {
+  return {
+    async seal(tenantId, token, secret: CardSecret): Promise<SealedCard> {
+      const { id, key } = await keyring.sealingKey(tenantId);
+      const plaintext = Buffer.from(JSON.stringify({ n: secret.pan.reveal(), h: secret.holderName }), 'utf8');
+      const sealed = seal(key, plaintext, cardAad(tenantId, token));
+      plaintext.fill(0);
+      return { dataKeyId: id, ...sealed };
+    },
+
+    async open(tenantId, token, sealed: SealedCard): Promise<CardSecret> {
+      const key = await keyring.openingKey(tenantId, sealed.dataKeyId);
+      const plaintext = open(key, sealed, cardAad(tenantId, token));
+      try {
+        const body = JSON.parse(plaintext.toString('utf8')) as { n: string; h: string | null };
+        return { pan: Pan.parse(body.n), holderName: body.h };
+      } catch {
+        throw new VaultError('internal_error', 'a sealed value failed authentication');
+      } finally {
+        plaintext.fill(0);
+      }
+    },
+
+    async fingerprint(tenant: Tenant, pan: Pan): Promise<string> {
+      const key = await keyring.fingerprintKey(tenant);
+      return `fp_${createHmac('sha256', key).update('cardvault/fingerprint/v1\u0000').update(pan.reveal()).digest('base64url')}`;
+    },
+
+    async requestDigest(tenant: Tenant, canonicalRequest: string): Promise<string> {
+      const key = await keyring.fingerprintKey(tenant);
+      return createHmac('sha256', key).update('cardvault/idempotency/v1\u0000').update(canonicalRequest).digest('base64url');
+    },
+  };
+}

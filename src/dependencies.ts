@@ -1,0 +1,117 @@
+// Builds every runtime dependency from the config, once; main.ts and the CLI share it, tests build their own.
+import { apiKeyCodec } from './crypto/api-key';
+import { openLocalKms } from './crypto/local-kms';
+import { createCardCrypto } from './crypto/card-crypto';
+import { Keyring } from './crypto/keyring';
+import { cryptoTokenRandomness } from './crypto/random';
+import type { Config } from './config';
+import type { Policies } from './domain/policy';
+import { Principals } from './domain/principals';
+import { systemClock, type Kms } from './domain/ports';
+import { Vault } from './domain/vault';
+import type { ReadinessCheck } from './http/service-routes';
+import type { Logger } from './log';
+import { loadPolicies } from './policy/load-policies';
+import { PgCardStore } from './store/card-store';
+import { openEmbedded, openPostgres, type Db } from './store/db';
+import { migrateUp, pendingMigrations } from './store/migrate';
+import { openRedis, type RedisHandle } from './store/redis';
+import { PgTenantStore } from './store/tenant-store';
+
+export interface Runtime {
+  db: Db;
+  kms: Kms;
+  policies: Policies;
+  keyring: Keyring;
+  principals: Principals;
+  vault: Vault;
+  tenants: PgTenantStore;
+  redis: RedisHandle | undefined;
+  readiness: ReadinessCheck;
+  close(): Promise<void>;
+}
+
+export async function openDatabase(config: Config): Promise<Db> {
+  return config.database.kind === 'embedded'
+    ? openEmbedded({ dataDir: config.database.dataDir })
+    : openPostgres({ url: config.database.url, poolSize: config.database.poolSize });
+}
+
+/** Wires the vault over an open database and KMS; used by main, the CLI and the tests alike. */
+export function assembleVault(options: {
+  db: Db;
+  kms: Kms;
+  policies: Policies;
+  config: Pick<Config, 'apiKeyCacheSeconds' | 'idempotencyTtlSeconds' | 'dataKeys'>;
+}): Pick<Runtime, 'keyring' | 'principals' | 'vault' | 'tenants'> {
+  const { db, kms, policies, config } = options;
+  const tenants = new PgTenantStore(db);
+  const keyring = new Keyring(kms, tenants, {
+    maxAgeMs: config.dataKeys.maxAgeSeconds * 1000,
+    maxUses: config.dataKeys.maxUses,
+    maxEntries: config.dataKeys.cacheEntries,
+  });
+  const principals = new Principals({ tenants, kms, policies, apiKeys: apiKeyCodec, cacheMs: config.apiKeyCacheSeconds * 1000 });
+  const vault = new Vault({
+    cards: new PgCardStore(db, db),
+    crypto: createCardCrypto(keyring),
+    randomness: cryptoTokenRandomness,
+    clock: systemClock,
+    idempotencyTtlSeconds: config.idempotencyTtlSeconds,
+  });
+  return { keyring, principals, vault, tenants };
+}
+
+export async function openRuntime(config: Config, log: Logger): Promise<Runtime> {
+  const policies = loadPolicies(config.policiesDir);
+  log.info({ roles: [...policies.keys()] }, 'policies loaded');
+  const kms = await openKms(config);
+  const db = await openDatabase(config);
+  try {
+    if (config.migrateOnStart) {
+      const applied = await migrateUp(db);
+      if (applied.length > 0) log.info({ migrations: applied }, 'migrations applied');
+    } else {
+      const pending = await pendingMigrations(db);
+      if (pending.length > 0) throw new Error(`the database has pending migrations (${pending.join(', ')}): run \`cardvault migrate\``);
+    }
+  } catch (err) {
+    await db.close();
+    throw err;
+  }
+  const redis = config.redisUrl ? openRedis(config.redisUrl) : undefined;
+  const parts = assembleVault({ db, kms, policies, config });
+
+  const readiness: ReadinessCheck = async () => {
+    const database = await db.ping().then(
+      () => 'ok' as const,
+      () => 'down' as const,
+    );
+    const checks: Record<string, 'ok' | 'down' | 'degraded'> = { database };
+    if (redis) checks.redis = (await redis.ping()) ? 'ok' : 'degraded';
+    return { ready: database === 'ok', checks };
+  };
+
+  return {
+    db,
+    kms,
+    policies,
+    redis,
+    readiness,
+    ...parts,
+    async close() {
+      await redis?.close();
+      await db.close();
+    },
+  };
+}
+
+export async function openKms(config: Config): Promise<Kms> {
+  const kms = config.kms;
+  if (kms.provider === 'aws') {
+    // Loaded only when used: the SDK is large and the embedded default never needs it.
+    const { createAwsKms } = await import('./crypto/aws-kms');
+    return createAwsKms({ keyId: kms.keyId, region: kms.region, endpoint: kms.endpoint });
+  }
+  return openLocalKms({ keyFile: kms.keyFile });
+}

@@ -1,0 +1,49 @@
+// The one error-to-HTTP mapper: RFC 9457 problem+json with a stable code; unknown errors become a logged, generic 500.
+import type { ErrorRequestHandler, Response } from 'express';
+import { VaultError, type ErrorCode } from '../errors';
+import type { Logger } from '../log';
+
+/** body-parser signals its failures by `type`; none of its messages may be echoed (they can quote the body). */
+const BODY_PARSER_CODES: Record<string, ErrorCode> = {
+  'entity.parse.failed': 'malformed_json',
+  'entity.too.large': 'payload_too_large',
+  'charset.unsupported': 'unsupported_media_type',
+  'encoding.unsupported': 'unsupported_media_type',
+  'entity.verify.failed': 'invalid_request',
+  'request.aborted': 'invalid_request',
+  'request.size.invalid': 'invalid_request',
+  'stream.encoding.set': 'internal_error',
+};
+
+export function toVaultError(err: unknown): VaultError | undefined {
+  if (err instanceof VaultError) return err;
+  const type = (err as { type?: unknown })?.type;
+  if (typeof type === 'string' && BODY_PARSER_CODES[type]) return new VaultError(BODY_PARSER_CODES[type]);
+  return undefined;
+}
+
+export function sendProblem(res: Response, error: VaultError): void {
+  const body: Record<string, unknown> = {
+    type: `urn:cardvault:problem:${error.code}`,
+    title: error.title,
+    status: error.status,
+    code: error.code,
+  };
+  if (error.detail) body.detail = error.detail;
+  if (error.pointer) body.pointer = error.pointer;
+  if (res.locals.requestId) body.request_id = res.locals.requestId;
+  if (error.status === 401) res.setHeader('WWW-Authenticate', 'Bearer realm="cardvault"');
+  if (error.retryable) res.setHeader('Retry-After', '1');
+  res.status(error.status).type('application/problem+json').send(JSON.stringify(body));
+}
+
+export function problemHandler(log: Logger): ErrorRequestHandler {
+  return (err, _req, res, next) => {
+    if (res.headersSent) return next(err);
+    const known = toVaultError(err);
+    if (!known || known.status >= 500) {
+      log.error({ err, request_id: res.locals.requestId, code: known?.code ?? 'internal_error' }, 'request failed');
+    }
+    sendProblem(res, known ?? new VaultError('internal_error'));
+  };
+}

@@ -1,0 +1,88 @@
+// /v1/tokens: parse the request, run the use case, present the result. Nothing else happens here.
+import { Router, type RequestHandler, type Response } from 'express';
+import { Pan } from '../domain/pan';
+import { DEFAULT_TOKEN_FORMAT, isTokenFormat, looksLikeToken } from '../domain/token';
+import type { CardMetadata, Vault } from '../domain/vault';
+import { VaultError } from '../errors';
+import { principalOf } from './authenticate';
+import { DETOKENIZE_REQUEST, TOKENIZE_REQUEST, UPDATE_REQUEST, type DetokenizeBody, type TokenizeBody, type UpdateBody } from './schemas';
+import { validator } from './validate';
+
+const parseTokenize = validator<TokenizeBody>(TOKENIZE_REQUEST);
+const parseUpdate = validator<UpdateBody>(UPDATE_REQUEST);
+const parseDetokenize = validator<DetokenizeBody>(DETOKENIZE_REQUEST);
+const IDEMPOTENCY_KEY = /^[!-~]{1,255}$/;
+
+export function present(card: CardMetadata) {
+  return {
+    token: card.token,
+    format: card.format,
+    fingerprint: card.fingerprint,
+    status: card.status,
+    card: { brand: card.brand, bin: card.bin, last4: card.last4, exp_month: card.expMonth, exp_year: card.expYear },
+    created_at: card.createdAt,
+    updated_at: card.updatedAt,
+  };
+}
+
+/** An unknown token, a malformed one and another tenant's all answer the same. */
+function tokenParam(value: unknown): string {
+  if (typeof value !== 'string' || !looksLikeToken(value)) throw new VaultError('token_not_found');
+  return value;
+}
+
+function idempotencyKey(res: Response, header: string | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  if (!IDEMPOTENCY_KEY.test(header)) throw new VaultError('invalid_idempotency_key', 'use 1–255 printable ASCII characters');
+  res.setHeader('Idempotency-Key', header);
+  return header;
+}
+
+function methodNotAllowed(allowed: string): RequestHandler {
+  return (_req, res) => {
+    res.setHeader('Allow', allowed);
+    throw new VaultError('method_not_allowed');
+  };
+}
+
+export function tokenRoutes(vault: Vault): Router {
+  const router = Router();
+
+  router.post('/', async (req, res) => {
+    const body = parseTokenize(req.body);
+    const format = body.format ?? DEFAULT_TOKEN_FORMAT;
+    if (!isTokenFormat(format)) throw new VaultError('unsupported_format', 'format must be bin6_last4, last4 or opaque', { pointer: '/format' });
+    const pan = Pan.parse(body.card.number);
+    const key = idempotencyKey(res, req.get('Idempotency-Key'));
+    const card = { pan, expMonth: body.card.exp_month, expYear: body.card.exp_year, holderName: body.card.holder_name ?? null };
+    const outcome = await vault.tokenize(principalOf(res), card, format, key);
+    res.status(outcome.created ? 201 : 200).json(present(outcome.card));
+  });
+
+  router.get('/:token', async (req, res) => {
+    res.json(present(await vault.getCard(principalOf(res), tokenParam(req.params.token))));
+  });
+
+  router.patch('/:token', async (req, res) => {
+    const token = tokenParam(req.params.token);
+    const { card } = parseUpdate(req.body);
+    const changes = { expMonth: card.exp_month, expYear: card.exp_year, holderName: card.holder_name };
+    res.json(present(await vault.updateCard(principalOf(res), token, changes)));
+  });
+
+  router.delete('/:token', async (req, res) => {
+    await vault.deleteCard(principalOf(res), tokenParam(req.params.token));
+    res.status(204).end();
+  });
+
+  router.post('/:token/detokenize', async (req, res) => {
+    const token = tokenParam(req.params.token);
+    const { purpose } = parseDetokenize(req.body);
+    res.json(await vault.detokenize(principalOf(res), token, purpose));
+  });
+
+  router.all('/', methodNotAllowed('POST'));
+  router.all('/:token', methodNotAllowed('GET, PATCH, DELETE'));
+  router.all('/:token/detokenize', methodNotAllowed('POST'));
+  return router;
+}

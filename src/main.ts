@@ -1,0 +1,92 @@
+// config → dependencies → app → listen → graceful shutdown.
+import type { Server } from 'node:http';
+import { createApp } from './app';
+import { createDevCredentials } from './bootstrap';
+import { ConfigError, loadConfig, type Config } from './config';
+import { openRuntime } from './dependencies';
+import { createLogger, type Logger } from './log';
+import { purgeExpiredIdempotencyKeys } from './store/card-store';
+
+const PURGE_INTERVAL_MS = 10 * 60 * 1000;
+const SHUTDOWN_GRACE_MS = 10_000;
+
+export async function startVault(config: Config, log: Logger): Promise<{ server: Server; stop: () => Promise<void> }> {
+  const runtime = await openRuntime(config, log);
+  if (config.devCredentials) {
+    await createDevCredentials({ dataDir: config.dataDir, principals: runtime.principals, tenants: runtime.tenants, policies: runtime.policies, log });
+  }
+  const app = createApp({
+    vault: runtime.vault,
+    principals: runtime.principals,
+    log,
+    readiness: runtime.readiness,
+    bodyLimitBytes: config.bodyLimitBytes,
+    trustProxy: config.trustProxy,
+  });
+  const purge = setInterval(() => {
+    purgeExpiredIdempotencyKeys(runtime.db).catch((err) => log.warn({ err }, 'idempotency purge failed'));
+  }, PURGE_INTERVAL_MS);
+  purge.unref();
+
+  const server = await new Promise<Server>((resolve, reject) => {
+    const s = app.listen(config.port, config.host, () => resolve(s));
+    s.once('error', reject);
+  });
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
+  server.requestTimeout = 30_000;
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : config.port;
+  log.info({ port, database: runtime.db.kind, kms: runtime.kms.provider }, `cardvault listening on http://localhost:${port}`);
+
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    (stopping ??= (async () => {
+      clearInterval(purge);
+      // Stop accepting, let in-flight requests finish (each is committed or failed), then close the pools.
+      await new Promise<void>((resolve) => {
+        const force = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS);
+        force.unref();
+        server.close(() => resolve());
+        server.closeIdleConnections();
+      });
+      await runtime.close();
+      log.info('cardvault stopped');
+    })());
+  return { server, stop };
+}
+
+export async function main(): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig(process.env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`cardvault: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const log = createLogger({ level: config.logLevel });
+  try {
+    const { stop } = await startVault(config, log);
+    for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+      process.once(signal, () => {
+        log.info({ signal }, 'shutting down');
+        stop().then(
+          () => process.exit(0),
+          (err) => {
+            log.error({ err }, 'shutdown failed');
+            process.exit(1);
+          },
+        );
+      });
+    }
+  } catch (err) {
+    log.fatal({ err }, `cardvault failed to start: ${err instanceof Error ? err.message : 'unknown error'}`);
+    log.flush();
+    setTimeout(() => process.exit(1), 100);
+  }
+}
+
+if (require.main === module) void main();

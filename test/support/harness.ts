@@ -1,0 +1,83 @@
+// Builds the app as main.ts does, on the real test database, with a local KMS key file and a captured log.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { Express } from 'express';
+import { createApp } from '../../src/app';
+import { openLocalKms } from '../../src/crypto/local-kms';
+import { assembleVault } from '../../src/dependencies';
+import type { Kms, Tenant } from '../../src/domain/ports';
+import { createLogger, type Logger } from '../../src/log';
+import { loadPolicies } from '../../src/policy/load-policies';
+import { openPostgres, type Db } from '../../src/store/db';
+import { PgTenantStore } from '../../src/store/tenant-store';
+import { REPO_ROOT, TEST_DATABASE_URL } from './env';
+import { captureLog, type CapturedLog } from './log-capture';
+
+export interface Harness {
+  app: Express;
+  db: Db;
+  kms: Kms;
+  log: Logger;
+  captured: CapturedLog;
+  parts: ReturnType<typeof assembleVault>;
+  /** A new tenant with one API key per requested role. */
+  tenant(roles?: string[]): Promise<{ tenant: Tenant; keys: Record<string, string> }>;
+  close(): Promise<void>;
+}
+
+const sharedKeyFile = path.join(os.tmpdir(), `cardvault-test-kms-${process.pid}`, 'local-kms.key');
+
+export async function buildHarness(options: { kms?: Kms; db?: Db; apiKeyCacheSeconds?: number } = {}): Promise<Harness> {
+  const db = options.db ?? openPostgres({ url: TEST_DATABASE_URL, poolSize: 10 });
+  const kms = options.kms ?? (await openLocalKms({ keyFile: sharedKeyFile }));
+  const policies = loadPolicies(path.join(REPO_ROOT, 'policies'));
+  const captured = captureLog();
+  const log = createLogger({ level: 'info', destination: captured });
+  const parts = assembleVault({
+    db,
+    kms,
+    policies,
+    config: {
+      apiKeyCacheSeconds: options.apiKeyCacheSeconds ?? 0,
+      idempotencyTtlSeconds: 24 * 3600,
+      dataKeys: { maxAgeSeconds: 3600, maxUses: 1_000_000, cacheEntries: 1000 },
+    },
+  });
+  const app = createApp({
+    vault: parts.vault,
+    principals: parts.principals,
+    log,
+    readiness: async () => {
+      const ok = await db.ping().then(() => true, () => false);
+      return { ready: ok, checks: { database: ok ? 'ok' : 'down' } };
+    },
+    bodyLimitBytes: 16 * 1024,
+    trustProxy: false,
+  });
+  return {
+    app,
+    db,
+    kms,
+    log,
+    captured,
+    parts,
+    async tenant(roles = ['merchant', 'payments', 'auditor', 'admin']) {
+      const tenant = await parts.principals.createTenant(`t-${globalThis.crypto.randomUUID().slice(0, 18)}`);
+      const keys: Record<string, string> = {};
+      for (const role of roles) keys[role] = (await parts.principals.issueApiKey(tenant.id, role)).secret.reveal();
+      return { tenant, keys };
+    },
+    async close() {
+      if (!options.db) await db.close();
+    },
+  };
+}
+
+export function tenantStore(db: Db): PgTenantStore {
+  return new PgTenantStore(db);
+}
+
+export function removeTestKeyFiles(): void {
+  fs.rmSync(path.dirname(sharedKeyFile), { recursive: true, force: true });
+}

@@ -1,0 +1,211 @@
+// Token generation: shape and safety properties over many real draws, the rejection loop, and digit uniformity.
+import { cryptoTokenRandomness } from '../../src/crypto/random';
+import { isVaultError } from '../../src/errors';
+import { luhnValid, Pan } from '../../src/domain/pan';
+import {
+  DEFAULT_TOKEN_FORMAT,
+  generateToken,
+  isTokenFormat,
+  looksLikeToken,
+  TOKEN_FORMATS,
+  type TokenFormat,
+  type TokenRandomness,
+} from '../../src/domain/token';
+import { generateTestPan } from '../support/test-cards';
+
+const TEST_BINS = ['411111', '555555', '222300', '601111', '620000'];
+
+const TWO_DIGIT_MIDDLES = Array.from({ length: 100 }, (_, n) => String(n).padStart(2, '0'));
+
+function errorOf(fn: () => unknown): unknown {
+  try {
+    fn();
+  } catch (err) {
+    return err;
+  }
+  return undefined;
+}
+
+/** Randomness that hands out scripted middles in order and counts the draws. */
+function scriptedRandomness(middles: string[], opaque = 'A'.repeat(22)): TokenRandomness & { draws: number } {
+  const fake = {
+    draws: 0,
+    digits(count: number): string {
+      const next = middles[Math.min(fake.draws, middles.length - 1)];
+      fake.draws++;
+      expect(next).toHaveLength(count);
+      return next;
+    },
+    opaqueId: () => opaque,
+  };
+  return fake;
+}
+
+/** Every 2-digit middle that makes `bin + middle + last4` pass Luhn (always exactly 10, the PAN's own among them). */
+function luhnValidMiddles(pan: Pan): string[] {
+  return TWO_DIGIT_MIDDLES.filter((middle) => luhnValid(pan.bin + middle + pan.last4));
+}
+
+describe('generateToken with the real randomness', () => {
+  it('keeps length, digits-only, the kept digits, fails Luhn and differs from the PAN over 100,000 tokens', () => {
+    const failures = new Map<string, number>();
+    const fail = (what: string): void => void failures.set(what, (failures.get(what) ?? 0) + 1);
+    let count = 0;
+    for (let length = 12; length <= 19; length++) {
+      for (let p = 0; p < 25; p++) {
+        const pan = Pan.parse(generateTestPan(TEST_BINS[p % TEST_BINS.length], length));
+        const digits = pan.reveal();
+        for (const format of ['bin6_last4', 'last4'] as const) {
+          const kept = format === 'bin6_last4' ? pan.bin : '';
+          for (let i = 0; i < 250; i++) {
+            const token = generateToken(format, pan, cryptoTokenRandomness);
+            count++;
+            const where = `${format}/${length}`;
+            if (token.length !== length) fail(`${where}: wrong length`);
+            if (!/^[0-9]+$/.test(token)) fail(`${where}: not digits only`);
+            if (!token.startsWith(kept) || !token.endsWith(pan.last4)) fail(`${where}: kept digits lost`);
+            if (luhnValid(token)) fail(`${where}: passes Luhn`);
+            if (token === digits) fail(`${where}: equals the PAN`);
+            if (!looksLikeToken(token)) fail(`${where}: not recognised as a token`);
+          }
+        }
+      }
+    }
+    expect(count).toBeGreaterThanOrEqual(100_000);
+    expect(Object.fromEntries(failures)).toEqual({});
+  });
+
+  it('draws every one of the 90 acceptable middles of a 12-digit bin6_last4 token and no other', () => {
+    const pan = Pan.parse(generateTestPan('411111', 12));
+    const seen = new Set<string>();
+    for (let i = 0; i < 10_000; i++) seen.add(generateToken('bin6_last4', pan, cryptoTokenRandomness).slice(6, 8));
+    const forbidden = new Set(luhnValidMiddles(pan));
+    expect(seen.size).toBe(90);
+    for (const middle of seen) expect(forbidden.has(middle)).toBe(false);
+  });
+
+  it('makes opaque tokens that are non-numeric, well formed and unique', () => {
+    const pan = Pan.parse(generateTestPan());
+    const tokens = new Set<string>();
+    for (let i = 0; i < 20_000; i++) {
+      const token = generateToken('opaque', pan, cryptoTokenRandomness);
+      expect(token).toMatch(/^tok_[A-Za-z0-9_-]{22}$/);
+      expect(looksLikeToken(token)).toBe(true);
+      tokens.add(token);
+    }
+    expect(tokens.size).toBe(20_000);
+  });
+});
+
+describe('generateToken rejection loop', () => {
+  const pan = Pan.parse(generateTestPan('411111', 12));
+  const ownMiddle = pan.reveal().slice(6, 8);
+  const otherValidMiddle = luhnValidMiddles(pan).find((m) => m !== ownMiddle)!;
+  const invalidMiddle = TWO_DIGIT_MIDDLES.find((m) => !luhnValid(pan.bin + m + pan.last4))!;
+
+  it('draws the whole middle again while it makes a Luhn-valid number, then keeps the first invalid one', () => {
+    const random = scriptedRandomness([ownMiddle, otherValidMiddle, invalidMiddle]);
+    expect(generateToken('bin6_last4', pan, random)).toBe(pan.bin + invalidMiddle + pan.last4);
+    expect(random.draws).toBe(3);
+  });
+
+  it('gives up with token_space_exhausted after 64 Luhn-valid draws', () => {
+    const random = scriptedRandomness([ownMiddle]);
+    const err = errorOf(() => generateToken('bin6_last4', pan, random));
+    expect(isVaultError(err, 'token_space_exhausted')).toBe(true);
+    expect(random.draws).toBe(64);
+  });
+
+  it('refuses malformed randomness with internal_error instead of minting a bad token', () => {
+    const shortDigits: TokenRandomness = { digits: () => '1', opaqueId: () => 'A'.repeat(22) };
+    const letters: TokenRandomness = { digits: (n) => 'x'.repeat(n), opaqueId: () => 'A'.repeat(22) };
+    const badOpaque: TokenRandomness = { digits: (n) => '0'.repeat(n), opaqueId: () => 'short' };
+    expect(isVaultError(errorOf(() => generateToken('bin6_last4', pan, shortDigits)), 'internal_error')).toBe(true);
+    expect(isVaultError(errorOf(() => generateToken('last4', pan, letters)), 'internal_error')).toBe(true);
+    expect(isVaultError(errorOf(() => generateToken('opaque', pan, badOpaque)), 'internal_error')).toBe(true);
+  });
+
+  it('rejects a format outside the union with unsupported_format', () => {
+    const err = errorOf(() => generateToken('pan' as TokenFormat, pan, cryptoTokenRandomness));
+    expect(isVaultError(err, 'unsupported_format')).toBe(true);
+  });
+});
+
+describe('cryptoTokenRandomness', () => {
+  const EXPECTED = 100_000;
+
+  function digitCounts(text: string): number[] {
+    const counts = new Array<number>(10).fill(0);
+    for (let i = 0; i < text.length; i++) counts[text.charCodeAt(i) - 48]++;
+    return counts;
+  }
+
+  function chiSquare(counts: number[]): number {
+    return counts.reduce((sum, c) => sum + (c - EXPECTED) ** 2 / EXPECTED, 0);
+  }
+
+  it('draws digits uniformly over 0-9 in one large draw', () => {
+    const text = cryptoTokenRandomness.digits(1_000_000);
+    expect(text).toMatch(/^[0-9]{1000000}$/);
+    const counts = digitCounts(text);
+    for (const c of counts) expect(Math.abs(c - EXPECTED)).toBeLessThan(EXPECTED * 0.05);
+    // Plain `byte % 10` would favour 0-5 by 4% and score ~240 here; 60 is a 1-in-10^10 fluke for a fair source.
+    expect(chiSquare(counts)).toBeLessThan(60);
+  });
+
+  it('draws digits uniformly over 0-9 across many token-sized draws', () => {
+    let text = '';
+    for (let i = 0; i < 100_000; i++) text += cryptoTokenRandomness.digits(10);
+    expect(text).toHaveLength(1_000_000);
+    const counts = digitCounts(text);
+    for (const c of counts) expect(Math.abs(c - EXPECTED)).toBeLessThan(EXPECTED * 0.05);
+    expect(chiSquare(counts)).toBeLessThan(60);
+  });
+
+  it('returns exactly the digits asked for, including none', () => {
+    expect(cryptoTokenRandomness.digits(0)).toBe('');
+    for (let count = 1; count <= 19; count++) expect(cryptoTokenRandomness.digits(count)).toMatch(new RegExp(`^[0-9]{${count}}$`));
+  });
+
+  it('rejects a negative or fractional digit count with internal_error', () => {
+    expect(isVaultError(errorOf(() => cryptoTokenRandomness.digits(-1)), 'internal_error')).toBe(true);
+    expect(isVaultError(errorOf(() => cryptoTokenRandomness.digits(1.5)), 'internal_error')).toBe(true);
+  });
+
+  it('makes 22-character base64url opaque ids', () => {
+    expect(cryptoTokenRandomness.opaqueId()).toMatch(/^[A-Za-z0-9_-]{22}$/);
+  });
+});
+
+describe('looksLikeToken', () => {
+  it.each(['123456789012', '1234567890123456789', `tok_${'a'.repeat(16)}`, `tok_${'Z9_-'.repeat(16)}`])(
+    'accepts %s',
+    (value) => expect(looksLikeToken(value)).toBe(true),
+  );
+
+  it.each([
+    '12345678901',
+    '12345678901234567890',
+    `tok_${'a'.repeat(15)}`,
+    `tok_${'a'.repeat(65)}`,
+    `tok_${'a'.repeat(15)}=`,
+    `tok_${'a'.repeat(15)}/`,
+    '１２３４５６７８９０１２',
+    '1234 5678 9012',
+    '../../etc/passwd',
+    '',
+  ])('rejects %j', (value) => expect(looksLikeToken(value)).toBe(false));
+});
+
+describe('token formats', () => {
+  it('lists the three formats and defaults to bin6_last4', () => {
+    expect([...TOKEN_FORMATS]).toEqual(['bin6_last4', 'last4', 'opaque']);
+    expect(DEFAULT_TOKEN_FORMAT).toBe('bin6_last4');
+    expect(Object.isFrozen(TOKEN_FORMATS)).toBe(true);
+  });
+
+  it('recognises only the listed formats', () => {
+    for (const format of TOKEN_FORMATS) expect(isTokenFormat(format)).toBe(true);
+    for (const other of ['BIN6_LAST4', 'pan', '', null, 1, {}]) expect(isTokenFormat(other)).toBe(false);
+  });
+});
