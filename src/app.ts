@@ -49,13 +49,15 @@ function requestContext(log: Logger): RequestHandler {
   };
 }
 
-/** Bodies must be JSON: anything else is refused before it is read. */
-const requireJson: RequestHandler = (req, _res, next) => {
-  if ((req.method === 'POST' || req.method === 'PATCH') && !req.is('application/json')) {
-    throw new VaultError('unsupported_media_type');
-  }
-  next();
-};
+/** POST and PATCH bodies must be JSON and are parsed; other methods' bodies are never read. */
+function jsonBodies(limit: number): RequestHandler {
+  const parse = express.json({ limit, strict: true, type: 'application/json' });
+  return (req, res, next) => {
+    if (req.method !== 'POST' && req.method !== 'PATCH') return next();
+    if (!req.is('application/json')) throw new VaultError('unsupported_media_type');
+    parse(req, res, next);
+  };
+}
 
 const noStore: RequestHandler = (_req, res, next) => {
   res.setHeader('Cache-Control', 'no-store');
@@ -79,8 +81,7 @@ export function createApp(deps: AppDeps): express.Express {
 
   const api = express.Router();
   // Authenticate before reading a body: an anonymous caller cannot make the vault parse anything.
-  api.use(noStore, authenticate(deps.principals), requireJson);
-  api.use(express.json({ limit: deps.bodyLimitBytes, strict: true, type: 'application/json' }));
+  api.use(noStore, authenticate(deps.principals), jsonBodies(deps.bodyLimitBytes));
   api.use('/tokens', tokenRoutes(deps.vault));
   app.use('/v1', api);
 

@@ -69,10 +69,12 @@ export class Vault {
 
   async tokenize(principal: Principal, card: CardInput, format: TokenFormat, idempotencyKey?: string): Promise<TokenizeOutcome> {
     authorize(principal, 'tokenize');
-    checkExpiry(card.expMonth, card.expYear, this.deps.clock.now());
     const { tenant } = principal;
     const fingerprint = await this.deps.crypto.fingerprint(tenant, card.pan);
-    if (idempotencyKey === undefined) return this.vaultCard(this.deps.cards, tenant, card, format, fingerprint);
+    if (idempotencyKey === undefined) {
+      checkExpiry(card.expMonth, card.expYear, this.deps.clock.now());
+      return this.vaultCard(this.deps.cards, tenant, card, format, fingerprint);
+    }
 
     // The digest is keyed: a plain hash of a request holding a PAN would be a PAN-equivalent.
     const digest = await this.deps.crypto.requestDigest(
@@ -85,6 +87,8 @@ export class Vault {
         if (claim.record.requestDigest !== digest) throw new VaultError('idempotency_key_reused');
         return claim.record.response as TokenizeOutcome;
       }
+      // Checked after the claim: a retry of an accepted request replays it even once the month has turned.
+      checkExpiry(card.expMonth, card.expYear, this.deps.clock.now());
       const outcome = await this.vaultCard(tx, tenant, card, format, fingerprint);
       await tx.completeIdempotencyKey(tenant.id, idempotencyKey, outcome);
       return outcome;

@@ -1,5 +1,5 @@
 // The one error-to-HTTP mapper: RFC 9457 problem+json with a stable code; unknown errors become a logged, generic 500.
-import type { ErrorRequestHandler, Response } from 'express';
+import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
 import { VaultError, type ErrorCode } from '../errors';
 import type { Logger } from '../log';
 
@@ -45,5 +45,13 @@ export function problemHandler(log: Logger): ErrorRequestHandler {
       log.error({ err, request_id: res.locals.requestId, code: known?.code ?? 'internal_error' }, 'request failed');
     }
     sendProblem(res, known ?? new VaultError('internal_error'));
+  };
+}
+
+/** The catch-all behind a route's handlers: the path exists, the method does not. */
+export function methodNotAllowed(allowed: string): RequestHandler {
+  return (_req, res) => {
+    res.setHeader('Allow', allowed);
+    sendProblem(res, new VaultError('method_not_allowed'));
   };
 }

@@ -1,6 +1,7 @@
 // Liveness, readiness and the OpenAPI document: no authentication, no card data.
 import { Router } from 'express';
 import openapiDocument from './openapi.json';
+import { methodNotAllowed } from './problem';
 
 export type ReadinessCheck = () => Promise<{ ready: boolean; checks: Record<string, 'ok' | 'down' | 'degraded'> }>;
 
@@ -21,5 +22,6 @@ export function serviceRoutes(readiness: ReadinessCheck): Router {
     res.type('application/json').send(openapi);
   });
 
+  for (const path of ['/healthz', '/readyz', '/openapi.json']) router.all(path, methodNotAllowed('GET, HEAD'));
   return router;
 }

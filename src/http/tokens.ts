@@ -1,10 +1,11 @@
 // /v1/tokens: parse the request, run the use case, present the result. Nothing else happens here.
-import { Router, type RequestHandler, type Response } from 'express';
+import { Router, type Response } from 'express';
 import { Pan } from '../domain/pan';
 import { DEFAULT_TOKEN_FORMAT, isTokenFormat, looksLikeToken } from '../domain/token';
 import type { CardMetadata, Vault } from '../domain/vault';
 import { VaultError } from '../errors';
 import { principalOf } from './authenticate';
+import { methodNotAllowed } from './problem';
 import { DETOKENIZE_REQUEST, TOKENIZE_REQUEST, UPDATE_REQUEST, type DetokenizeBody, type TokenizeBody, type UpdateBody } from './schemas';
 import { validator } from './validate';
 
@@ -31,6 +32,15 @@ function tokenParam(value: unknown): string {
   return value;
 }
 
+function parsePan(number: string): Pan {
+  try {
+    return Pan.parse(number);
+  } catch (err) {
+    if (err instanceof VaultError) throw new VaultError(err.code, err.detail, { pointer: '/card/number' });
+    throw err;
+  }
+}
+
 function idempotencyKey(res: Response, header: string | undefined): string | undefined {
   if (header === undefined) return undefined;
   if (!IDEMPOTENCY_KEY.test(header)) throw new VaultError('invalid_idempotency_key', 'use 1–255 printable ASCII characters');
@@ -38,12 +48,6 @@ function idempotencyKey(res: Response, header: string | undefined): string | und
   return header;
 }
 
-function methodNotAllowed(allowed: string): RequestHandler {
-  return (_req, res) => {
-    res.setHeader('Allow', allowed);
-    throw new VaultError('method_not_allowed');
-  };
-}
 
 export function tokenRoutes(vault: Vault): Router {
   const router = Router();
@@ -52,7 +56,7 @@ export function tokenRoutes(vault: Vault): Router {
     const body = parseTokenize(req.body);
     const format = body.format ?? DEFAULT_TOKEN_FORMAT;
     if (!isTokenFormat(format)) throw new VaultError('unsupported_format', 'format must be bin6_last4, last4 or opaque', { pointer: '/format' });
-    const pan = Pan.parse(body.card.number);
+    const pan = parsePan(body.card.number);
     const key = idempotencyKey(res, req.get('Idempotency-Key'));
     const card = { pan, expMonth: body.card.exp_month, expYear: body.card.exp_year, holderName: body.card.holder_name ?? null };
     const outcome = await vault.tokenize(principalOf(res), card, format, key);
