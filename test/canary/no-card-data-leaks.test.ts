@@ -1,0 +1,38 @@
+// Runs after the main suites: no PAN they vaulted may appear in any log line they captured or in a pg_dump.
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { LOG_DIR, PAN_DIR, TEST_DATABASE_NAME } from '../support/env';
+
+function readAll(dir: string): string {
+  if (!fs.existsSync(dir)) return '';
+  return fs
+    .readdirSync(dir)
+    .map((name) => fs.readFileSync(path.join(dir, name), 'utf8'))
+    .join('\n');
+}
+
+const pans = [...new Set(readAll(PAN_DIR).split('\n').filter(Boolean))];
+const logs = readAll(LOG_DIR);
+
+describe('canary', () => {
+  it('has material to check: the suite vaulted PANs and wrote logs', () => {
+    expect(pans.length).toBeGreaterThan(100);
+    expect(logs.split('\n').length).toBeGreaterThan(500);
+  });
+
+  it('finds no vaulted PAN in any captured log line', () => {
+    const leaked = pans.filter((pan) => logs.includes(pan));
+    expect(leaked).toEqual([]);
+  });
+
+  it('finds no vaulted PAN in a pg_dump of the test database, as text or as hex bytes', () => {
+    const dump = execFileSync('pg_dump', ['-h', '127.0.0.1', '-U', 'postgres', '--no-owner', TEST_DATABASE_NAME], {
+      maxBuffer: 512 * 1024 * 1024,
+      encoding: 'utf8',
+    });
+    expect(dump).toContain('COPY public.cards');
+    const leaked = pans.filter((pan) => dump.includes(pan) || dump.includes(Buffer.from(pan).toString('hex')));
+    expect(leaked).toEqual([]);
+  });
+});
