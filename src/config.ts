@@ -45,7 +45,9 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Readonl
   const nodeEnv = read.oneOf('NODE_ENV', ['development', 'test', 'production'] as const, 'development');
   const dataDir = path.resolve(cwd, read.string('VAULT_DATA_DIR', '.vault'));
   const databaseUrl = read.optional('DATABASE_URL');
+  const problemsBeforeKms = problems.length;
   const kmsProvider = read.oneOf('KMS_PROVIDER', ['local', 'aws'] as const, 'local');
+  const kmsProviderValid = problems.length === problemsBeforeKms;
 
   const database: DatabaseConfig = databaseUrl
     ? { kind: 'postgres', url: databaseUrl, poolSize: read.integer('DATABASE_POOL_SIZE', 20, 1, 500) }
@@ -67,7 +69,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Readonl
     if (database.kind === 'embedded') {
       problems.push('DATABASE_URL must be set in production: the embedded database is for development only');
     }
-    if (kms.provider === 'local') {
+    if (kms.provider === 'local' && kmsProviderValid) {
       problems.push('KMS_PROVIDER=local is not allowed in production: set KMS_PROVIDER=aws and KMS_KEY_ID');
     }
   }
@@ -96,7 +98,14 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Readonl
     migrateOnStart: read.boolean('MIGRATE_ON_START', nodeEnv !== 'production'),
   };
   if (problems.length > 0) throw new ConfigError(problems);
-  return Object.freeze(config);
+  return deepFreeze(config);
+}
+
+function deepFreeze<T extends object>(value: T): Readonly<T> {
+  for (const child of Object.values(value)) {
+    if (child && typeof child === 'object') deepFreeze(child as object);
+  }
+  return Object.freeze(value);
 }
 
 class Reader {

@@ -1,5 +1,6 @@
 // The one logger: pino with redaction of sensitive paths, and a last-line scrubber that masks PAN-like digit runs.
 import pino, { type Logger, type DestinationStream } from 'pino';
+import { VaultError } from './errors';
 
 export type { Logger };
 
@@ -48,6 +49,16 @@ export function createLogger(options: { level: string; destination?: Destination
       formatters: { level: (label) => ({ level: label }) },
       redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
       serializers: { err: serializeError },
+      hooks: {
+        // pino copies an Error's message into msg when the Error is the first argument; route it through the serializer.
+        logMethod(args, method) {
+          if (args[0] instanceof Error) {
+            const [err, ...rest] = args as unknown[];
+            return method.apply(this, [{ err }, ...(rest.length > 0 ? rest : ['error'])] as Parameters<typeof method>);
+          }
+          return method.apply(this, args);
+        },
+      },
     },
     scrubbing(destination),
   );
@@ -59,7 +70,9 @@ function serializeError(err: unknown): Record<string, unknown> {
   const code = (err as { code?: unknown }).code;
   const out: Record<string, unknown> = { type: err.name };
   if (typeof code === 'string') out.code = code;
-  if (err.name === 'VaultError') out.message = err.message;
-  if (err.stack) out.stack = err.stack.split('\n').slice(1, 8).join('\n');
+  if (err instanceof VaultError) out.message = err.message;
+  // Only the frames: a message can span lines, and its later lines would otherwise ride along in the stack.
+  const frames = (err.stack ?? '').split('\n').filter((line) => /^\s+at /.test(line));
+  if (frames.length > 0) out.stack = frames.slice(0, 8).join('\n');
   return out;
 }

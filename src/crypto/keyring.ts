@@ -3,6 +3,8 @@ import type { DataKeyStore, Kms, Tenant } from '../domain/ports';
 import { VaultError } from '../errors';
 import { KeyCache, type KeyCacheLimits } from './key-cache';
 
+const openingId = (tenantId: string, dataKeyId: string) => `dk:${tenantId}:${dataKeyId}`;
+
 export class Keyring {
   /** Keys used for opening and fingerprinting, by data-key id or `fp:<tenant>`. */
   readonly #cache: KeyCache;
@@ -31,7 +33,7 @@ export class Keyring {
       const stored = await this.store.insertDataKey({ tenantId, purpose: 'card-data', wrapped: dataKey.wrapped });
       this.#current.put(tenantId, dataKey.plaintext);
       this.#currentIds.set(tenantId, stored.id);
-      this.#cache.put(stored.id, dataKey.plaintext);
+      this.#cache.put(openingId(tenantId, stored.id), dataKey.plaintext);
       return dataKey.plaintext;
     });
     return this.sealingKey(tenantId);
@@ -39,13 +41,15 @@ export class Keyring {
 
   /** The key a stored ciphertext was sealed with, unwrapped by the KMS on a cache miss. */
   async openingKey(tenantId: string, dataKeyId: string): Promise<Buffer> {
-    const cached = this.#cache.use(dataKeyId);
+    // Cached and in-flight keys are addressed by tenant too: another tenant's key is never handed out.
+    const id = openingId(tenantId, dataKeyId);
+    const cached = this.#cache.use(id);
     if (cached) return cached;
-    return this.singleFlight(dataKeyId, async () => {
+    return this.singleFlight(id, async () => {
       const stored = await this.store.findDataKey(dataKeyId);
       if (!stored || stored.tenantId !== tenantId) throw new VaultError('internal_error', 'a data key is missing');
       const key = await this.kms.decryptDataKey(stored.wrapped, { tenantId, purpose: 'card-data' });
-      this.#cache.put(dataKeyId, key);
+      this.#cache.put(id, key);
       return key;
     });
   }

@@ -31,10 +31,6 @@ export const POLICY_SCHEMA = {
       },
     },
   },
-  // A detokenize grant needs its purposes and fields, and the fields are meaningless without the grant.
-  if: { properties: { actions: { type: 'array', contains: { const: 'detokenize' } } } },
-  then: { required: ['detokenize'] },
-  else: { not: { required: ['detokenize'] } },
 } as const;
 
 interface PolicyFile {
@@ -44,8 +40,7 @@ interface PolicyFile {
   detokenize?: { purposes: string[]; reveal: RevealableField[] };
 }
 
-// strictRequired off: the if/then below names a property declared at the top level, which strict mode misreads.
-const validate = new Ajv({ allErrors: true, strict: true, strictRequired: false }).compile<PolicyFile>(POLICY_SCHEMA);
+const validate = new Ajv({ allErrors: true, strict: true }).compile<PolicyFile>(POLICY_SCHEMA);
 
 function parseFile(file: string): unknown {
   const text = fs.readFileSync(file, 'utf8');
@@ -75,6 +70,14 @@ export function loadPolicies(dir: string): Policies {
         return `field ${field}: ${e.message}${extra}`;
       });
       throw new PolicyError(`${file}: ${problems.join('; ')}`);
+    }
+    // A detokenize grant needs its purposes and fields, and the fields mean nothing without the grant.
+    const grantsDetokenize = doc.actions.includes('detokenize');
+    if (grantsDetokenize && !doc.detokenize) {
+      throw new PolicyError(`${file}: field /detokenize is required when /actions includes detokenize`);
+    }
+    if (!grantsDetokenize && doc.detokenize) {
+      throw new PolicyError(`${file}: field /detokenize is only allowed when /actions includes detokenize`);
     }
     const expected = path.basename(file).replace(/\.(ya?ml|json)$/, '');
     if (doc.role !== expected) throw new PolicyError(`${file}: field /role must equal the file name (${expected})`);

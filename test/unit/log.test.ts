@@ -1,0 +1,226 @@
+// The logger: the PAN scrubber's reach and limits, redacted paths, value-free error serialization, ISO time.
+import { maskPanLike, createLogger } from '../../src/log';
+import { VaultError } from '../../src/errors';
+import { captureLog } from '../support/log-capture';
+import { newPan } from '../support/pans';
+import { PUBLISHED_TEST_CARDS } from '../support/test-cards';
+
+const VISA_16 = '4111111111111111';
+const AMEX_15 = '378282246310005';
+const VISA_13 = '4222222222222';
+const VISA_19 = '4111141011111111116';
+
+function masked(digits: string): string {
+  return `${'*'.repeat(digits.length - 4)}${digits.slice(-4)}`;
+}
+
+function grouped(digits: string, separator: string): string {
+  return digits.match(/.{1,4}/g)!.join(separator);
+}
+
+describe('maskPanLike', () => {
+  it('masks every published test card, keeping only the last 4 digits', () => {
+    for (const { number } of PUBLISHED_TEST_CARDS) {
+      const out = maskPanLike(`card ${number} declined`);
+      expect(out).toBe(`card ${masked(number)} declined`);
+      expect(out).not.toContain(number);
+    }
+  });
+
+  it('masks runs of exactly 12 and 19 digits', () => {
+    const twelve = newPan('411111', 12);
+    expect(maskPanLike(twelve)).toBe(`********${twelve.slice(-4)}`);
+    expect(maskPanLike(VISA_19)).toBe(`***************1116`);
+  });
+
+  it('masks a PAN split by single spaces, by single dashes, or by a mix of both', () => {
+    expect(maskPanLike(`pan=${grouped(VISA_16, ' ')};`)).toBe('pan=************1111;');
+    expect(maskPanLike(`pan=${grouped(VISA_16, '-')};`)).toBe('pan=************1111;');
+    expect(maskPanLike('3782 822463 10005')).toBe(masked(AMEX_15));
+    expect(maskPanLike('4111 1111-1111 1111')).toBe(masked(VISA_16));
+    expect(maskPanLike(VISA_13.split('').join(' '))).toBe(masked(VISA_13));
+  });
+
+  it('masks a PAN inside JSON, as a string and as a number', () => {
+    expect(maskPanLike(`{"number":"${VISA_16}"}`)).toBe('{"number":"************1111"}');
+    const numeric = maskPanLike(`{"n":${AMEX_15}}`);
+    expect(numeric).not.toContain(AMEX_15);
+    expect(numeric).toContain('0005');
+  });
+
+  it('masks several PANs in one line, including two separated by a single space', () => {
+    const out = maskPanLike(`${VISA_16} and ${AMEX_15}`);
+    expect(out).toBe(`${masked(VISA_16)} and ${masked(AMEX_15)}`);
+    // Two 16-digit PANs with one space between them: 32 digits, masked as the first PAN then the second's tail.
+    const joined = maskPanLike(`${VISA_16} ${VISA_16}`);
+    expect(joined).not.toContain(VISA_16);
+    expect(joined.replace(/[^0-9]/g, '')).toHaveLength(8);
+  });
+
+  it('masks a PAN glued to a shorter digit run by a separator', () => {
+    expect(maskPanLike(`12-${VISA_16}`)).not.toContain(VISA_16);
+    expect(maskPanLike(`${VISA_16}-12`)).not.toContain(VISA_16);
+  });
+
+  it('leaves runs of 11 digits alone, contiguous or split', () => {
+    for (const run of ['41111111111', '4111 1111 111', '4111-1111-111']) {
+      expect(maskPanLike(`id ${run} end`)).toBe(`id ${run} end`);
+    }
+  });
+
+  it('leaves contiguous runs of 20 or more digits alone', () => {
+    for (const run of ['41111111111111111111', `${VISA_19}00`, '1'.repeat(40)]) {
+      expect(maskPanLike(`ref ${run}.`)).toBe(`ref ${run}.`);
+    }
+  });
+
+  it('leaves ISO timestamps, UUIDs with short digit runs, and short numbers untouched', () => {
+    const line =
+      '{"time":"2024-12-31T23:59:59.123Z","request_id":"9f1c2d3e-4b5a-4c6d-8e7f-0a1b2c3d4e5f","amount":1999,"exp":"12/2030"}';
+    expect(maskPanLike(line)).toBe(line);
+    expect(maskPanLike('2025-01-01 12:00:00.000+01:00')).toBe('2025-01-01 12:00:00.000+01:00');
+  });
+
+  it('masks a UUID whose last group is 12 digits after a digit, since it reads as a 15-digit run', () => {
+    // Over-masking an identifier is the safe side of the trade-off; this pins that the rule is digit-based only.
+    expect(maskPanLike('550e8400-e29b-41d4-a716-446655440000')).toBe('550e8400-e29b-41d4-a***********0000');
+  });
+});
+
+describe('createLogger', () => {
+  function logged(write: (log: ReturnType<typeof createLogger>) => void): { text: string; entries: Array<Record<string, unknown>> } {
+    const capture = captureLog();
+    write(createLogger({ level: 'info', destination: capture }));
+    return { text: capture.lines.join(''), entries: capture.entries() };
+  }
+
+  it('masks a PAN passed as the message, interpolated or in a nested field', () => {
+    const pan = newPan();
+    const spaced = newPan('555555');
+    const { text, entries } = logged((log) => {
+      log.info(`charging ${pan}`);
+      log.info('charging %s', pan);
+      log.info({ request: { body: { note: `see ${grouped(spaced, ' ')}` } } }, 'nested');
+      log.info({ list: [{ deeper: { value: pan } }] }, 'array');
+    });
+    expect(entries).toHaveLength(4);
+    expect(text).not.toContain(pan);
+    expect(text).not.toContain(spaced);
+    expect(text).not.toContain(grouped(spaced, ' '));
+    expect(entries[0]!.msg).toBe(`charging ${masked(pan)}`);
+  });
+
+  it('redacts card, number, authorization, apiKey and cvc at the top level and one level down', () => {
+    const pan = newPan();
+    const { text, entries } = logged((log) => {
+      log.info({ card: { number: pan, cvc: '737' } }, 'card');
+      log.info({ number: pan, cvc: '737', authorization: 'Bearer sk_test_AbCdEf', apiKey: 'ck_live_XyZ' }, 'top');
+      log.info({ body: { card: 'x', number: pan, cvc: '737', apiKey: 'ck_live_XyZ' }, headers: { authorization: 'Bearer sk_test_AbCdEf' } }, 'nested');
+      log.info({ req: { headers: { authorization: 'Bearer sk_test_AbCdEf' } } }, 'request');
+    });
+    expect(text).not.toContain(pan);
+    expect(text).not.toContain('sk_test_AbCdEf');
+    expect(text).not.toContain('ck_live_XyZ');
+    expect(entries[0]!.card).toBe('[redacted]');
+    expect(entries[1]).toMatchObject({ number: '[redacted]', cvc: '[redacted]', authorization: '[redacted]', apiKey: '[redacted]' });
+    expect(entries[2]!.body).toEqual({ card: '[redacted]', number: '[redacted]', cvc: '[redacted]', apiKey: '[redacted]' });
+    expect(entries[2]!.headers).toEqual({ authorization: '[redacted]' });
+    expect(entries[3]!.req).toEqual({ headers: { authorization: '[redacted]' } });
+  });
+
+  it('writes time as an ISO string, not epoch milliseconds, and labels the level', () => {
+    const { entries } = logged((log) => log.info('hello'));
+    expect(entries[0]).toMatchObject({ level: 'info', service: 'cardvault', msg: 'hello' });
+    expect(typeof entries[0]!.time).toBe('string');
+    expect(entries[0]!.time).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/);
+    expect(Math.abs(Date.parse(entries[0]!.time as string) - Date.now())).toBeLessThan(60_000);
+  });
+
+  it('keeps nothing the scrubber would mask in a plain line: no pid, hostname or epoch time', () => {
+    const { text, entries } = logged((log) => log.info('hello'));
+    expect(maskPanLike(text)).toBe(text);
+    expect(entries[0]).not.toHaveProperty('pid');
+    expect(entries[0]).not.toHaveProperty('hostname');
+  });
+
+  it('logs a VaultError by type, code and its value-free message', () => {
+    const { entries } = logged((log) => log.error({ err: new VaultError('kms_unavailable', 'the KMS timed out') }, 'failed'));
+    const err = entries[0]!.err as Record<string, unknown>;
+    expect(err).toMatchObject({ type: 'VaultError', code: 'kms_unavailable', message: 'kms_unavailable: the KMS timed out' });
+    expect(typeof err.stack).toBe('string');
+  });
+
+  it('logs another error by type and code only, never its message', () => {
+    const driverError = Object.assign(new Error('duplicate key value (holder)=(Jane Q Cardholder)'), { code: '23505' });
+    let syntaxError: unknown;
+    try {
+      JSON.parse('{"holder_name": Jane Q Cardholder}');
+    } catch (err) {
+      syntaxError = err;
+    }
+    expect((syntaxError as Error).message).toContain('Jane Q Car');
+
+    const { text, entries } = logged((log) => {
+      log.error({ err: driverError }, 'insert failed');
+      log.error({ err: syntaxError }, 'parse failed');
+    });
+    expect(text).not.toContain('Jane Q Car');
+    expect(text).not.toContain('Cardholder');
+    expect(entries[0]!.err).toMatchObject({ type: 'Error', code: '23505' });
+    expect(entries[1]!.err).toMatchObject({ type: 'SyntaxError' });
+    expect(entries[0]!.err).not.toHaveProperty('message');
+    expect(entries[1]!.err).not.toHaveProperty('message');
+  });
+
+  it('masks a PAN inside an error message wherever the error is logged', () => {
+    const pan = newPan();
+    const { text } = logged((log) => {
+      log.error({ err: new Error(`upstream rejected ${pan}`) }, 'failed');
+      log.error({ err: new VaultError('internal_error', `oops ${pan}`) }, 'failed');
+      log.error(new Error(`upstream rejected ${pan}`));
+    });
+    expect(text).not.toContain(pan);
+  });
+
+  it('keeps the input quoted by a multi-line JSON.parse message out of the logged stack', () => {
+    // A body with a newline inside the quoted excerpt: V8's message, and so the stack's first lines, span lines.
+    let syntaxError: Error | undefined;
+    try {
+      JSON.parse('{"holder_name":\nJane Q}');
+    } catch (err) {
+      syntaxError = err as Error;
+    }
+    expect(syntaxError!.message).toContain('\n');
+    expect(syntaxError!.stack).toContain('Jane Q');
+
+    const { text, entries } = logged((log) => log.error({ err: syntaxError }, 'parse failed'));
+    expect(entries[0]!.err).toMatchObject({ type: 'SyntaxError' });
+    expect(text).not.toContain('Jane Q');
+  });
+
+  it('keeps the message of an error passed as the first argument out of the line', () => {
+    let syntaxError: unknown;
+    try {
+      JSON.parse('{"holder_name": Jane Q Cardholder}');
+    } catch (err) {
+      syntaxError = err;
+    }
+    const { text, entries } = logged((log) => log.error(syntaxError));
+    expect(entries[0]!.err).toMatchObject({ type: 'SyntaxError' });
+    expect(text).not.toContain('Jane Q Car');
+  });
+
+  it('drops a non-Error thrown value, logging only its type', () => {
+    const { text, entries } = logged((log) => log.error({ err: 'token 4111 1111 1111 1111 for Jane Q Cardholder' }, 'failed'));
+    expect(entries[0]!.err).toEqual({ type: 'string' });
+    expect(text).not.toContain('Cardholder');
+  });
+
+  it('writes nothing below its level', () => {
+    const { entries } = logged((log) => {
+      log.debug('hidden');
+      log.warn('shown');
+    });
+    expect(entries.map((e) => e.msg)).toEqual(['shown']);
+  });
+});
