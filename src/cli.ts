@@ -9,7 +9,8 @@ import type { Db } from './store/db';
 const USAGE = `usage: cardvault <command>
 
   serve                                   run the vault (as npm start)
-  migrate [--down [--to NAME]]            apply pending migrations, or revert them
+  migrate [--down [--to NAME | --all]]    apply pending migrations; --down reverts the last one,
+                                          --to NAME those after NAME, --all every one
   tenants create NAME                     create a tenant (its fingerprint key is wrapped by the KMS)
   keys create --tenant NAME --role ROLE [--label TEXT]
                                           issue an API key; the secret is printed once
@@ -56,8 +57,15 @@ async function withDb(config: Config, work: (db: Db) => Promise<number>): Promis
 }
 
 async function migrate(db: Db, args: string[], out: Out): Promise<number> {
-  const { values } = parseArgs({ args, options: { down: { type: 'boolean' }, to: { type: 'string' } }, strict: true });
-  const names = values.down ? await migrateDown(db, { to: values.to }) : await migrateUp(db);
+  const { values } = parseArgs({
+    args,
+    options: { down: { type: 'boolean' }, to: { type: 'string' }, all: { type: 'boolean' } },
+    strict: true,
+  });
+  if (!values.down && (values.to || values.all)) throw new UsageError('--to and --all go with --down');
+  // Reverting drops tables (data_keys holds every wrapped key): one step unless the operator says more.
+  const down = values.all ? {} : values.to ? { to: values.to } : { steps: 1 };
+  const names = values.down ? await migrateDown(db, down) : await migrateUp(db);
   out(JSON.stringify({ [values.down ? 'reverted' : 'applied']: names }));
   return 0;
 }

@@ -3,7 +3,7 @@ import type { Server } from 'node:http';
 import { createApp } from './app';
 import { createDevCredentials } from './bootstrap';
 import { ConfigError, loadConfig, type Config } from './config';
-import { openRuntime } from './dependencies';
+import { openRuntime, type Runtime } from './dependencies';
 import { createLogger, type Logger } from './log';
 import { purgeExpiredIdempotencyKeys } from './store/card-store';
 
@@ -12,6 +12,15 @@ const SHUTDOWN_GRACE_MS = 10_000;
 
 export async function startVault(config: Config, log: Logger): Promise<{ server: Server; stop: () => Promise<void> }> {
   const runtime = await openRuntime(config, log);
+  try {
+    return await serve(config, log, runtime);
+  } catch (err) {
+    await runtime.close().catch(() => undefined);
+    throw err;
+  }
+}
+
+async function serve(config: Config, log: Logger, runtime: Runtime): Promise<{ server: Server; stop: () => Promise<void> }> {
   if (config.devCredentials) {
     await createDevCredentials({ dataDir: config.dataDir, principals: runtime.principals, tenants: runtime.tenants, policies: runtime.policies, log });
   }

@@ -51,11 +51,32 @@ export async function migrateUp(db: Db, dir = MIGRATIONS_DIR): Promise<string[]>
   return locked(db, async (tx) => (await migrator(tx, dir).up()).map((m) => m.name));
 }
 
-/** Reverts migrations down to (and excluding) `to`, or all of them. */
-export async function migrateDown(db: Db, options: { to?: string } = {}, dir = MIGRATIONS_DIR): Promise<string[]> {
-  return locked(db, async (tx) => (await migrator(tx, dir).down({ to: options.to ?? 0 })).map((m) => m.name));
+/**
+ * Reverts migrations: those applied after `to` (which is kept), or the last `steps`, or all of them.
+ * umzug's own `to` is inclusive; translating it to a step count keeps the named migration in place.
+ */
+export async function migrateDown(db: Db, options: { to?: string; steps?: number } = {}, dir = MIGRATIONS_DIR): Promise<string[]> {
+  return locked(db, async (tx) => {
+    const umzug = migrator(tx, dir);
+    let steps = options.steps;
+    if (options.to !== undefined) {
+      const executed = (await umzug.executed()).map((m) => m.name);
+      const index = executed.indexOf(options.to);
+      if (index < 0) throw new Error(`migration ${options.to} has not been applied`);
+      steps = executed.length - index - 1;
+    }
+    if (steps === 0) return [];
+    const reverted = await umzug.down(steps === undefined ? { to: 0 } : { step: steps });
+    return reverted.map((m) => m.name);
+  });
 }
 
+/** Read-only: the runtime role of a production vault may lack CREATE, and must still be able to check. */
 export async function pendingMigrations(db: Db, dir = MIGRATIONS_DIR): Promise<string[]> {
-  return locked(db, async (tx) => (await migrator(tx, dir).pending()).map((m) => m.name));
+  const [row] = await db.query<{ present: boolean }>("SELECT to_regclass('schema_migrations') IS NOT NULL AS present");
+  const applied = new Set(
+    row?.present ? (await db.query<{ name: string }>('SELECT name FROM schema_migrations')).map((r) => r.name) : [],
+  );
+  const files = (await fs.readdir(dir)).filter((name) => name.endsWith('.sql') && !name.endsWith('.down.sql')).sort();
+  return files.map((name) => path.basename(name, '.sql')).filter((name) => !applied.has(name));
 }

@@ -1,0 +1,293 @@
+// The `cardvault` operator command through run(), on a fresh database, and once as the compiled bin/ script.
+import { spawn, spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Client } from 'pg';
+import { run } from '../../src/cli';
+import { openLocalKms } from '../../src/crypto/local-kms';
+import { assembleVault } from '../../src/dependencies';
+import { isVaultError } from '../../src/errors';
+import { loadPolicies } from '../../src/policy/load-policies';
+import { openPostgres, type Db } from '../../src/store/db';
+import { MIGRATIONS_DIR, migrateUp } from '../../src/store/migrate';
+import { ADMIN_DATABASE_URL, REPO_ROOT } from '../support/env';
+
+jest.setTimeout(60_000);
+
+const suffix = randomBytes(6).toString('hex');
+const DATABASE = `cardvault_cli_${suffix}`;
+const BIN_DATABASE = `cardvault_cli_bin_${suffix}`;
+const urlOf = (name: string) => `postgres://postgres@127.0.0.1:5432/${name}`;
+
+const ALL = fs
+  .readdirSync(MIGRATIONS_DIR)
+  .filter((file) => file.endsWith('.sql') && !file.endsWith('.down.sql'))
+  .map((file) => path.basename(file, '.sql'))
+  .sort();
+
+let tmpDir: string;
+let env: Record<string, string>;
+let db: Db;
+
+async function admin(sql: string): Promise<void> {
+  const client = new Client({ connectionString: ADMIN_DATABASE_URL });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
+}
+
+/** run() with its stdout lines and whatever it wrote to stderr. */
+async function cardvault(...argv: string[]): Promise<{ code: number; out: string[]; err: string }> {
+  const out: string[] = [];
+  let err = '';
+  const write = jest.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    err += chunk.toString();
+    return true;
+  });
+  try {
+    const code = await run(argv, env, (line) => out.push(line));
+    return { code, out, err };
+  } finally {
+    write.mockRestore();
+  }
+}
+
+const uniqueName = (prefix: string) => `${prefix}-${randomBytes(4).toString('hex')}`;
+
+beforeAll(async () => {
+  tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cardvault-cli-'));
+  env = {
+    DATABASE_URL: urlOf(DATABASE),
+    VAULT_DATA_DIR: path.join(tmpDir, '.vault'),
+    KMS_PROVIDER: 'local',
+    LOCAL_KMS_KEY_FILE: path.join(tmpDir, 'kms', 'local-kms.key'),
+  };
+  await admin(`CREATE DATABASE ${DATABASE}`);
+  db = openPostgres({ url: urlOf(DATABASE), poolSize: 2 });
+});
+
+afterAll(async () => {
+  try {
+    await db?.close();
+    await admin(`DROP DATABASE IF EXISTS ${DATABASE} WITH (FORCE)`);
+    await admin(`DROP DATABASE IF EXISTS ${BIN_DATABASE} WITH (FORCE)`);
+  } finally {
+    if (tmpDir) fs.rmSync(tmpDir, { recursive: true, force: true });
+  }
+});
+
+describe('cardvault migrate', () => {
+  it('applies every migration to an empty database and prints their names', async () => {
+    const result = await cardvault('migrate');
+    expect(result.code).toBe(0);
+    expect(result.out.map((line) => JSON.parse(line))).toEqual([{ applied: ALL }]);
+    expect(await cardvault('migrate')).toMatchObject({ code: 0, out: [JSON.stringify({ applied: [] })] });
+  });
+});
+
+describe('cardvault tenants and keys', () => {
+  // Independent of the test above: migrating twice is a no-op.
+  beforeAll(() => migrateUp(db));
+
+  /** The principals as the server builds them, on the same database and KMS key, with no key cache. */
+  async function principals() {
+    const kms = await openLocalKms({ keyFile: env.LOCAL_KMS_KEY_FILE! });
+    return assembleVault({
+      db,
+      kms,
+      policies: loadPolicies(path.join(REPO_ROOT, 'policies')),
+      config: { apiKeyCacheSeconds: 0, idempotencyTtlSeconds: 24 * 3600, dataKeys: { maxAgeSeconds: 3600, maxUses: 1000, cacheEntries: 10 } },
+    }).principals;
+  }
+
+  async function createTenant(name: string): Promise<string> {
+    const result = await cardvault('tenants', 'create', name);
+    expect(result.code).toBe(0);
+    return (JSON.parse(result.out[0]!) as { id: string }).id;
+  }
+
+  it('tenants create acme prints the new tenant id', async () => {
+    const result = await cardvault('tenants', 'create', 'acme');
+    expect(result.code).toBe(0);
+    expect(result.out).toHaveLength(1);
+    const printed = JSON.parse(result.out[0]!) as { id: string; name: string };
+    expect(printed.name).toBe('acme');
+    expect(printed.id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+    const rows = await db.query<{ name: string }>('SELECT name FROM tenants WHERE id = $1', [printed.id]);
+    expect(rows).toEqual([{ name: 'acme' }]);
+  });
+
+  it('fails with a non-zero exit when the tenant name is taken', async () => {
+    const name = uniqueName('dup');
+    await createTenant(name);
+    const again = await cardvault('tenants', 'create', name);
+    expect(again.code).not.toBe(0);
+    expect(again.out).toEqual([]);
+    expect(again.err).toContain('tenant_exists');
+    const rows = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM tenants WHERE name = $1', [name]);
+    expect(rows[0]!.n).toBe(1);
+  });
+
+  it('keys create prints a cvk_ key once and the database keeps only its SHA-256', async () => {
+    const name = uniqueName('keys');
+    const tenantId = await createTenant(name);
+    const result = await cardvault('keys', 'create', '--tenant', name, '--role', 'merchant', '--label', 'checkout');
+    expect(result.code).toBe(0);
+    expect(result.out).toHaveLength(1);
+    const printed = JSON.parse(result.out[0]!) as { id: string; tenant: string; role: string; api_key: string };
+    expect(printed).toMatchObject({ tenant: name, role: 'merchant' });
+    const secret = printed.api_key;
+    expect(secret).toMatch(/^cvk_[A-Za-z0-9_-]{43}$/);
+    expect(result.out.join('\n').split(secret)).toHaveLength(2);
+    expect(result.err).not.toContain(secret);
+
+    const rows = await db.query<{ id: string; role: string; key_hash: Buffer }>('SELECT id, role, key_hash FROM api_keys WHERE tenant_id = $1', [tenantId]);
+    expect(rows).toHaveLength(1);
+    expect(rows[0]!.id).toBe(printed.id);
+    expect(rows[0]!.key_hash.equals(createHash('sha256').update(secret, 'utf8').digest())).toBe(true);
+    const dump = (await db.query<{ row: string }>('SELECT a::text AS row FROM api_keys a')).map((r) => r.row).join('\n');
+    expect(dump).not.toContain(secret.slice('cvk_'.length));
+    expect(dump).not.toContain(Buffer.from(secret).toString('hex'));
+
+    const listed = await cardvault('keys', 'list', '--tenant', name);
+    expect(listed.code).toBe(0);
+    expect(listed.out.map((line) => JSON.parse(line))).toEqual([expect.objectContaining({ id: printed.id, role: 'merchant', label: 'checkout', revoked_at: null })]);
+    expect(listed.out.join('\n')).not.toContain(secret.slice('cvk_'.length));
+  });
+
+  it('a created key authenticates as its tenant and role until keys revoke, then never again', async () => {
+    const name = uniqueName('revoke');
+    const tenantId = await createTenant(name);
+    const created = JSON.parse((await cardvault('keys', 'create', '--tenant', name, '--role', 'merchant')).out[0]!) as { id: string; api_key: string };
+    const vault = await principals();
+
+    const principal = await vault.authenticate(created.api_key);
+    expect(principal.tenant).toMatchObject({ id: tenantId, name });
+    expect(principal.role.name).toBe('merchant');
+    expect(principal.apiKeyId).toBe(created.id);
+
+    const revoked = await cardvault('keys', 'revoke', created.id);
+    expect(revoked.code).toBe(0);
+    expect(revoked.out.map((line) => JSON.parse(line))).toEqual([{ id: created.id, revoked: true }]);
+    const rejected = await vault.authenticate(created.api_key).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    expect(isVaultError(rejected, 'unauthenticated')).toBe(true);
+
+    const twice = await cardvault('keys', 'revoke', created.id);
+    expect(twice.code).not.toBe(0);
+    expect(twice.out.map((line) => JSON.parse(line))).toEqual([{ id: created.id, revoked: false }]);
+  });
+
+  it('keys create with a role missing from policies/ fails naming the role and issues nothing', async () => {
+    const name = uniqueName('role');
+    const tenantId = await createTenant(name);
+    const result = await cardvault('keys', 'create', '--tenant', name, '--role', 'superuser');
+    expect(result.code).not.toBe(0);
+    expect(result.out).toEqual([]);
+    expect(result.err).toMatch(/role/);
+    expect(result.err).not.toMatch(/cvk_/);
+    const rows = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM api_keys WHERE tenant_id = $1', [tenantId]);
+    expect(rows[0]!.n).toBe(0);
+  });
+
+  it('keys create for a tenant that does not exist fails and issues nothing', async () => {
+    const result = await cardvault('keys', 'create', '--tenant', uniqueName('ghost'), '--role', 'merchant');
+    expect(result.code).not.toBe(0);
+    expect(result.out).toEqual([]);
+    expect(result.err).toContain('no tenant named');
+  });
+});
+
+describe('cardvault usage', () => {
+  it.each([[['frobnicate']], [['tenants', 'delete', 'acme']], [[]]])('exits 64 and prints usage for %j', async (argv) => {
+    const result = await cardvault(...argv);
+    expect(result.code).toBe(64);
+    expect(result.out).toEqual([]);
+    expect(result.err).toContain('usage: cardvault <command>');
+  });
+
+  it('names the unknown command', async () => {
+    expect((await cardvault('frobnicate')).err).toContain('unknown command: frobnicate');
+  });
+});
+
+describe('bin/cardvault.js', () => {
+  beforeAll(async () => {
+    await ensureBuilt();
+    await admin(`CREATE DATABASE ${BIN_DATABASE}`);
+  }, 180_000);
+
+  it('migrates an empty database as a child process with DATABASE_URL set', async () => {
+    const result = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+      const child = spawn(process.execPath, [path.join(REPO_ROOT, 'bin', 'cardvault.js'), 'migrate'], {
+        cwd: tmpDir,
+        env: { PATH: process.env.PATH ?? '', DATABASE_URL: urlOf(BIN_DATABASE) },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
+      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+      const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+      child.once('error', reject);
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        resolve({ code, stdout, stderr });
+      });
+    });
+    expect(result).toMatchObject({ code: 0, stderr: '' });
+    expect(JSON.parse(result.stdout)).toEqual({ applied: ALL });
+
+    const migrated = openPostgres({ url: urlOf(BIN_DATABASE), poolSize: 1 });
+    try {
+      const rows = await migrated.query<{ name: string }>('SELECT name FROM schema_migrations ORDER BY name');
+      expect(rows.map((row) => row.name)).toEqual(ALL);
+    } finally {
+      await migrated.close();
+    }
+  });
+});
+
+/** Compiles src/ into dist/ unless dist/ is already newer; a lock keeps parallel suites from running tsc together. */
+async function ensureBuilt(): Promise<void> {
+  const lock = path.join(os.tmpdir(), 'cardvault-dist-build.lock');
+  const deadline = Date.now() + 150_000;
+  while (!tryMkdir(lock)) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${lock}; remove it if no test run is building`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  try {
+    if (distIsFresh()) return;
+    const tsc = spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.build.json'], { cwd: REPO_ROOT, encoding: 'utf8' });
+    if (tsc.status !== 0) throw new Error(`tsc -p tsconfig.build.json failed:\n${tsc.stdout}${tsc.stderr}`);
+  } finally {
+    fs.rmSync(lock, { recursive: true, force: true });
+  }
+}
+
+function tryMkdir(dir: string): boolean {
+  try {
+    fs.mkdirSync(dir);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw err;
+  }
+}
+
+function distIsFresh(): boolean {
+  const src = path.join(REPO_ROOT, 'src');
+  return (fs.readdirSync(src, { recursive: true }) as string[])
+    .filter((file) => /\.(ts|json)$/.test(file) && !file.endsWith('.d.ts'))
+    .every((file) => {
+      const built = path.join(REPO_ROOT, 'dist', file.replace(/\.ts$/, '.js'));
+      return fs.existsSync(built) && fs.statSync(built).mtimeMs >= fs.statSync(path.join(src, file)).mtimeMs;
+    });
+}

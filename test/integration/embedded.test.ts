@@ -1,0 +1,207 @@
+// The zero-setup default: with no settings the compiled vault runs on embedded PGlite with a local KMS key file.
+// It runs as a child process: PGlite's bundle calls import(), which jest's VM refuses without --experimental-vm-modules.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { LOG_DIR, REPO_ROOT } from '../support/env';
+import { newPan } from '../support/pans';
+
+// PGlite takes seconds to start; the file starts the vault twice.
+jest.setTimeout(120_000);
+
+const ROLES = ['admin', 'auditor', 'merchant', 'payments'];
+const API_KEY = /^cvk_[A-Za-z0-9_-]{43}$/;
+const START_TIMEOUT_MS = 60_000;
+
+interface Running {
+  child: ChildProcess;
+  baseUrl: string;
+  /** Everything the vault wrote to stdout (its log) and stderr so far. */
+  output(): string;
+  exited: Promise<number | null>;
+}
+
+let tmpDir: string;
+let running: Running | undefined;
+
+beforeAll(async () => {
+  await ensureBuilt();
+  tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cardvault-embedded-'));
+}, 180_000);
+
+afterAll(async () => {
+  try {
+    await stopVault('SIGKILL');
+  } finally {
+    if (tmpDir) fs.rmSync(tmpDir, { recursive: true, force: true });
+  }
+});
+
+/** `npm start` with an empty environment, from a fresh directory; resolves once the log says it listens. */
+async function startVault(): Promise<Running> {
+  const child = spawn(process.execPath, [path.join(REPO_ROOT, 'dist', 'main.js')], {
+    cwd: tmpDir,
+    env: { PATH: process.env.PATH, PORT: '0', LOG_LEVEL: 'info' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  // The canary searches the run's logs for test PANs, so the child's log goes there too.
+  const logFile = path.join(LOG_DIR, `${process.pid}-embedded-vault.ndjson`);
+  let stdout = '';
+  let stderr = '';
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`the vault did not listen within ${START_TIMEOUT_MS} ms:\n${stdout}${stderr}`));
+    }, START_TIMEOUT_MS);
+    child.stdout!.on('data', (chunk: Buffer) => {
+      stdout += chunk.toString('utf8');
+      fs.appendFileSync(logFile, chunk);
+      for (const line of stdout.split('\n')) {
+        const entry = parseLine(line);
+        if (typeof entry?.port === 'number' && String(entry.msg).startsWith('cardvault listening')) {
+          clearTimeout(timer);
+          resolve(entry.port);
+        }
+      }
+    });
+    child.stderr!.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString('utf8');
+    });
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`the vault exited (${code}) before listening:\n${stdout}${stderr}`));
+    });
+  });
+  running = { child, baseUrl: `http://127.0.0.1:${port}`, output: () => stdout + stderr, exited };
+  return running;
+}
+
+async function stopVault(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+  const current = running;
+  running = undefined;
+  if (!current || current.child.exitCode !== null || current.child.signalCode !== null) return current?.child.exitCode ?? null;
+  current.child.kill(signal);
+  return current.exited;
+}
+
+function parseLine(line: string): Record<string, unknown> | undefined {
+  try {
+    return JSON.parse(line) as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
+}
+
+async function post(baseUrl: string, urlPath: string, key: string, body: unknown): Promise<{ status: number; body: any }> {
+  const res = await fetch(`${baseUrl}${urlPath}`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  return { status: res.status, body: await res.json() };
+}
+
+const mode = (file: string) => fs.statSync(file).mode & 0o777;
+
+it('starts with no settings, writes 0600 demo credentials and key file, and keeps cards and keys across a restart', async () => {
+  const vaultDir = path.join(tmpDir, '.vault');
+  const credentialsFile = path.join(vaultDir, 'credentials.json');
+  const kmsKeyFile = path.join(vaultDir, 'local-kms.key');
+
+  // First start: everything is created under <cwd>/.vault.
+  const first = await startVault();
+  expect((await fetch(`${first.baseUrl}/healthz`)).status).toBe(200);
+  expect(fs.existsSync(path.join(vaultDir, 'pgdata'))).toBe(true);
+  expect(mode(vaultDir)).toBe(0o700);
+
+  expect(mode(credentialsFile)).toBe(0o600);
+  const credentialsText = fs.readFileSync(credentialsFile, 'utf8');
+  const credentials = JSON.parse(credentialsText) as { tenant: string; api_keys: Record<string, string> };
+  expect(Object.keys(credentials).sort()).toEqual(['api_keys', 'tenant']);
+  expect(credentials.tenant).toBe('demo');
+  expect(Object.keys(credentials.api_keys).sort()).toEqual(ROLES);
+  const keys = Object.values(credentials.api_keys);
+  for (const key of keys) expect(key).toMatch(API_KEY);
+  expect(new Set(keys).size).toBe(ROLES.length);
+
+  expect(mode(kmsKeyFile)).toBe(0o600);
+  expect(fs.statSync(kmsKeyFile).size).toBe(32);
+
+  const firstLog = first.output();
+  expect(firstLog).toContain(credentialsFile);
+  for (const key of keys) {
+    expect(firstLog).not.toContain(key.slice('cvk_'.length));
+  }
+
+  const pan = newPan();
+  const card = { number: pan, exp_month: 12, exp_year: 2031 };
+  const tokenized = await post(first.baseUrl, '/v1/tokens', credentials.api_keys.merchant!, { card });
+  expect(tokenized.status).toBe(201);
+  const token = tokenized.body.token as string;
+  expect(token).not.toBe(pan);
+  const revealed = await post(first.baseUrl, `/v1/tokens/${token}/detokenize`, credentials.api_keys.payments!, { purpose: 'authorization' });
+  expect(revealed.status).toBe(200);
+  expect(revealed.body).toEqual({ token, card });
+
+  const credentialsMtime = fs.statSync(credentialsFile).mtimeMs;
+  const kmsKey = fs.readFileSync(kmsKeyFile);
+  expect(await stopVault()).toBe(0);
+
+  // Second start on the same directory: same database, same KMS key, credentials left alone.
+  const second = await startVault();
+  expect(fs.readFileSync(credentialsFile, 'utf8')).toBe(credentialsText);
+  expect(fs.statSync(credentialsFile).mtimeMs).toBe(credentialsMtime);
+  expect(fs.readFileSync(kmsKeyFile).equals(kmsKey)).toBe(true);
+  expect(second.output()).not.toContain('development credentials written');
+
+  const again = await post(second.baseUrl, `/v1/tokens/${token}/detokenize`, credentials.api_keys.payments!, { purpose: 'authorization' });
+  expect(again.status).toBe(200);
+  expect(again.body).toEqual({ token, card });
+  // The same PAN still deduplicates onto the stored token, so the tenant's fingerprint key survived too.
+  const retokenized = await post(second.baseUrl, '/v1/tokens', credentials.api_keys.merchant!, { card });
+  expect(retokenized.status).toBe(200);
+  expect(retokenized.body.token).toBe(token);
+
+  expect(await stopVault()).toBe(0);
+  const allOutput = first.output() + second.output();
+  expect(allOutput).not.toContain(pan);
+});
+
+/** Compiles src/ into dist/ unless dist/ is already newer; a lock keeps parallel suites from running tsc together. */
+async function ensureBuilt(): Promise<void> {
+  const lock = path.join(os.tmpdir(), 'cardvault-dist-build.lock');
+  const deadline = Date.now() + 150_000;
+  while (!tryMkdir(lock)) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${lock}; remove it if no test run is building`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  try {
+    if (distIsFresh()) return;
+    const tsc = spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.build.json'], { cwd: REPO_ROOT, encoding: 'utf8' });
+    if (tsc.status !== 0) throw new Error(`tsc -p tsconfig.build.json failed:\n${tsc.stdout}${tsc.stderr}`);
+  } finally {
+    fs.rmSync(lock, { recursive: true, force: true });
+  }
+}
+
+function tryMkdir(dir: string): boolean {
+  try {
+    fs.mkdirSync(dir);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw err;
+  }
+}
+
+function distIsFresh(): boolean {
+  const src = path.join(REPO_ROOT, 'src');
+  return (fs.readdirSync(src, { recursive: true }) as string[])
+    .filter((file) => /\.(ts|json)$/.test(file) && !file.endsWith('.d.ts'))
+    .every((file) => {
+      const built = path.join(REPO_ROOT, 'dist', file.replace(/\.ts$/, '.js'));
+      return fs.existsSync(built) && fs.statSync(built).mtimeMs >= fs.statSync(path.join(src, file)).mtimeMs;
+    });
+}

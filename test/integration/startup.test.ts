@@ -1,0 +1,230 @@
+// Startup refusals: production without production settings, a bad policy file, a database with pending migrations.
+import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Client } from 'pg';
+import { ConfigError, loadConfig } from '../../src/config';
+import { createLogger } from '../../src/log';
+import { startVault } from '../../src/main';
+import { openPostgres } from '../../src/store/db';
+import { migrateUp } from '../../src/store/migrate';
+import { ADMIN_DATABASE_URL, REPO_ROOT } from '../support/env';
+import { captureLog } from '../support/log-capture';
+
+jest.setTimeout(60_000);
+
+const EXIT_TIMEOUT_MS = 30_000;
+
+let tmpDir: string;
+const databases: string[] = [];
+const roles: string[] = [];
+
+beforeAll(async () => {
+  tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cardvault-startup-'));
+  await ensureBuilt();
+}, 180_000);
+
+afterAll(async () => {
+  try {
+    await admin(async (client) => {
+      for (const name of databases) await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      for (const name of roles) await client.query(`DROP ROLE IF EXISTS ${name}`);
+    });
+  } finally {
+    if (tmpDir) fs.rmSync(tmpDir, { recursive: true, force: true });
+  }
+});
+
+async function admin<T>(work: (client: Client) => Promise<T>): Promise<T> {
+  const client = new Client({ connectionString: ADMIN_DATABASE_URL });
+  await client.connect();
+  try {
+    return await work(client);
+  } finally {
+    await client.end();
+  }
+}
+
+/** An empty database of its own, dropped in afterAll. */
+async function freshDatabase(): Promise<{ name: string; url: string }> {
+  const name = `cardvault_startup_${randomBytes(6).toString('hex')}`;
+  databases.push(name);
+  await admin((client) => client.query(`CREATE DATABASE ${name}`));
+  return { name, url: `postgres://postgres@127.0.0.1:5432/${name}` };
+}
+
+function scratchDir(): string {
+  return fs.mkdtempSync(path.join(tmpDir, 'case-'));
+}
+
+/** Runs the compiled server with exactly `env`; it must exit by itself. */
+function runCompiledServer(env: Record<string, string>, cwd: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(REPO_ROOT, 'dist', 'main.js')], {
+      cwd,
+      env: { PATH: process.env.PATH ?? '', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`dist/main.js did not exit within ${EXIT_TIMEOUT_MS} ms:\n${stdout}${stderr}`));
+    }, EXIT_TIMEOUT_MS);
+    child.once('error', reject);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+describe('loadConfig in production', () => {
+  it('rejects the embedded database and the local KMS, naming DATABASE_URL and KMS_PROVIDER', () => {
+    let thrown: unknown;
+    try {
+      loadConfig({ NODE_ENV: 'production' }, tmpDir);
+    } catch (err) {
+      thrown = err;
+    }
+    expect(thrown).toBeInstanceOf(ConfigError);
+    const problems = (thrown as ConfigError).problems;
+    expect(problems.some((p) => p.includes('DATABASE_URL'))).toBe(true);
+    expect(problems.some((p) => p.includes('KMS_PROVIDER'))).toBe(true);
+  });
+
+  it('still rejects the local KMS when DATABASE_URL is set', () => {
+    expect(() => loadConfig({ NODE_ENV: 'production', DATABASE_URL: 'postgres://vault@db/vault' }, tmpDir)).toThrow(/KMS_PROVIDER/);
+  });
+});
+
+describe('the compiled server', () => {
+  it('refuses to start in production without production settings, naming them on stderr', async () => {
+    const cwd = scratchDir();
+    const result = await runCompiledServer({ NODE_ENV: 'production', PORT: '0' }, cwd);
+    expect(result.code).not.toBe(0);
+    expect(result.code).not.toBeNull();
+    expect(result.stderr).toContain('DATABASE_URL');
+    expect(result.stderr).toContain('KMS_PROVIDER');
+    expect(result.stdout).not.toContain('listening');
+    // It stopped before creating anything: no embedded database, no key file.
+    expect(fs.existsSync(path.join(cwd, '.vault'))).toBe(false);
+  });
+
+  it.each([
+    ['an action that does not exist', 'merchant.yaml', 'role: merchant\nactions: [tokenize, teleport]\n', 'field /actions/1'],
+    ['a misspelt field', 'merchant.yaml', 'role: merchant\nactoins: [tokenize]\nactions: [tokenize]\n', '(actoins)'],
+    ['a detokenize grant without purposes', 'payments.yaml', 'role: payments\nactions: [detokenize]\ndetokenize:\n  reveal: [number]\n', "field /detokenize: must have required property 'purposes'"],
+  ])('exits before listening when a policy file has %s, naming the file and the field', async (_case, fileName, yaml, field) => {
+    const cwd = scratchDir();
+    const policiesDir = path.join(cwd, 'policies');
+    fs.cpSync(path.join(REPO_ROOT, 'policies'), policiesDir, { recursive: true });
+    fs.writeFileSync(path.join(policiesDir, fileName), yaml);
+
+    const result = await runCompiledServer({ POLICIES_DIR: policiesDir, PORT: '0', HOST: '127.0.0.1' }, cwd);
+    const output = result.stdout + result.stderr;
+    expect(result.code).not.toBe(0);
+    expect(result.code).not.toBeNull();
+    expect(output).toContain(path.join(policiesDir, fileName));
+    expect(output).toContain(field);
+    expect(output).not.toContain('listening');
+  });
+});
+
+describe('MIGRATE_ON_START=false', () => {
+  const config = (url: string, dir: string) =>
+    loadConfig({ DATABASE_URL: url, MIGRATE_ON_START: 'false', PORT: '0', HOST: '127.0.0.1', VAULT_DATA_DIR: path.join(dir, '.vault') }, dir);
+
+  it('refuses to start on a database with pending migrations, naming `cardvault migrate`', async () => {
+    const { url } = await freshDatabase();
+    const dir = scratchDir();
+    const log = createLogger({ level: 'info', destination: captureLog() });
+    await expect(startVault(config(url, dir), log)).rejects.toThrow(/cardvault migrate/);
+    await expect(startVault(config(url, dir), log)).rejects.toThrow(/0001_tenants/);
+  });
+
+  it('starts once the database is migrated, applying nothing itself', async () => {
+    const { url } = await freshDatabase();
+    const db = openPostgres({ url, poolSize: 1 });
+    try {
+      await migrateUp(db);
+    } finally {
+      await db.close();
+    }
+    const dir = scratchDir();
+    const captured = captureLog();
+    const { stop } = await startVault(config(url, dir), createLogger({ level: 'info', destination: captured }));
+    await stop();
+    expect(captured.lines.join('')).not.toContain('migrations applied');
+  });
+
+  it('starts as a least-privileged database user that may read and write rows but not create tables', async () => {
+    const { name, url } = await freshDatabase();
+    const db = openPostgres({ url, poolSize: 1 });
+    try {
+      await migrateUp(db);
+    } finally {
+      await db.close();
+    }
+    // PCI least privilege: the migration job owns the schema; the vault's own user only reads and writes rows.
+    const role = `cardvault_startup_app_${randomBytes(6).toString('hex')}`;
+    roles.push(role);
+    await admin((client) => client.query(`CREATE ROLE ${role} LOGIN`));
+    const owner = new Client({ connectionString: url });
+    await owner.connect();
+    try {
+      await owner.query(`REVOKE CREATE ON SCHEMA public FROM PUBLIC`);
+      await owner.query(`GRANT USAGE ON SCHEMA public TO ${role}`);
+      await owner.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ${role}`);
+      await owner.query(`GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO ${role}`);
+    } finally {
+      await owner.end();
+    }
+
+    const dir = scratchDir();
+    const appUrl = `postgres://${role}@127.0.0.1:5432/${name}`;
+    const { stop } = await startVault(config(appUrl, dir), createLogger({ level: 'info', destination: captureLog() }));
+    await stop();
+  });
+});
+
+/** Compiles src/ into dist/ unless dist/ is already newer; a lock keeps parallel suites from running tsc together. */
+async function ensureBuilt(): Promise<void> {
+  const lock = path.join(os.tmpdir(), 'cardvault-dist-build.lock');
+  const deadline = Date.now() + 150_000;
+  while (!tryMkdir(lock)) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${lock}; remove it if no test run is building`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  try {
+    if (distIsFresh()) return;
+    const tsc = spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.build.json'], { cwd: REPO_ROOT, encoding: 'utf8' });
+    if (tsc.status !== 0) throw new Error(`tsc -p tsconfig.build.json failed:\n${tsc.stdout}${tsc.stderr}`);
+  } finally {
+    fs.rmSync(lock, { recursive: true, force: true });
+  }
+}
+
+function tryMkdir(dir: string): boolean {
+  try {
+    fs.mkdirSync(dir);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw err;
+  }
+}
+
+function distIsFresh(): boolean {
+  const src = path.join(REPO_ROOT, 'src');
+  return (fs.readdirSync(src, { recursive: true }) as string[])
+    .filter((file) => /\.(ts|json)$/.test(file) && !file.endsWith('.d.ts'))
+    .every((file) => {
+      const built = path.join(REPO_ROOT, 'dist', file.replace(/\.ts$/, '.js'));
+      return fs.existsSync(built) && fs.statSync(built).mtimeMs >= fs.statSync(path.join(src, file)).mtimeMs;
+    });
+}
