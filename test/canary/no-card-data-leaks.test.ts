@@ -16,9 +16,10 @@ const pans = [...new Set(readAll(PAN_DIR).split('\n').filter(Boolean))];
 const logs = readAll(LOG_DIR);
 
 describe('canary', () => {
+  // Floors well under what the suites produce (about 90 PANs, 300 lines): a run that lost them must not pass.
   it('has material to check: the suite vaulted PANs and wrote logs', () => {
-    expect(pans.length).toBeGreaterThan(100);
-    expect(logs.split('\n').length).toBeGreaterThan(500);
+    expect(pans.length).toBeGreaterThanOrEqual(50);
+    expect(logs.split('\n').length).toBeGreaterThanOrEqual(200);
   });
 
   it('finds no vaulted PAN in any captured log line', () => {
