@@ -26,4 +26,5 @@ CREATE TABLE cards (
 -- Tokens are never reissued within a tenant, deleted or not.
 CREATE UNIQUE INDEX cards_tenant_token ON cards (tenant_id, token);
 -- One active token per PAN per tenant: concurrent tokenizations of one PAN converge on this index.
-CREATE UNIQUE INDEX cards_tenant_fingerprint ON cards (tenant_id, fingerprint) WHERE status = 'active';
+-- Fingerprint first: led by tenant_id, the planner (without statistics yet) chose it for token lookups too.
+CREATE UNIQUE INDEX cards_fingerprint_tenant ON cards (fingerprint, tenant_id) WHERE status = 'active';
