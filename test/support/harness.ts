@@ -1,6 +1,4 @@
 // Builds the app as main.ts does, on the real test database, with a local KMS key file and a captured log.
-import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import type { Express } from 'express';
 import { createApp } from '../../src/app';
@@ -11,7 +9,7 @@ import { createLogger, type Logger } from '../../src/log';
 import { loadPolicies } from '../../src/policy/load-policies';
 import { openPostgres, type Db } from '../../src/store/db';
 import { PgTenantStore } from '../../src/store/tenant-store';
-import { REPO_ROOT, TEST_DATABASE_URL } from './env';
+import { REPO_ROOT, RUN_DIR, TEST_DATABASE_URL } from './env';
 import { captureLog, type CapturedLog } from './log-capture';
 
 export interface Harness {
@@ -26,7 +24,8 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-const sharedKeyFile = path.join(os.tmpdir(), `cardvault-test-kms-${process.pid}`, 'local-kms.key');
+// One key file per jest worker, shared by its suites, in the run folder that global setup empties.
+const sharedKeyFile = path.join(RUN_DIR, 'kms', String(process.pid), 'local-kms.key');
 
 export async function buildHarness(options: { kms?: Kms; db?: Db; apiKeyCacheSeconds?: number } = {}): Promise<Harness> {
   const db = options.db ?? openPostgres({ url: TEST_DATABASE_URL, poolSize: 10 });
@@ -76,8 +75,4 @@ export async function buildHarness(options: { kms?: Kms; db?: Db; apiKeyCacheSec
 
 export function tenantStore(db: Db): PgTenantStore {
   return new PgTenantStore(db);
-}
-
-export function removeTestKeyFiles(): void {
-  fs.rmSync(path.dirname(sharedKeyFile), { recursive: true, force: true });
 }
