@@ -1,0 +1,35 @@
+// The bench's settings: the only reader of its BENCH_* variables.
+import os from 'node:os';
+
+/** Dropped and recreated by every run, so it must never be a database anyone else uses. */
+export const BENCH_DATABASE = 'cardvault_bench';
+
+export interface Options {
+  adminUrl: string;
+  processes: number;
+  concurrency: number;
+  warmupSeconds: number;
+  seconds: number;
+  cpuProfileDir: string | undefined;
+  /** BENCH_SKIP_ANALYZE=1 shows the vault on a database without planner statistics. */
+  skipAnalyze: boolean;
+}
+
+export function readOptions(env: NodeJS.ProcessEnv): Options {
+  const int = (name: string, fallback: number, min: number, max: number) => {
+    const raw = env[name]?.trim();
+    if (!raw) return fallback;
+    const value = Number(raw);
+    if (!/^\d+$/.test(raw) || value < min || value > max) throw new Error(`${name} must be an integer from ${min} to ${max}`);
+    return value;
+  };
+  return {
+    adminUrl: env.BENCH_ADMIN_DATABASE_URL?.trim() || 'postgres://postgres@127.0.0.1:5432/postgres',
+    processes: int('BENCH_VAULT_PROCESSES', os.availableParallelism(), 1, 64),
+    concurrency: int('BENCH_CONCURRENCY', 32, 1, 4096),
+    warmupSeconds: int('BENCH_WARMUP_SECONDS', 3, 0, 600),
+    seconds: int('BENCH_SECONDS', 10, 1, 3600),
+    cpuProfileDir: env.BENCH_VAULT_CPU_PROF?.trim() || undefined,
+    skipAnalyze: int('BENCH_SKIP_ANALYZE', 0, 0, 1) === 1,
+  };
+}

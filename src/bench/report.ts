@@ -1,0 +1,110 @@
+// What the bench prints: the results table, CPU per run, the targets, the BENCH_JSON line and any errors.
+import os from 'node:os';
+import type { CpuUsed } from './cpu-usage';
+import { BENCH_DATABASE, type Options } from './options';
+import type { OpStats, PhaseResult } from './phase';
+
+const TARGET = { tokenize: 2000, detokenize: 3000, p99Ms: 50 };
+
+const fixed = (n: number, digits = 1) => (Number.isFinite(n) ? n.toFixed(digits) : '-');
+
+const machine = () => ({ cpus: os.availableParallelism(), model: os.cpus()[0]?.model.trim(), node: process.version });
+
+interface Row {
+  name: string;
+  /** One operation of a run that mixed them, listed under the run's total. */
+  perOp: boolean;
+  stats: OpStats;
+  cpu: CpuUsed | undefined;
+}
+
+function rows(results: PhaseResult[]): Row[] {
+  return results.flatMap((r) => [
+    { name: r.name, perOp: false, stats: r.total, cpu: r.cpu },
+    ...(Object.keys(r.byOp).length > 1
+      ? Object.entries(r.byOp).map(([op, stats]) => ({ name: `${r.name}.${op}`, perOp: true, stats, cpu: undefined }))
+      : []),
+  ]);
+}
+
+function table(options: Options, results: PhaseResult[]): string[] {
+  const { cpus, model, node } = machine();
+  const out = [
+    `cardvault bench: ${options.processes} vault process(es), concurrency ${options.concurrency}, ` +
+      `warm-up ${options.warmupSeconds} s, measured ${options.seconds} s per run`,
+    `database: PostgreSQL ${BENCH_DATABASE}, created afresh; ${options.skipAnalyze ? 'NOT analyzed' : 'ANALYZE after the tokenize run'}`,
+    `machine: ${cpus} CPUs, ${model ?? 'unknown'}, node ${node}`,
+    '',
+    `${'run'.padEnd(22)}${'ops/s'.padStart(9)}${'p50 ms'.padStart(9)}${'p95 ms'.padStart(9)}${'p99 ms'.padStart(9)}${'errors'.padStart(8)}`,
+    ...rows(results).map(({ name, perOp, stats: s }) => {
+      const cells = [fixed(s.opsPerSecond, 0), fixed(s.p50), fixed(s.p95), fixed(s.p99)].map((cell) => cell.padStart(9));
+      return `${((perOp ? '  ' : '') + name).padEnd(22)}${cells.join('')}${String(s.errors).padStart(8)}`;
+    }),
+    '',
+    `CPU in each measured window: cores used (of ${cpus}), and CPU µs per operation`,
+    ...results.map((r) => {
+      if (!r.cpu) return `  ${r.name.padEnd(11)} (not measured)`;
+      const perOp = (cores: number) => `${fixed(cores, 2)} (${fixed((cores * 1e6) / (r.total.opsPerSecond || NaN), 0)} µs/op)`;
+      return (
+        `  ${r.name.padEnd(11)} vault ${perOp(r.cpu.vault)}  postgres ${perOp(r.cpu.postgres)}  load generator ${perOp(r.cpu.bench)}  ` +
+        `kernel irq ${fixed(r.cpu.irq, 2)}  other ${fixed(r.cpu.other, 2)}${r.cpu.other >= 0.1 ? ` (${r.cpu.others})` : ''}  ` +
+        `idle ${fixed(r.cpu.idle, 2)}`
+      );
+    }),
+  ];
+  const noisy = results.filter((r) => r.cpu && r.cpu.other >= 0.2).map((r) => r.name);
+  if (noisy.length > 0) {
+    out.push(`WARNING: other work on this machine took >= 0.2 cores during ${noisy.join(', ')}; those figures understate the vault.`);
+  }
+  return out;
+}
+
+/** A missed target is reported, not failed on: it is a finding about the vault, not a broken bench. */
+function verdict(results: PhaseResult[]): string[] {
+  const lines: string[] = [];
+  for (const r of results) {
+    const floor = r.name === 'tokenize' ? TARGET.tokenize : r.name === 'detokenize' ? TARGET.detokenize : undefined;
+    if (floor === undefined) continue;
+    const ok = r.total.opsPerSecond >= floor && r.total.p99 <= TARGET.p99Ms;
+    lines.push(`${r.name}: ${ok ? 'meets' : 'MISSES'} the target (>= ${floor} ops/s, p99 <= ${TARGET.p99Ms} ms)`);
+  }
+  return lines;
+}
+
+function jsonSummary(options: Options, results: PhaseResult[]): string {
+  const stats = (s: OpStats, cpu: CpuUsed | undefined) => ({
+    ops_per_s: Math.round(s.opsPerSecond),
+    p50_ms: Number(fixed(s.p50, 2)),
+    p95_ms: Number(fixed(s.p95, 2)),
+    p99_ms: Number(fixed(s.p99, 2)),
+    errors: s.errors,
+    ...(cpu && {
+      cpu_us_per_op: Object.fromEntries(
+        (['vault', 'postgres', 'bench'] as const).map((who) => [
+          who === 'bench' ? 'load_generator' : who,
+          Math.round((cpu[who] * 1e6) / s.opsPerSecond),
+        ]),
+      ),
+      other_cores: Number(fixed(cpu.other, 2)),
+    }),
+  });
+  return JSON.stringify({
+    machine: machine(),
+    vault_processes: options.processes,
+    concurrency: options.concurrency,
+    seconds: options.seconds,
+    analyzed: !options.skipAnalyze,
+    results: Object.fromEntries(rows(results).map((row) => [row.name, stats(row.stats, row.cpu)])),
+  });
+}
+
+export function printReport(options: Options, results: PhaseResult[]): void {
+  process.stdout.write(`${table(options, results).join('\n')}\n`);
+  process.stdout.write(`\n${verdict(results).join('\n')}\n`);
+  process.stdout.write(`BENCH_JSON ${jsonSummary(options, results)}\n`);
+  const errors = results.flatMap((r) => [...r.errors]);
+  if (errors.length > 0) {
+    const list = errors.map(([name, n]) => `  ${name}: ${n}`).join('\n');
+    process.stdout.write(`\nTHE BENCH HAD ERRORS; its figures are not valid:\n${list}\n`);
+  }
+}

@@ -1,0 +1,113 @@
+// One bench request against a running vault: fresh test PANs, the HTTP call, and a printable name for a failure.
+import { randomInt } from 'node:crypto';
+import http from 'node:http';
+
+export type Op = 'tokenize' | 'detokenize';
+
+/** Visa's documented test BIN: a generated number can never be someone's card. */
+const TEST_BIN = '411111';
+const EXPIRY = { exp_month: 12, exp_year: new Date().getUTCFullYear() + 3 };
+const DETOKENIZE_BODY = JSON.stringify({ purpose: 'authorization' });
+
+interface Reply {
+  status: number;
+  body: string;
+}
+
+export function send(agent: http.Agent | false, port: number, method: string, urlPath: string, apiKey?: string, body?: string): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const headers: http.OutgoingHttpHeaders = {};
+    if (apiKey) headers.authorization = `Bearer ${apiKey}`;
+    if (body !== undefined) {
+      headers['content-type'] = 'application/json';
+      headers['content-length'] = Buffer.byteLength(body);
+    }
+    const req = http.request({ agent, host: '127.0.0.1', port, method, path: urlPath, headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/** Luhn-completes TEST_BIN + 9 random digits; `issued` keeps every number unique within the run. */
+function freshTestPan(issued: Set<string>): string {
+  for (;;) {
+    const body = TEST_BIN + String(randomInt(1_000_000_000)).padStart(9, '0');
+    let sum = 0;
+    for (let i = body.length - 1, double = true; i >= 0; i--, double = !double) {
+      let digit = body.charCodeAt(i) - 48;
+      if (double && (digit *= 2) > 9) digit -= 9;
+      sum += digit;
+    }
+    const pan = body + String((10 - (sum % 10)) % 10);
+    if (!issued.has(pan)) {
+      issued.add(pan);
+      return pan;
+    }
+  }
+}
+
+/** Only the problem `code` (a closed set) or a socket error code is ever printed: never a body, PAN or key. */
+function failureName(op: Op, reply: Reply | undefined, err?: unknown): string {
+  if (!reply) {
+    const code = (err as { code?: unknown })?.code;
+    return `${op} client ${typeof code === 'string' && /^[A-Z_]{1,40}$/.test(code) ? code : 'error'}`;
+  }
+  let code = 'unparsed';
+  try {
+    const parsed = (JSON.parse(reply.body) as { code?: unknown }).code;
+    if (typeof parsed === 'string' && /^[a-z_]{1,40}$/.test(parsed)) code = parsed;
+  } catch {
+    // not a problem document; the status says enough
+  }
+  return `${op} ${reply.status} ${code}`;
+}
+
+interface Card {
+  token: string;
+  pan: string;
+}
+
+/** The operations against a running vault; `#cards` grows with every tokenization and feeds detokenize. */
+export class Workload {
+  readonly #cards: Card[] = [];
+  readonly #issued = new Set<string>();
+
+  constructor(
+    private readonly agent: http.Agent,
+    private readonly port: number,
+    private readonly keys: { merchant: string; payments: string },
+  ) {}
+
+  /** Runs one operation; resolves with undefined on success, else a printable failure name. */
+  async run(op: Op): Promise<string | undefined> {
+    try {
+      return op === 'tokenize' ? await this.tokenize() : await this.detokenize();
+    } catch (err) {
+      return failureName(op, undefined, err);
+    }
+  }
+
+  private async tokenize(): Promise<string | undefined> {
+    const pan = freshTestPan(this.#issued);
+    const body = JSON.stringify({ card: { number: pan, ...EXPIRY } });
+    const reply = await send(this.agent, this.port, 'POST', '/v1/tokens', this.keys.merchant, body);
+    // 200 would mean the vault converged on an existing card: not a fresh tokenization.
+    if (reply.status !== 201) return failureName('tokenize', reply);
+    this.#cards.push({ token: (JSON.parse(reply.body) as { token: string }).token, pan });
+    return undefined;
+  }
+
+  private async detokenize(): Promise<string | undefined> {
+    const card = this.#cards[Math.floor(Math.random() * this.#cards.length)];
+    if (!card) return 'detokenize no-token-yet';
+    const reply = await send(this.agent, this.port, 'POST', `/v1/tokens/${card.token}/detokenize`, this.keys.payments, DETOKENIZE_BODY);
+    if (reply.status !== 200) return failureName('detokenize', reply);
+    const revealed = JSON.parse(reply.body) as { card?: { number?: string } };
+    return revealed.card?.number === card.pan ? undefined : 'detokenize 200 wrong_card';
+  }
+}
