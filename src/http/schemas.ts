@@ -1,5 +1,8 @@
 // JSON Schemas of the request bodies; openapi.json carries the same definitions (a test keeps them equal).
 
+const EXPIRY = { exp_month: { type: 'integer' }, exp_year: { type: 'integer' } } as const;
+const HOLDER_NAME = { minLength: 1, maxLength: 100, pattern: '^[^\\u0000-\\u001f\\u007f]*$' } as const;
+
 export const TOKENIZE_REQUEST = {
   type: 'object',
   additionalProperties: false,
@@ -11,9 +14,8 @@ export const TOKENIZE_REQUEST = {
       required: ['number', 'exp_month', 'exp_year'],
       properties: {
         number: { type: 'string', maxLength: 64 },
-        exp_month: { type: 'integer' },
-        exp_year: { type: 'integer' },
-        holder_name: { type: 'string', minLength: 1, maxLength: 100, pattern: '^[^\\u0000-\\u001f\\u007f]*$' },
+        ...EXPIRY,
+        holder_name: { type: 'string', ...HOLDER_NAME },
       },
     },
     format: { type: 'string', maxLength: 32 },
@@ -31,9 +33,8 @@ export const UPDATE_REQUEST = {
       minProperties: 1,
       dependentRequired: { exp_month: ['exp_year'], exp_year: ['exp_month'] },
       properties: {
-        exp_month: { type: 'integer' },
-        exp_year: { type: 'integer' },
-        holder_name: { type: ['string', 'null'], minLength: 1, maxLength: 100, pattern: '^[^\\u0000-\\u001f\\u007f]*$' },
+        ...EXPIRY,
+        holder_name: { type: ['string', 'null'], ...HOLDER_NAME },
       },
     },
   },

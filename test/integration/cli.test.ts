@@ -1,10 +1,9 @@
 // The `cardvault` operator command through run(), on a fresh database, and once as the compiled bin/ script.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Client } from 'pg';
 import { run } from '../../src/cli';
 import { openLocalKms } from '../../src/crypto/local-kms';
 import { assembleVault } from '../../src/dependencies';
@@ -12,7 +11,9 @@ import { isVaultError } from '../../src/errors';
 import { loadPolicies } from '../../src/policy/load-policies';
 import { openPostgres, type Db } from '../../src/store/db';
 import { MIGRATIONS_DIR, migrateUp } from '../../src/store/migrate';
-import { ADMIN_DATABASE_URL, REPO_ROOT } from '../support/env';
+import { REPO_ROOT } from '../support/env';
+import { ensureBuilt } from '../support/build';
+import { adminQuery as admin } from '../support/admin-db';
 
 jest.setTimeout(60_000);
 
@@ -31,15 +32,6 @@ let tmpDir: string;
 let env: Record<string, string>;
 let db: Db;
 
-async function admin(sql: string): Promise<void> {
-  const client = new Client({ connectionString: ADMIN_DATABASE_URL });
-  await client.connect();
-  try {
-    await client.query(sql);
-  } finally {
-    await client.end();
-  }
-}
 
 /** run() with its stdout lines and whatever it wrote to stderr. */
 async function cardvault(...argv: string[]): Promise<{ code: number; out: string[]; err: string }> {
@@ -254,40 +246,3 @@ describe('bin/cardvault.js', () => {
     }
   });
 });
-
-/** Compiles src/ into dist/ unless dist/ is already newer; a lock keeps parallel suites from running tsc together. */
-async function ensureBuilt(): Promise<void> {
-  const lock = path.join(os.tmpdir(), 'cardvault-dist-build.lock');
-  const deadline = Date.now() + 150_000;
-  while (!tryMkdir(lock)) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${lock}; remove it if no test run is building`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-  try {
-    if (distIsFresh()) return;
-    const tsc = spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.build.json'], { cwd: REPO_ROOT, encoding: 'utf8' });
-    if (tsc.status !== 0) throw new Error(`tsc -p tsconfig.build.json failed:\n${tsc.stdout}${tsc.stderr}`);
-  } finally {
-    fs.rmSync(lock, { recursive: true, force: true });
-  }
-}
-
-function tryMkdir(dir: string): boolean {
-  try {
-    fs.mkdirSync(dir);
-    return true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
-    throw err;
-  }
-}
-
-function distIsFresh(): boolean {
-  const src = path.join(REPO_ROOT, 'src');
-  return (fs.readdirSync(src, { recursive: true }) as string[])
-    .filter((file) => /\.(ts|json)$/.test(file) && !file.endsWith('.d.ts'))
-    .every((file) => {
-      const built = path.join(REPO_ROOT, 'dist', file.replace(/\.ts$/, '.js'));
-      return fs.existsSync(built) && fs.statSync(built).mtimeMs >= fs.statSync(path.join(src, file)).mtimeMs;
-    });
-}

@@ -1,11 +1,12 @@
 // The zero-setup default: with no settings the compiled vault runs on embedded PGlite with a local KMS key file.
 // It runs as a child process: PGlite's bundle calls import(), which jest's VM refuses without --experimental-vm-modules.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { LOG_DIR, REPO_ROOT } from '../support/env';
 import { newPan } from '../support/pans';
+import { ensureBuilt } from '../support/build';
 
 // PGlite takes seconds to start; the file starts the vault twice.
 jest.setTimeout(120_000);
@@ -168,40 +169,3 @@ it('starts with no settings, writes 0600 demo credentials and key file, and keep
   const allOutput = first.output() + second.output();
   expect(allOutput).not.toContain(pan);
 });
-
-/** Compiles src/ into dist/ unless dist/ is already newer; a lock keeps parallel suites from running tsc together. */
-async function ensureBuilt(): Promise<void> {
-  const lock = path.join(os.tmpdir(), 'cardvault-dist-build.lock');
-  const deadline = Date.now() + 150_000;
-  while (!tryMkdir(lock)) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${lock}; remove it if no test run is building`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-  try {
-    if (distIsFresh()) return;
-    const tsc = spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.build.json'], { cwd: REPO_ROOT, encoding: 'utf8' });
-    if (tsc.status !== 0) throw new Error(`tsc -p tsconfig.build.json failed:\n${tsc.stdout}${tsc.stderr}`);
-  } finally {
-    fs.rmSync(lock, { recursive: true, force: true });
-  }
-}
-
-function tryMkdir(dir: string): boolean {
-  try {
-    fs.mkdirSync(dir);
-    return true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
-    throw err;
-  }
-}
-
-function distIsFresh(): boolean {
-  const src = path.join(REPO_ROOT, 'src');
-  return (fs.readdirSync(src, { recursive: true }) as string[])
-    .filter((file) => /\.(ts|json)$/.test(file) && !file.endsWith('.d.ts'))
-    .every((file) => {
-      const built = path.join(REPO_ROOT, 'dist', file.replace(/\.ts$/, '.js'));
-      return fs.existsSync(built) && fs.statSync(built).mtimeMs >= fs.statSync(path.join(src, file)).mtimeMs;
-    });
-}

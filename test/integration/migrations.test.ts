@@ -1,5 +1,5 @@
 // Every migration up and down on an empty PostgreSQL database, under concurrency, and on embedded PGlite.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -7,7 +7,9 @@ import path from 'node:path';
 import { Client } from 'pg';
 import { openPostgres, type Db, type Queryable } from '../../src/store/db';
 import { MIGRATIONS_DIR, migrateDown, migrateUp, pendingMigrations } from '../../src/store/migrate';
-import { ADMIN_DATABASE_URL, REPO_ROOT } from '../support/env';
+import { REPO_ROOT } from '../support/env';
+import { ensureBuilt } from '../support/build';
+import { adminQuery as admin } from '../support/admin-db';
 
 jest.setTimeout(60_000);
 
@@ -30,15 +32,6 @@ const RELATIONS_SQL = `SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n
 
 let db: Db;
 
-async function admin(sql: string): Promise<void> {
-  const client = new Client({ connectionString: ADMIN_DATABASE_URL });
-  await client.connect();
-  try {
-    await client.query(sql);
-  } finally {
-    await client.end();
-  }
-}
 
 async function tableNames(q: Queryable): Promise<string[]> {
   return (await q.query<{ table_name: string }>(TABLES_SQL)).map((row) => row.table_name);
@@ -235,41 +228,4 @@ function runOnPglite(dataDir: string): Promise<PgliteRun> {
       resolve(JSON.parse(stdout) as PgliteRun);
     });
   });
-}
-
-/** Compiles src/ into dist/ unless dist/ is already newer; a lock keeps parallel suites from running tsc together. */
-async function ensureBuilt(): Promise<void> {
-  const lock = path.join(os.tmpdir(), 'cardvault-dist-build.lock');
-  const deadline = Date.now() + 150_000;
-  while (!tryMkdir(lock)) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${lock}; remove it if no test run is building`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-  try {
-    if (distIsFresh()) return;
-    const tsc = spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.build.json'], { cwd: REPO_ROOT, encoding: 'utf8' });
-    if (tsc.status !== 0) throw new Error(`tsc -p tsconfig.build.json failed:\n${tsc.stdout}${tsc.stderr}`);
-  } finally {
-    fs.rmSync(lock, { recursive: true, force: true });
-  }
-}
-
-function tryMkdir(dir: string): boolean {
-  try {
-    fs.mkdirSync(dir);
-    return true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
-    throw err;
-  }
-}
-
-function distIsFresh(): boolean {
-  const src = path.join(REPO_ROOT, 'src');
-  return (fs.readdirSync(src, { recursive: true }) as string[])
-    .filter((file) => /\.(ts|json)$/.test(file) && !file.endsWith('.d.ts'))
-    .every((file) => {
-      const built = path.join(REPO_ROOT, 'dist', file.replace(/\.ts$/, '.js'));
-      return fs.existsSync(built) && fs.statSync(built).mtimeMs >= fs.statSync(path.join(src, file)).mtimeMs;
-    });
 }

@@ -1,5 +1,5 @@
 // Startup refusals: production without production settings, a bad policy file, a database with pending migrations.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -10,8 +10,10 @@ import { createLogger } from '../../src/log';
 import { startVault } from '../../src/main';
 import { openPostgres } from '../../src/store/db';
 import { migrateUp } from '../../src/store/migrate';
-import { ADMIN_DATABASE_URL, REPO_ROOT } from '../support/env';
+import { REPO_ROOT } from '../support/env';
 import { captureLog } from '../support/log-capture';
+import { ensureBuilt } from '../support/build';
+import { withAdmin as admin } from '../support/admin-db';
 
 jest.setTimeout(60_000);
 
@@ -37,15 +39,6 @@ afterAll(async () => {
   }
 });
 
-async function admin<T>(work: (client: Client) => Promise<T>): Promise<T> {
-  const client = new Client({ connectionString: ADMIN_DATABASE_URL });
-  await client.connect();
-  try {
-    return await work(client);
-  } finally {
-    await client.end();
-  }
-}
 
 /** An empty database of its own, dropped in afterAll. */
 async function freshDatabase(): Promise<{ name: string; url: string }> {
@@ -191,40 +184,3 @@ describe('MIGRATE_ON_START=false', () => {
     await stop();
   });
 });
-
-/** Compiles src/ into dist/ unless dist/ is already newer; a lock keeps parallel suites from running tsc together. */
-async function ensureBuilt(): Promise<void> {
-  const lock = path.join(os.tmpdir(), 'cardvault-dist-build.lock');
-  const deadline = Date.now() + 150_000;
-  while (!tryMkdir(lock)) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${lock}; remove it if no test run is building`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-  try {
-    if (distIsFresh()) return;
-    const tsc = spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.build.json'], { cwd: REPO_ROOT, encoding: 'utf8' });
-    if (tsc.status !== 0) throw new Error(`tsc -p tsconfig.build.json failed:\n${tsc.stdout}${tsc.stderr}`);
-  } finally {
-    fs.rmSync(lock, { recursive: true, force: true });
-  }
-}
-
-function tryMkdir(dir: string): boolean {
-  try {
-    fs.mkdirSync(dir);
-    return true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
-    throw err;
-  }
-}
-
-function distIsFresh(): boolean {
-  const src = path.join(REPO_ROOT, 'src');
-  return (fs.readdirSync(src, { recursive: true }) as string[])
-    .filter((file) => /\.(ts|json)$/.test(file) && !file.endsWith('.d.ts'))
-    .every((file) => {
-      const built = path.join(REPO_ROOT, 'dist', file.replace(/\.ts$/, '.js'));
-      return fs.existsSync(built) && fs.statSync(built).mtimeMs >= fs.statSync(path.join(src, file)).mtimeMs;
-    });
-}

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { authorize, authorizeDetokenize, ACTIONS, type Action, type Principal, type Role } from '../../src/domain/policy';
 import { isVaultError } from '../../src/errors';
 import { loadPolicies, PolicyError } from '../../src/policy/load-policies';
+import { errorOf } from '../support/error-of';
 
 const SHIPPED = path.resolve(__dirname, '..', '..', 'policies');
 
@@ -39,14 +40,6 @@ function principal(role: Role): Principal {
   };
 }
 
-function errorOf(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (err) {
-    return err;
-  }
-  return undefined;
-}
 
 describe('the shipped policies/', () => {
   const policies = loadPolicies(SHIPPED);

@@ -12,17 +12,10 @@ import { Pan } from '../../src/domain/pan';
 import type { CardCrypto, DataKeyStore, Kms, SealedCard, StoredDataKey, Tenant } from '../../src/domain/ports';
 import { isVaultError } from '../../src/errors';
 import { generateTestPan, PUBLISHED_TEST_CARDS } from '../support/test-cards';
+import { errorOf } from '../support/error-of';
 
 const SEAL_FAILURE = 'internal_error: a sealed value failed authentication';
 
-function errorOf(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (err) {
-    return err;
-  }
-  return undefined;
-}
 
 async function rejection(promise: Promise<unknown>): Promise<unknown> {
   return promise.then(

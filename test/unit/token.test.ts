@@ -12,19 +12,12 @@ import {
   type TokenRandomness,
 } from '../../src/domain/token';
 import { generateTestPan } from '../support/test-cards';
+import { errorOf } from '../support/error-of';
 
 const TEST_BINS = ['411111', '555555', '222300', '601111', '620000'];
 
 const TWO_DIGIT_MIDDLES = Array.from({ length: 100 }, (_, n) => String(n).padStart(2, '0'));
 
-function errorOf(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (err) {
-    return err;
-  }
-  return undefined;
-}
 
 /** Randomness that hands out scripted middles in order and counts the draws. */
 function scriptedRandomness(middles: string[], opaque = 'A'.repeat(22)): TokenRandomness & { draws: number } {
