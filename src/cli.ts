@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 // The `cardvault` operator command: migrations, tenants and API keys, and serving; same config as the server.
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, type Config } from './config';
@@ -120,3 +121,9 @@ async function keys(config: Config, sub: 'create' | 'list' | 'revoke', args: str
 }
 
 export { USAGE };
+
+if (require.main === module) {
+  run(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}

@@ -14,6 +14,7 @@ import { MIGRATIONS_DIR, migrateUp } from '../../src/store/migrate';
 import { REPO_ROOT } from '../support/env';
 import { ensureBuilt } from '../support/build';
 import { adminQuery as admin } from '../support/admin-db';
+import packageJson from '../../package.json';
 
 jest.setTimeout(60_000);
 
@@ -210,7 +211,7 @@ describe('cardvault usage', () => {
   });
 });
 
-describe('bin/cardvault.js', () => {
+describe('the package bin (npx cardvault)', () => {
   beforeAll(async () => {
     await ensureBuilt();
     await admin(`CREATE DATABASE ${BIN_DATABASE}`);
@@ -218,7 +219,7 @@ describe('bin/cardvault.js', () => {
 
   it('migrates an empty database as a child process with DATABASE_URL set', async () => {
     const result = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-      const child = spawn(process.execPath, [path.join(REPO_ROOT, 'bin', 'cardvault.js'), 'migrate'], {
+      const child = spawn(process.execPath, [path.join(REPO_ROOT, packageJson.bin.cardvault), 'migrate'], {
         cwd: tmpDir,
         env: { PATH: process.env.PATH ?? '', DATABASE_URL: urlOf(BIN_DATABASE) },
         stdio: ['ignore', 'pipe', 'pipe'],

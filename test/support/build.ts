@@ -16,8 +16,8 @@ export async function ensureBuilt(): Promise<void> {
   }
   try {
     if (distIsFresh()) return;
-    const tsc = spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.build.json'], { cwd: REPO_ROOT, encoding: 'utf8' });
-    if (tsc.status !== 0) throw new Error(`tsc -p tsconfig.build.json failed:\n${tsc.stdout}${tsc.stderr}`);
+    const tsc = spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'src/tsconfig.json'], { cwd: REPO_ROOT, encoding: 'utf8' });
+    if (tsc.status !== 0) throw new Error(`tsc -p src/tsconfig.json failed:\n${tsc.stdout}${tsc.stderr}`);
   } finally {
     fs.rmSync(lock, { recursive: true, force: true });
   }

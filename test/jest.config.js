@@ -1,5 +1,6 @@
 // Unit and integration suites. The canary (jest.canary.config.js) runs after them, on what they left behind.
 module.exports = {
+  rootDir: '..',
   testEnvironment: 'node',
   // Transpile only: `npm run typecheck` checks types once for the whole tree.
   transform: { '^.+\\.ts$': ['ts-jest', { isolatedModules: true }] },
