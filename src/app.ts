@@ -7,6 +7,7 @@ import type { Vault } from './domain/vault';
 import { VaultError } from './errors';
 import { authenticate } from './http/authenticate';
 import { problemHandler, sendProblem } from './http/problem';
+import type { RateLimiters } from './http/rate-limit';
 import { serviceRoutes, type ReadinessCheck } from './http/service-routes';
 import { tokenRoutes } from './http/tokens';
 import type { Logger } from './log';
@@ -18,6 +19,8 @@ export interface AppDeps {
   readiness: ReadinessCheck;
   bodyLimitBytes: number;
   trustProxy: boolean;
+  /** Absent: no rate limiting (tests that are not about it, and RATE_LIMITS=off). */
+  rateLimits?: RateLimiters;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{8,64}$/;
@@ -85,9 +88,12 @@ export function createApp(deps: AppDeps): express.Express {
   app.use(serviceRoutes(deps.readiness));
 
   const api = express.Router();
+  api.use(noStore);
+  // An address that keeps failing authentication is refused before its next key is even looked up.
+  if (deps.rateLimits) api.use(deps.rateLimits.failedAuth);
   // Authenticate before reading a body: an anonymous caller cannot make the vault parse anything.
-  api.use(noStore, authenticate(deps.principals), jsonBodies(deps.bodyLimitBytes));
-  api.use('/tokens', tokenRoutes(deps.vault));
+  api.use(authenticate(deps.principals), jsonBodies(deps.bodyLimitBytes));
+  api.use('/tokens', tokenRoutes(deps.vault, deps.rateLimits));
   app.use('/v1', api);
 
   app.use((_req, res) => {

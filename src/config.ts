@@ -21,6 +21,8 @@ export interface Config {
   policiesDir: string;
   bodyLimitBytes: number;
   trustProxy: boolean;
+  /** Per-key and failed-authentication rate limits; off only for the bench, never in production. */
+  rateLimits: boolean;
   apiKeyCacheSeconds: number;
   idempotencyTtlSeconds: number;
   dataKeys: { maxAgeSeconds: number; maxUses: number; cacheEntries: number };
@@ -48,6 +50,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Readonl
   const problemsBeforeKms = problems.length;
   const kmsProvider = read.oneOf('KMS_PROVIDER', ['local', 'aws'] as const, 'local');
   const kmsProviderValid = problems.length === problemsBeforeKms;
+  const rateLimits = read.oneOf('RATE_LIMITS', ['on', 'off'] as const, 'on') === 'on';
 
   const database: DatabaseConfig = databaseUrl
     ? { kind: 'postgres', url: databaseUrl, poolSize: read.integer('DATABASE_POOL_SIZE', 20, 1, 500) }
@@ -72,6 +75,9 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Readonl
     if (kms.provider === 'local' && kmsProviderValid) {
       problems.push('KMS_PROVIDER=local is not allowed in production: set KMS_PROVIDER=aws and KMS_KEY_ID');
     }
+    if (!rateLimits) {
+      problems.push('RATE_LIMITS=off is not allowed in production: the limits bound what a stolen key or a guessed one can do');
+    }
   }
 
   const config: Config = {
@@ -87,6 +93,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Readonl
     policiesDir: path.resolve(cwd, read.string('POLICIES_DIR', path.resolve(__dirname, '..', 'policies'))),
     bodyLimitBytes: read.integer('BODY_LIMIT_BYTES', 16 * 1024, 1024, 1024 * 1024),
     trustProxy: read.boolean('TRUST_PROXY', false),
+    rateLimits,
     apiKeyCacheSeconds: read.integer('API_KEY_CACHE_SECONDS', 5, 0, 300),
     idempotencyTtlSeconds: read.integer('IDEMPOTENCY_TTL_HOURS', 24, 24, 24 * 30) * 3600,
     dataKeys: {

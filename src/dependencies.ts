@@ -9,12 +9,14 @@ import type { Policies } from './domain/policy';
 import { Principals } from './domain/principals';
 import { systemClock, type Kms } from './domain/ports';
 import { Vault } from './domain/vault';
+import { rateLimiters, type RateLimiters } from './http/rate-limit';
 import type { ReadinessCheck } from './http/service-routes';
 import type { Logger } from './log';
 import { loadPolicies } from './policy/load-policies';
 import { PgCardStore } from './store/card-store';
 import { openEmbedded, openPostgres, type Db } from './store/db';
 import { migrateUp, pendingMigrations } from './store/migrate';
+import { RateLimitStore } from './store/rate-limit-store';
 import { openRedis, type RedisHandle } from './store/redis';
 import { PgTenantStore } from './store/tenant-store';
 
@@ -27,6 +29,8 @@ export interface Runtime {
   vault: Vault;
   tenants: PgTenantStore;
   redis: RedisHandle | undefined;
+  /** Undefined when RATE_LIMITS=off (the bench); pass to createApp. */
+  rateLimits: RateLimiters | undefined;
   readiness: ReadinessCheck;
   close(): Promise<void>;
 }
@@ -80,29 +84,43 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
     throw err;
   }
   const redis = config.redisUrl ? openRedis(config.redisUrl) : undefined;
+  // Without REDIS_URL the counters live in each process: exact for a single instance, per instance for several.
+  const rateLimitStore = config.rateLimits ? new RateLimitStore({ redisUrl: config.redisUrl }) : undefined;
+  if (!config.rateLimits) log.warn('rate limits are off (RATE_LIMITS=off)');
   const parts = assembleVault({ db, kms, policies, config });
-
-  const readiness: ReadinessCheck = async () => {
-    const database = await db.ping().then(
-      () => 'ok' as const,
-      () => 'down' as const,
-    );
-    const checks: Record<string, 'ok' | 'down' | 'degraded'> = { database };
-    if (redis) checks.redis = (await redis.ping()) ? 'ok' : 'degraded';
-    return { ready: database === 'ok', checks };
-  };
 
   return {
     db,
     kms,
     policies,
     redis,
-    readiness,
+    rateLimits: rateLimitStore && rateLimiters({ stores: rateLimitStore, log }),
+    readiness: readinessCheck({ db, redis, rateLimitStore }),
     ...parts,
     async close() {
+      await rateLimitStore?.close();
       await redis?.close();
       await db.close();
     },
+  };
+}
+
+/** Ready while PostgreSQL answers; Redis and the rate-limit counters can only degrade, never stop, the vault. */
+export function readinessCheck(deps: {
+  db: Pick<Db, 'ping'>;
+  redis: RedisHandle | undefined;
+  rateLimitStore: { degraded(): boolean } | undefined;
+}): ReadinessCheck {
+  return async () => {
+    const database = await deps.db.ping().then(
+      () => 'ok' as const,
+      () => 'down' as const,
+    );
+    const checks: Record<string, 'ok' | 'down' | 'degraded'> = { database };
+    if (deps.redis) checks.redis = (await deps.redis.ping()) ? 'ok' : 'degraded';
+    // Limits then hold per process, so N instances allow up to N times the budget.
+    if (deps.rateLimitStore?.degraded()) checks.rate_limits = 'degraded';
+    return { ready: database === 'ok', checks };
   };
 }
 

@@ -22,8 +22,10 @@ const CATALOGUE = {
   idempotency_key_reused: { status: 422, title: 'The Idempotency-Key was already used with a different request' },
   payload_too_large: { status: 413, title: 'The request body is too large' },
   unsupported_media_type: { status: 415, title: 'The request body must be application/json' },
+  rate_limited: { status: 429, title: 'Too many requests; retry after the time in Retry-After' },
   token_space_exhausted: { status: 503, title: 'No free token could be generated; retry later' },
   database_unavailable: { status: 503, title: 'The database is unavailable; retry later' },
+  audit_unavailable: { status: 503, title: 'The audit log is unavailable; nothing was revealed; retry later' },
   kms_unavailable: { status: 503, title: 'The key management service is unavailable; retry later' },
   internal_error: { status: 500, title: 'Internal error' },
 } as const satisfies Record<string, { status: number; title: string }>;

@@ -31,6 +31,7 @@ async function serve(config: Config, log: Logger, runtime: Runtime): Promise<{ s
     readiness: runtime.readiness,
     bodyLimitBytes: config.bodyLimitBytes,
     trustProxy: config.trustProxy,
+    rateLimits: runtime.rateLimits,
   });
   const purge = setInterval(() => {
     purgeExpiredIdempotencyKeys(runtime.db).catch((err) => log.warn({ err }, 'idempotency purge failed'));

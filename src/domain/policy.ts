@@ -13,6 +13,23 @@ export interface Role {
   description: string;
   actions: ReadonlySet<Action>;
   detokenize: { purposes: ReadonlySet<string>; reveal: readonly RevealableField[] } | undefined;
+  /** Requests per minute per API key, by action. loadPolicies fills in every granted action; a role built by hand may omit it. */
+  rateLimits?: ReadonlyMap<Action, number>;
+}
+
+/** Per minute per API key when a role sets none. Detokenize is tighter: it is the one call that returns card data. */
+export const DEFAULT_RATE_LIMITS: Readonly<Record<Action, number>> = {
+  tokenize: 1200,
+  read: 1200,
+  update: 1200,
+  delete: 1200,
+  detokenize: 600,
+  'audit.read': 60,
+  admin: 60,
+};
+
+export function rateLimitOf(role: Role, action: Action): number {
+  return role.rateLimits?.get(action) ?? DEFAULT_RATE_LIMITS[action];
 }
 
 export type Policies = ReadonlyMap<string, Role>;

@@ -2,7 +2,7 @@
 import type { Pan } from './pan';
 import type { TokenFormat } from './token';
 
-export type KeyPurpose = 'card-data' | 'fingerprint';
+export type KeyPurpose = 'card-data' | 'fingerprint' | 'signing';
 
 /** Bound into every KMS call as the encryption context: a wrapped key opens only for its tenant and purpose. */
 export interface KeyContext {
@@ -148,3 +148,51 @@ export interface Clock {
 }
 
 export const systemClock: Clock = { now: () => new Date() };
+
+export const AUDIT_ACTIONS = [
+  'card.tokenize',
+  'card.read',
+  'card.update',
+  'card.delete',
+  'card.detokenize',
+  'auth.failure',
+  'auth.denied',
+  'tenant.create',
+  'api_key.create',
+  'api_key.revoke',
+  'policy.load',
+  'key.data_key.create',
+  'key.signing.create',
+  'audit.read',
+  'audit.export',
+  'service.start',
+  'service.stop',
+] as const;
+export type AuditAction = (typeof AUDIT_ACTIONS)[number];
+
+/** One thing that happened, as the use case knows it; the audit log adds sequence, time and hash chain. */
+export interface AuditInput {
+  tenantId: string | null;
+  /** An API key id, `system` for the vault itself, or `cli` for an operator command. */
+  principal: string;
+  action: AuditAction;
+  outcome: 'success' | 'failure' | 'denied';
+  source?: string | null;
+  requestId?: string | null;
+  token?: string | null;
+  /** Never a PAN: at most BIN and last 4, purposes, field names, codes and ids. */
+  details?: Record<string, unknown>;
+}
+
+/** Resolves once the event is durably committed; rejects (audit_unavailable) if it could not be. */
+export interface AuditTrail {
+  record(event: AuditInput): Promise<void>;
+}
+
+/** Where a request came from, for the audit trail. */
+export interface RequestContext {
+  requestId: string | null;
+  source: string | null;
+}
+
+export const SYSTEM_CONTEXT: RequestContext = { requestId: null, source: null };

@@ -1,11 +1,13 @@
 // /v1/tokens: parse the request, run the use case, present the result. Nothing else happens here.
-import { Router, type Response } from 'express';
+import { Router, type RequestHandler, type Response } from 'express';
 import { Pan } from '../domain/pan';
+import type { Action } from '../domain/policy';
 import { DEFAULT_TOKEN_FORMAT, isTokenFormat, looksLikeToken } from '../domain/token';
 import type { CardMetadata, Vault } from '../domain/vault';
 import { VaultError } from '../errors';
 import { principalOf } from './authenticate';
 import { methodNotAllowed } from './problem';
+import type { RateLimiters } from './rate-limit';
 import { DETOKENIZE_REQUEST, TOKENIZE_REQUEST, UPDATE_REQUEST, type DetokenizeBody, type TokenizeBody, type UpdateBody } from './schemas';
 import { validator } from './validate';
 
@@ -48,11 +50,14 @@ function idempotencyKey(res: Response, header: string | undefined): string | und
   return header;
 }
 
+const unlimited: RequestHandler = (_req, _res, next) => next();
 
-export function tokenRoutes(vault: Vault): Router {
+/** Each route counts against its own action's budget, so a burst of reads leaves detokenize untouched. */
+export function tokenRoutes(vault: Vault, limits?: Pick<RateLimiters, 'forAction'>): Router {
   const router = Router();
+  const limit = (action: Action): RequestHandler => limits?.forAction(action) ?? unlimited;
 
-  router.post('/', async (req, res) => {
+  router.post('/', limit('tokenize'), async (req, res) => {
     const body = parseTokenize(req.body);
     const format = body.format ?? DEFAULT_TOKEN_FORMAT;
     if (!isTokenFormat(format)) throw new VaultError('unsupported_format', 'format must be bin6_last4, last4 or opaque', { pointer: '/format' });
@@ -63,23 +68,23 @@ export function tokenRoutes(vault: Vault): Router {
     res.status(outcome.created ? 201 : 200).json(present(outcome.card));
   });
 
-  router.get('/:token', async (req, res) => {
+  router.get('/:token', limit('read'), async (req, res) => {
     res.json(present(await vault.getCard(principalOf(res), tokenParam(req.params.token))));
   });
 
-  router.patch('/:token', async (req, res) => {
+  router.patch('/:token', limit('update'), async (req, res) => {
     const token = tokenParam(req.params.token);
     const { card } = parseUpdate(req.body);
     const changes = { expMonth: card.exp_month, expYear: card.exp_year, holderName: card.holder_name };
     res.json(present(await vault.updateCard(principalOf(res), token, changes)));
   });
 
-  router.delete('/:token', async (req, res) => {
+  router.delete('/:token', limit('delete'), async (req, res) => {
     await vault.deleteCard(principalOf(res), tokenParam(req.params.token));
     res.status(204).end();
   });
 
-  router.post('/:token/detokenize', async (req, res) => {
+  router.post('/:token/detokenize', limit('detokenize'), async (req, res) => {
     const token = tokenParam(req.params.token);
     const { purpose } = parseDetokenize(req.body);
     res.json(await vault.detokenize(principalOf(res), token, purpose));

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Ajv from 'ajv';
 import YAML from 'yaml';
-import { ACTIONS, REVEALABLE_FIELDS, type Action, type Policies, type RevealableField, type Role } from '../domain/policy';
+import { ACTIONS, DEFAULT_RATE_LIMITS, REVEALABLE_FIELDS, type Action, type Policies, type RevealableField, type Role } from '../domain/policy';
 
 export class PolicyError extends Error {
   constructor(message: string) {
@@ -30,6 +30,18 @@ export const POLICY_SCHEMA = {
         reveal: { type: 'array', minItems: 1, uniqueItems: true, items: { enum: [...REVEALABLE_FIELDS] } },
       },
     },
+    rate_limits: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['per_minute'],
+      properties: {
+        per_minute: {
+          type: 'object',
+          additionalProperties: false,
+          properties: Object.fromEntries(ACTIONS.map((action) => [action, { type: 'integer', minimum: 1 }])),
+        },
+      },
+    },
   },
 } as const;
 
@@ -38,6 +50,19 @@ interface PolicyFile {
   description?: string;
   actions: Action[];
   detokenize?: { purposes: string[]; reveal: RevealableField[] };
+  rate_limits?: { per_minute: Partial<Record<Action, number>> };
+}
+
+/** Every granted action gets a limit: the file's, or the default. */
+function rateLimitsOf(file: string, doc: PolicyFile): Map<Action, number> {
+  const perMinute = doc.rate_limits?.per_minute ?? {};
+  for (const action of Object.keys(perMinute) as Action[]) {
+    // A limit on an action the role lacks is a typo or a stale file; either way it would silently do nothing.
+    if (!doc.actions.includes(action)) {
+      throw new PolicyError(`${file}: field /rate_limits/per_minute/${action} limits an action that /actions does not grant`);
+    }
+  }
+  return new Map(doc.actions.map((action) => [action, perMinute[action] ?? DEFAULT_RATE_LIMITS[action]]));
 }
 
 const validate = new Ajv({ allErrors: true, strict: true }).compile<PolicyFile>(POLICY_SCHEMA);
@@ -87,6 +112,7 @@ export function loadPolicies(dir: string): Policies {
       description: doc.description ?? '',
       actions: new Set(doc.actions),
       detokenize: doc.detokenize && { purposes: new Set(doc.detokenize.purposes), reveal: [...doc.detokenize.reveal] },
+      rateLimits: rateLimitsOf(file, doc),
     });
   }
   return roles;

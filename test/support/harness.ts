@@ -1,9 +1,10 @@
 // Builds the app as main.ts does, on the real test database, with a local KMS key file and a captured log.
 import path from 'node:path';
 import type { Express } from 'express';
-import { createApp } from '../../src/app';
+import { createApp, type AppDeps } from '../../src/app';
 import { openLocalKms } from '../../src/crypto/local-kms';
-import { assembleVault } from '../../src/dependencies';
+import { assembleVault, readinessCheck } from '../../src/dependencies';
+import type { Policies } from '../../src/domain/policy';
 import type { Kms, Tenant } from '../../src/domain/ports';
 import { createLogger, type Logger } from '../../src/log';
 import { loadPolicies } from '../../src/policy/load-policies';
@@ -27,10 +28,23 @@ export interface Harness {
 // One key file per jest worker, shared by its suites, in the run folder that global setup empties.
 const sharedKeyFile = path.join(RUN_DIR, 'kms', String(process.pid), 'local-kms.key');
 
-export async function buildHarness(options: { kms?: Kms; db?: Db; apiKeyCacheSeconds?: number } = {}): Promise<Harness> {
+export interface HarnessOptions {
+  kms?: Kms;
+  db?: Db;
+  apiKeyCacheSeconds?: number;
+  /** Roles other than the shipped policies/. */
+  policies?: Policies;
+  /** Passed to createApp; absent, nothing is rate limited. */
+  rateLimits?: AppDeps['rateLimits'];
+  /** The store behind rateLimits, so /readyz reports it as the vault does. */
+  rateLimitStore?: { degraded(): boolean };
+  trustProxy?: boolean;
+}
+
+export async function buildHarness(options: HarnessOptions = {}): Promise<Harness> {
   const db = options.db ?? openPostgres({ url: TEST_DATABASE_URL, poolSize: 10 });
   const kms = options.kms ?? (await openLocalKms({ keyFile: sharedKeyFile }));
-  const policies = loadPolicies(path.join(REPO_ROOT, 'policies'));
+  const policies = options.policies ?? loadPolicies(path.join(REPO_ROOT, 'policies'));
   const captured = captureLog();
   const log = createLogger({ level: 'info', destination: captured });
   const parts = assembleVault({
@@ -47,12 +61,10 @@ export async function buildHarness(options: { kms?: Kms; db?: Db; apiKeyCacheSec
     vault: parts.vault,
     principals: parts.principals,
     log,
-    readiness: async () => {
-      const ok = await db.ping().then(() => true, () => false);
-      return { ready: ok, checks: { database: ok ? 'ok' : 'down' } };
-    },
+    readiness: readinessCheck({ db, redis: undefined, rateLimitStore: options.rateLimitStore }),
     bodyLimitBytes: 16 * 1024,
-    trustProxy: false,
+    trustProxy: options.trustProxy ?? false,
+    rateLimits: options.rateLimits,
   });
   return {
     app,
