@@ -2,7 +2,10 @@
 import { randomUUID } from 'node:crypto';
 import express, { type RequestHandler } from 'express';
 import helmet from 'helmet';
+import type { AuditService } from './audit/audit-service';
+import type { AuditTrail } from './domain/ports';
 import type { Principals } from './domain/principals';
+import { auditRoutes, jwksRoute } from './http/audit-routes';
 import type { Vault } from './domain/vault';
 import { VaultError } from './errors';
 import { authenticate } from './http/authenticate';
@@ -15,6 +18,8 @@ import type { Logger } from './log';
 export interface AppDeps {
   vault: Vault;
   principals: Principals;
+  audit: AuditTrail;
+  auditService: AuditService;
   log: Logger;
   readiness: ReadinessCheck;
   bodyLimitBytes: number;
@@ -33,7 +38,8 @@ function newRequestId(): string {
 function requestContext(log: Logger): RequestHandler {
   return (req, res, next) => {
     const incoming = req.get('X-Request-Id');
-    const requestId = incoming && REQUEST_ID.test(incoming) ? incoming : newRequestId();
+    // A caller's id is kept only if it cannot carry a card number: it is written to logs and the audit trail.
+    const requestId = incoming && REQUEST_ID.test(incoming) && !/[0-9]{12}/.test(incoming) ? incoming : newRequestId();
     res.locals.requestId = requestId;
     res.setHeader('X-Request-Id', requestId);
     const started = process.hrtime.bigint();
@@ -86,14 +92,16 @@ export function createApp(deps: AppDeps): express.Express {
     }),
   );
   app.use(serviceRoutes(deps.readiness));
+  app.use(jwksRoute(deps.auditService));
 
   const api = express.Router();
   api.use(noStore);
   // An address that keeps failing authentication is refused before its next key is even looked up.
   if (deps.rateLimits) api.use(deps.rateLimits.failedAuth);
   // Authenticate before reading a body: an anonymous caller cannot make the vault parse anything.
-  api.use(authenticate(deps.principals), jsonBodies(deps.bodyLimitBytes));
+  api.use(authenticate(deps.principals, deps.audit), jsonBodies(deps.bodyLimitBytes));
   api.use('/tokens', tokenRoutes(deps.vault, deps.rateLimits));
+  api.use('/audit', auditRoutes(deps.auditService, deps.rateLimits));
   app.use('/v1', api);
 
   app.use((_req, res) => {

@@ -18,10 +18,10 @@ export async function createDevCredentials(options: {
   const { principals, tenants, policies, log } = options;
   if ((await tenants.countTenants()) > 0) return undefined;
 
-  const tenant = await principals.createTenant(DEMO_TENANT);
+  const tenant = await principals.createTenant(DEMO_TENANT, 'system');
   const apiKeys: Record<string, string> = {};
   for (const role of policies.keys()) {
-    const issued = await principals.issueApiKey(tenant.id, role, 'development credentials');
+    const issued = await principals.issueApiKey(tenant.id, role, 'system', 'development credentials');
     apiKeys[role] = issued.secret.reveal();
   }
   const file = path.join(options.dataDir, 'credentials.json');

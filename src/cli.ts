@@ -1,9 +1,12 @@
 #!/usr/bin/env node
 // The `cardvault` operator command: migrations, tenants and API keys, and serving; same config as the server.
 import { parseArgs } from 'node:util';
+import { verifyCommand } from './audit/verify-command';
 import { ConfigError, loadConfig, type Config } from './config';
 import { assembleVault, openDatabase, openKms } from './dependencies';
+import { createLogger } from './log';
 import { loadPolicies } from './policy/load-policies';
+import pino from 'pino';
 import { migrateDown, migrateUp } from './store/migrate';
 import type { Db } from './store/db';
 
@@ -17,6 +20,7 @@ const USAGE = `usage: cardvault <command>
                                           issue an API key; the secret is printed once
   keys list --tenant NAME                 list a tenant's keys (ids, roles, state; never secrets)
   keys revoke KEY_ID                      revoke a key (other instances drop it within API_KEY_CACHE_SECONDS)
+  audit verify EXPORT --jwks FILE_OR_URL  check an audit export offline; exit 0 only if every check holds
 
 Settings come from the environment, as for the server (see README). With the embedded
 database, stop the server first: PGlite allows one process at a time.`;
@@ -32,6 +36,7 @@ export async function run(argv: string[], env = process.env, out: Out = (l) => p
       await import('./main').then((m) => m.main());
       return 0;
     }
+    if (command === 'audit' && sub === 'verify') return await auditVerify(rest, out);
     const config = loadConfig(env);
     if (command === 'migrate') return await withDb(config, (db) => migrate(db, [sub, ...rest].filter(Boolean) as string[], out));
     if (command === 'tenants' && sub === 'create') return await tenants(config, rest, out);
@@ -46,6 +51,12 @@ export async function run(argv: string[], env = process.env, out: Out = (l) => p
     process.stderr.write(`cardvault: ${message}\n`);
     return 1;
   }
+}
+
+async function auditVerify(args: string[], out: Out): Promise<number> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, strict: true, options: { jwks: { type: 'string' } } });
+  if (positionals.length !== 1 || !values.jwks) throw new UsageError('audit verify takes one EXPORT file and --jwks FILE_OR_URL');
+  return verifyCommand(positionals[0]!, values.jwks, out);
 }
 
 async function withDb(config: Config, work: (db: Db) => Promise<number>): Promise<number> {
@@ -74,7 +85,9 @@ async function migrate(db: Db, args: string[], out: Out): Promise<number> {
 async function openVault(config: Config, db: Db) {
   const policies = loadPolicies(config.policiesDir);
   const kms = await openKms(config);
-  return assembleVault({ db, kms, policies, config });
+  // Operator commands log warnings only, to stderr; their stdout is the command's JSON output.
+  const log = createLogger({ level: 'warn', destination: pino.destination(2) });
+  return assembleVault({ db, kms, policies, config, log });
 }
 
 async function tenants(config: Config, args: string[], out: Out): Promise<number> {
@@ -82,7 +95,7 @@ async function tenants(config: Config, args: string[], out: Out): Promise<number
   if (positionals.length !== 1) throw new UsageError('tenants create takes one NAME');
   return withDb(config, async (db) => {
     const { principals } = await openVault(config, db);
-    const tenant = await principals.createTenant(positionals[0]!);
+    const tenant = await principals.createTenant(positionals[0]!, 'cli');
     out(JSON.stringify({ id: tenant.id, name: tenant.name, created_at: tenant.createdAt.toISOString() }));
     return 0;
   });
@@ -99,7 +112,7 @@ async function keys(config: Config, sub: 'create' | 'list' | 'revoke', args: str
     const { principals, tenants: store } = await openVault(config, db);
     if (sub === 'revoke') {
       if (positionals.length !== 1) throw new UsageError('keys revoke takes one KEY_ID');
-      const revoked = await principals.revokeApiKey(positionals[0]!);
+      const revoked = await principals.revokeApiKey(positionals[0]!, 'cli');
       out(JSON.stringify({ id: positionals[0], revoked }));
       return revoked ? 0 : 1;
     }
@@ -113,7 +126,7 @@ async function keys(config: Config, sub: 'create' | 'list' | 'revoke', args: str
       return 0;
     }
     if (!values.role) throw new UsageError('keys create needs --role ROLE');
-    const { key, secret } = await principals.issueApiKey(tenant.id, values.role, values.label ?? null);
+    const { key, secret } = await principals.issueApiKey(tenant.id, values.role, 'cli', values.label ?? null);
     out(JSON.stringify({ id: key.id, tenant: tenant.name, role: key.role, api_key: secret.reveal() }));
     process.stderr.write('cardvault: store this API key now; the vault keeps only its hash and cannot show it again\n');
     return 0;

@@ -27,6 +27,8 @@ export interface Config {
   idempotencyTtlSeconds: number;
   dataKeys: { maxAgeSeconds: number; maxUses: number; cacheEntries: number };
   devCredentials: boolean;
+  /** Names this log in signed checkpoints; checkpoints come at least every maxEvents or maxAgeSeconds. */
+  audit: { origin: string; checkpointMaxEvents: number; checkpointMaxAgeSeconds: number };
   /** Outside production the vault migrates its own schema; in production a job does, and the vault checks. */
   migrateOnStart: boolean;
 }
@@ -103,6 +105,11 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Readonl
     },
     devCredentials: nodeEnv !== 'production',
     migrateOnStart: read.boolean('MIGRATE_ON_START', nodeEnv !== 'production'),
+    audit: {
+      origin: read.string('AUDIT_ORIGIN', 'cardvault'),
+      checkpointMaxEvents: read.integer('CHECKPOINT_MAX_EVENTS', 10_000, 1, 10_000),
+      checkpointMaxAgeSeconds: read.integer('CHECKPOINT_MAX_AGE_SECONDS', 60, 1, 60),
+    },
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return deepFreeze(config);

@@ -9,6 +9,12 @@ import type { Policies } from './domain/policy';
 import { Principals } from './domain/principals';
 import { systemClock, type Kms } from './domain/ports';
 import { Vault } from './domain/vault';
+import { AuditLog } from './audit/audit-log';
+import { AuditService } from './audit/audit-service';
+import { Checkpointer } from './audit/checkpointer';
+import { CheckpointSigner } from './crypto/checkpoint-signer';
+import { PgAuditStore } from './store/audit-store';
+import { PgSigningKeyStore } from './store/signing-key-store';
 import { rateLimiters, type RateLimiters } from './http/rate-limit';
 import type { ReadinessCheck } from './http/service-routes';
 import type { Logger } from './log';
@@ -20,14 +26,10 @@ import { RateLimitStore } from './store/rate-limit-store';
 import { openRedis, type RedisHandle } from './store/redis';
 import { PgTenantStore } from './store/tenant-store';
 
-export interface Runtime {
+export interface Runtime extends VaultParts {
   db: Db;
   kms: Kms;
   policies: Policies;
-  keyring: Keyring;
-  principals: Principals;
-  vault: Vault;
-  tenants: PgTenantStore;
   redis: RedisHandle | undefined;
   /** Undefined when RATE_LIMITS=off (the bench); pass to createApp. */
   rateLimits: RateLimiters | undefined;
@@ -41,29 +43,46 @@ export async function openDatabase(config: Config): Promise<Db> {
     : openPostgres({ url: config.database.url, poolSize: config.database.poolSize });
 }
 
-/** Wires the vault over an open database and KMS; used by main, the CLI and the tests alike. */
+export type VaultParts = ReturnType<typeof assembleVault>;
+
+/** Wires the vault and its audit log over an open database and KMS; used by main, the CLI and the tests alike. */
 export function assembleVault(options: {
   db: Db;
   kms: Kms;
   policies: Policies;
-  config: Pick<Config, 'apiKeyCacheSeconds' | 'idempotencyTtlSeconds' | 'dataKeys'>;
-}): Pick<Runtime, 'keyring' | 'principals' | 'vault' | 'tenants'> {
-  const { db, kms, policies, config } = options;
+  log: Logger;
+  config: Pick<Config, 'apiKeyCacheSeconds' | 'idempotencyTtlSeconds' | 'dataKeys' | 'audit'>;
+}) {
+  const { db, kms, policies, config, log } = options;
   const tenants = new PgTenantStore(db);
-  const keyring = new Keyring(kms, tenants, {
-    maxAgeMs: config.dataKeys.maxAgeSeconds * 1000,
-    maxUses: config.dataKeys.maxUses,
-    maxEntries: config.dataKeys.cacheEntries,
-  });
-  const principals = new Principals({ tenants, kms, policies, apiKeys: apiKeyCodec, cacheMs: config.apiKeyCacheSeconds * 1000 });
+  const auditStore = new PgAuditStore(db);
+  const audit = new AuditLog(auditStore, systemClock, log);
+  const signer = new CheckpointSigner(kms, new PgSigningKeyStore(db), systemClock, audit);
+  const checkpointer = new Checkpointer(
+    auditStore,
+    signer,
+    systemClock,
+    { origin: config.audit.origin, maxEvents: config.audit.checkpointMaxEvents, maxAgeMs: config.audit.checkpointMaxAgeSeconds * 1000, pollMs: 1000 },
+    log,
+  );
+  const keyring = new Keyring(
+    kms,
+    tenants,
+    { maxAgeMs: config.dataKeys.maxAgeSeconds * 1000, maxUses: config.dataKeys.maxUses, maxEntries: config.dataKeys.cacheEntries },
+    Date.now,
+    audit,
+  );
+  const principals = new Principals({ tenants, audit, kms, policies, apiKeys: apiKeyCodec, cacheMs: config.apiKeyCacheSeconds * 1000 });
   const vault = new Vault({
     cards: new PgCardStore(db, db),
+    audit,
     crypto: createCardCrypto(keyring),
     randomness: cryptoTokenRandomness,
     clock: systemClock,
     idempotencyTtlSeconds: config.idempotencyTtlSeconds,
   });
-  return { keyring, principals, vault, tenants };
+  const auditService = new AuditService(auditStore, checkpointer, signer, audit, config.audit.origin);
+  return { keyring, principals, vault, tenants, audit, auditStore, signer, checkpointer, auditService };
 }
 
 export async function openRuntime(config: Config, log: Logger): Promise<Runtime> {
@@ -87,7 +106,9 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
   // Without REDIS_URL the counters live in each process: exact for a single instance, per instance for several.
   const rateLimitStore = config.rateLimits ? new RateLimitStore({ redisUrl: config.redisUrl }) : undefined;
   if (!config.rateLimits) log.warn('rate limits are off (RATE_LIMITS=off)');
-  const parts = assembleVault({ db, kms, policies, config });
+  const parts = assembleVault({ db, kms, policies, config, log });
+  await parts.signer.ensureKey();
+  await parts.audit.record({ tenantId: null, principal: 'system', action: 'policy.load', outcome: 'success', details: { roles: [...policies.keys()] } });
 
   return {
     db,
@@ -98,6 +119,8 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
     readiness: readinessCheck({ db, redis, rateLimitStore }),
     ...parts,
     async close() {
+      await parts.checkpointer.stop();
+      await parts.audit.flush();
       await rateLimitStore?.close();
       await redis?.close();
       await db.close();

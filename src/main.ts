@@ -27,6 +27,8 @@ async function serve(config: Config, log: Logger, runtime: Runtime): Promise<{ s
   const app = createApp({
     vault: runtime.vault,
     principals: runtime.principals,
+    audit: runtime.audit,
+    auditService: runtime.auditService,
     log,
     readiness: runtime.readiness,
     bodyLimitBytes: config.bodyLimitBytes,
@@ -45,9 +47,11 @@ async function serve(config: Config, log: Logger, runtime: Runtime): Promise<{ s
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 66_000;
   server.requestTimeout = 30_000;
+  runtime.checkpointer.start();
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   log.info({ port, database: runtime.db.kind, kms: runtime.kms.provider }, `cardvault listening on http://localhost:${port}`);
+  await runtime.audit.record({ tenantId: null, principal: 'system', action: 'service.start', outcome: 'success', details: { pid: process.pid, port } });
 
   let stopping: Promise<void> | undefined;
   const stop = () =>
@@ -60,6 +64,11 @@ async function serve(config: Config, log: Logger, runtime: Runtime): Promise<{ s
         server.close(() => resolve());
         server.closeIdleConnections();
       });
+      await runtime.audit
+        .record({ tenantId: null, principal: 'system', action: 'service.stop', outcome: 'success', details: { pid: process.pid } })
+        .catch((err) => log.error({ err }, 'could not record service.stop'));
+      // The last checkpoint covers everything this instance wrote.
+      await runtime.checkpointer.checkpointNow().catch((err) => log.warn({ err }, 'final checkpoint failed'));
       await runtime.close();
       log.info('cardvault stopped');
     })());

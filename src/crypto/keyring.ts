@@ -1,5 +1,5 @@
 // Which data key to use: the newest per tenant for sealing, any stored one for opening; KMS calls are single-flight.
-import type { DataKeyStore, Kms, Tenant } from '../domain/ports';
+import type { AuditTrail, DataKeyStore, Kms, Tenant } from '../domain/ports';
 import { VaultError } from '../errors';
 import { KeyCache, type KeyCacheLimits } from './key-cache';
 
@@ -18,6 +18,7 @@ export class Keyring {
     private readonly store: DataKeyStore,
     limits: KeyCacheLimits,
     now: () => number = Date.now,
+    private readonly audit?: AuditTrail,
   ) {
     this.#cache = new KeyCache(limits, now);
     this.#current = new KeyCache(limits, now);
@@ -31,6 +32,13 @@ export class Keyring {
     await this.singleFlight(`new:${tenantId}`, async () => {
       const dataKey = await this.kms.generateDataKey({ tenantId, purpose: 'card-data' });
       const stored = await this.store.insertDataKey({ tenantId, purpose: 'card-data', wrapped: dataKey.wrapped });
+      await this.audit?.record({
+        tenantId,
+        principal: 'system',
+        action: 'key.data_key.create',
+        outcome: 'success',
+        details: { data_key_id: stored.id, purpose: 'card-data', kms_key_id: dataKey.wrapped.kmsKeyId },
+      });
       this.#current.put(tenantId, dataKey.plaintext);
       this.#currentIds.set(tenantId, stored.id);
       this.#cache.put(openingId(tenantId, stored.id), dataKey.plaintext);

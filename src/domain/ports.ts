@@ -131,7 +131,8 @@ export interface TenantStore {
   insertApiKey(key: { tenantId: string; role: string; keyHash: Buffer; label: string | null }): Promise<ApiKeyRecord>;
   /** The active (unrevoked) key with this hash, with its tenant. */
   findActiveApiKey(keyHash: Buffer): Promise<{ key: ApiKeyRecord; tenant: Tenant } | undefined>;
-  revokeApiKey(id: string): Promise<boolean>;
+  /** Revokes an active key; returns its tenant, or undefined when there was no such active key. */
+  revokeApiKey(id: string): Promise<{ tenantId: string } | undefined>;
   listApiKeys(tenantId: string): Promise<ApiKeyRecord[]>;
 }
 

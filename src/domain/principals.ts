@@ -1,7 +1,7 @@
 // Tenants, API keys and authentication: who is calling, for which tenant, in which role.
 import { VaultError } from '../errors';
 import type { Policies, Principal } from './policy';
-import type { ApiKeyRecord, Kms, Tenant, TenantStore } from './ports';
+import type { ApiKeyRecord, AuditTrail, Kms, Tenant, TenantStore } from './ports';
 import { Secret } from './secret';
 
 export interface ApiKeyCodec {
@@ -12,6 +12,7 @@ export interface ApiKeyCodec {
 
 export interface PrincipalsDeps {
   tenants: TenantStore;
+  audit: AuditTrail;
   kms: Kms;
   policies: Policies;
   apiKeys: ApiKeyCodec;
@@ -53,7 +54,8 @@ export class Principals {
     return principal;
   }
 
-  async createTenant(name: string): Promise<Tenant> {
+  /** `actor` names who acted for the audit trail: `cli`, `system`, or an API key id. */
+  async createTenant(name: string, actor: string): Promise<Tenant> {
     if (!TENANT_NAME.test(name)) {
       throw new VaultError('invalid_field', 'a tenant name is 1–63 lowercase letters, digits, - or _', { pointer: '/name' });
     }
@@ -61,22 +63,28 @@ export class Principals {
     const id = globalThis.crypto.randomUUID();
     const tenantKey = await this.deps.kms.generateDataKey({ tenantId: id, purpose: 'fingerprint' });
     tenantKey.plaintext.fill(0);
-    return this.deps.tenants.createTenant(id, name, tenantKey.wrapped);
+    const tenant = await this.deps.tenants.createTenant(id, name, tenantKey.wrapped);
+    await this.deps.audit.record({ tenantId: tenant.id, principal: actor, action: 'tenant.create', outcome: 'success', details: { name } });
+    return tenant;
   }
 
-  async issueApiKey(tenantId: string, role: string, label: string | null = null): Promise<{ key: ApiKeyRecord; secret: Secret<string> }> {
+  async issueApiKey(tenantId: string, role: string, actor: string, label: string | null = null): Promise<{ key: ApiKeyRecord; secret: Secret<string> }> {
     if (!this.deps.policies.has(role)) {
       throw new VaultError('invalid_field', 'the role is not defined in policies/', { pointer: '/role' });
     }
     const { secret, hash } = this.deps.apiKeys.generate();
     const key = await this.deps.tenants.insertApiKey({ tenantId, role, keyHash: hash, label });
+    await this.deps.audit.record({ tenantId, principal: actor, action: 'api_key.create', outcome: 'success', details: { api_key_id: key.id, role } });
     return { key, secret: new Secret(secret, 'api key') };
   }
 
-  async revokeApiKey(id: string): Promise<boolean> {
+  async revokeApiKey(id: string, actor: string): Promise<boolean> {
     const revoked = await this.deps.tenants.revokeApiKey(id);
+    if (revoked) {
+      await this.deps.audit.record({ tenantId: revoked.tenantId, principal: actor, action: 'api_key.revoke', outcome: 'success', details: { api_key_id: id } });
+    }
     // Only this instance's cache can be cleared here; others drop the key within cacheMs.
     this.#cache.clear();
-    return revoked;
+    return revoked !== undefined;
   }
 }

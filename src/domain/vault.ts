@@ -1,9 +1,10 @@
-// The card use cases: tokenize, read, update, detokenize, delete, each authorized against the caller's role.
+// The card use cases: tokenize, read, update, detokenize, delete, each authorized against the caller's role and audited.
 import { VaultError } from '../errors';
 import { checkExpiry } from './expiry';
 import type { Pan } from './pan';
 import { authorize, authorizeDetokenize, type Principal, type RevealableField } from './policy';
-import type { CardCrypto, CardRecord, CardStore, Clock, Tenant } from './ports';
+import { audited } from './audited';
+import type { AuditTrail, CardCrypto, CardRecord, CardStore, Clock, RequestContext, Tenant } from './ports';
 import { generateToken, type TokenFormat, type TokenRandomness } from './token';
 
 export interface CardInput {
@@ -37,6 +38,7 @@ export type RevealedCard = Partial<Record<RevealableField, string | number | nul
 
 export interface VaultDeps {
   cards: CardStore;
+  audit: AuditTrail;
   crypto: CardCrypto;
   randomness: TokenRandomness;
   clock: Clock;
@@ -67,13 +69,90 @@ const notFound = () => new VaultError('token_not_found');
 export class Vault {
   constructor(private readonly deps: VaultDeps) {}
 
-  async tokenize(principal: Principal, card: CardInput, format: TokenFormat, idempotencyKey?: string): Promise<TokenizeOutcome> {
+  async tokenize(principal: Principal, ctx: RequestContext, card: CardInput, format: TokenFormat, idempotencyKey?: string): Promise<TokenizeOutcome> {
+    return audited(this.deps.audit, principal, ctx, 'card.tokenize', null, async () => {
+      const { outcome, replayed } = await this.tokenizeOnce(principal, card, format, idempotencyKey);
+      const { brand, bin, last4 } = outcome.card;
+      return { result: outcome, token: outcome.card.token, details: { format: outcome.card.format, brand, bin, last4, created: outcome.created, replayed } };
+    });
+  }
+
+  async getCard(principal: Principal, ctx: RequestContext, token: string): Promise<CardMetadata> {
+    return audited(this.deps.audit, principal, ctx, 'card.read', token, async () => {
+      authorize(principal, 'read');
+      const card = await this.deps.cards.findActiveCard(principal.tenant.id, token);
+      if (!card) throw notFound();
+      return { result: toMetadata(card) };
+    });
+  }
+
+  async updateCard(
+    principal: Principal,
+    ctx: RequestContext,
+    token: string,
+    changes: { expMonth?: number; expYear?: number; holderName?: string | null },
+  ): Promise<CardMetadata> {
+    return audited(this.deps.audit, principal, ctx, 'card.update', token, async () => {
+      authorize(principal, 'update');
+      const tenantId = principal.tenant.id;
+      if (changes.expMonth !== undefined && changes.expYear !== undefined) {
+        checkExpiry(changes.expMonth, changes.expYear, this.deps.clock.now());
+      }
+      const card = await this.deps.cards.findActiveCard(tenantId, token);
+      if (!card) throw notFound();
+      let sealed;
+      if (changes.holderName !== undefined) {
+        const secret = await this.deps.crypto.open(tenantId, token, card.sealed);
+        sealed = await this.deps.crypto.seal(tenantId, token, { pan: secret.pan, holderName: changes.holderName });
+      }
+      const updated = await this.deps.cards.updateCard(tenantId, token, { expMonth: changes.expMonth, expYear: changes.expYear, sealed });
+      if (!updated) throw notFound();
+      const fields = Object.entries({ exp_month: changes.expMonth, exp_year: changes.expYear, holder_name: changes.holderName })
+        .filter(([, value]) => value !== undefined)
+        .map(([name]) => name);
+      return { result: toMetadata(updated), details: { fields } };
+    });
+  }
+
+  /** No audit, no card: the PAN is returned only after the detokenize event is committed. */
+  async detokenize(principal: Principal, ctx: RequestContext, token: string, purpose: string): Promise<{ token: string; card: RevealedCard }> {
+    return audited(this.deps.audit, principal, ctx, 'card.detokenize', token, async () => {
+      const fields = authorizeDetokenize(principal, purpose);
+      const card = await this.deps.cards.findActiveCard(principal.tenant.id, token);
+      if (!card) throw notFound();
+      const secret = await this.deps.crypto.open(principal.tenant.id, token, card.sealed);
+      const all: Required<RevealedCard> = {
+        number: secret.pan.reveal(),
+        exp_month: card.expMonth,
+        exp_year: card.expYear,
+        holder_name: secret.holderName,
+      };
+      const revealed: RevealedCard = {};
+      for (const field of fields) revealed[field] = all[field];
+      return { result: { token, card: revealed }, details: { purpose, fields: [...fields], bin: card.bin, last4: card.last4 } };
+    });
+  }
+
+  async deleteCard(principal: Principal, ctx: RequestContext, token: string): Promise<void> {
+    return audited(this.deps.audit, principal, ctx, 'card.delete', token, async () => {
+      authorize(principal, 'delete');
+      if (!(await this.deps.cards.destroyCard(principal.tenant.id, token))) throw notFound();
+      return { result: undefined };
+    });
+  }
+
+  private async tokenizeOnce(
+    principal: Principal,
+    card: CardInput,
+    format: TokenFormat,
+    idempotencyKey: string | undefined,
+  ): Promise<{ outcome: TokenizeOutcome; replayed: boolean }> {
     authorize(principal, 'tokenize');
     const { tenant } = principal;
     const fingerprint = await this.deps.crypto.fingerprint(tenant, card.pan);
     if (idempotencyKey === undefined) {
       checkExpiry(card.expMonth, card.expYear, this.deps.clock.now());
-      return this.vaultCard(this.deps.cards, tenant, card, format, fingerprint);
+      return { outcome: await this.vaultCard(this.deps.cards, tenant, card, format, fingerprint), replayed: false };
     }
 
     // The digest is keyed: a plain hash of a request holding a PAN would be a PAN-equivalent.
@@ -85,64 +164,14 @@ export class Vault {
       const claim = await tx.claimIdempotencyKey(tenant.id, idempotencyKey, digest, this.deps.idempotencyTtlSeconds);
       if (!claim.claimed) {
         if (claim.record.requestDigest !== digest) throw new VaultError('idempotency_key_reused');
-        return claim.record.response as TokenizeOutcome;
+        return { outcome: claim.record.response as TokenizeOutcome, replayed: true };
       }
       // Checked after the claim: a retry of an accepted request replays it even once the month has turned.
       checkExpiry(card.expMonth, card.expYear, this.deps.clock.now());
       const outcome = await this.vaultCard(tx, tenant, card, format, fingerprint);
       await tx.completeIdempotencyKey(tenant.id, idempotencyKey, outcome);
-      return outcome;
+      return { outcome, replayed: false };
     });
-  }
-
-  async getCard(principal: Principal, token: string): Promise<CardMetadata> {
-    authorize(principal, 'read');
-    const card = await this.deps.cards.findActiveCard(principal.tenant.id, token);
-    if (!card) throw notFound();
-    return toMetadata(card);
-  }
-
-  async updateCard(
-    principal: Principal,
-    token: string,
-    changes: { expMonth?: number; expYear?: number; holderName?: string | null },
-  ): Promise<CardMetadata> {
-    authorize(principal, 'update');
-    const tenantId = principal.tenant.id;
-    if (changes.expMonth !== undefined && changes.expYear !== undefined) {
-      checkExpiry(changes.expMonth, changes.expYear, this.deps.clock.now());
-    }
-    const card = await this.deps.cards.findActiveCard(tenantId, token);
-    if (!card) throw notFound();
-    let sealed;
-    if (changes.holderName !== undefined) {
-      const secret = await this.deps.crypto.open(tenantId, token, card.sealed);
-      sealed = await this.deps.crypto.seal(tenantId, token, { pan: secret.pan, holderName: changes.holderName });
-    }
-    const updated = await this.deps.cards.updateCard(tenantId, token, { expMonth: changes.expMonth, expYear: changes.expYear, sealed });
-    if (!updated) throw notFound();
-    return toMetadata(updated);
-  }
-
-  async detokenize(principal: Principal, token: string, purpose: string): Promise<{ token: string; card: RevealedCard }> {
-    const fields = authorizeDetokenize(principal, purpose);
-    const card = await this.deps.cards.findActiveCard(principal.tenant.id, token);
-    if (!card) throw notFound();
-    const secret = await this.deps.crypto.open(principal.tenant.id, token, card.sealed);
-    const all: Required<RevealedCard> = {
-      number: secret.pan.reveal(),
-      exp_month: card.expMonth,
-      exp_year: card.expYear,
-      holder_name: secret.holderName,
-    };
-    const revealed: RevealedCard = {};
-    for (const field of fields) revealed[field] = all[field];
-    return { token, card: revealed };
-  }
-
-  async deleteCard(principal: Principal, token: string): Promise<void> {
-    authorize(principal, 'delete');
-    if (!(await this.deps.cards.destroyCard(principal.tenant.id, token))) throw notFound();
   }
 
   /** Inserts a new card, or converges on the tenant's existing token for this PAN (also under a race). */

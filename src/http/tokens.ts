@@ -1,11 +1,11 @@
 // /v1/tokens: parse the request, run the use case, present the result. Nothing else happens here.
 import { Router, type RequestHandler, type Response } from 'express';
-import { Pan } from '../domain/pan';
+import { luhnValid, Pan } from '../domain/pan';
 import type { Action } from '../domain/policy';
 import { DEFAULT_TOKEN_FORMAT, isTokenFormat, looksLikeToken } from '../domain/token';
 import type { CardMetadata, Vault } from '../domain/vault';
 import { VaultError } from '../errors';
-import { principalOf } from './authenticate';
+import { contextOf, principalOf } from './authenticate';
 import { methodNotAllowed } from './problem';
 import type { RateLimiters } from './rate-limit';
 import { DETOKENIZE_REQUEST, TOKENIZE_REQUEST, UPDATE_REQUEST, type DetokenizeBody, type TokenizeBody, type UpdateBody } from './schemas';
@@ -31,6 +31,9 @@ export function present(card: CardMetadata) {
 /** An unknown token, a malformed one and another tenant's all answer the same. */
 function tokenParam(value: unknown): string {
   if (typeof value !== 'string' || !looksLikeToken(value)) throw new VaultError('token_not_found');
+  // No numeric token passes Luhn; a value that does may be a card number sent by mistake, and must go no
+  // further — not into a lookup, a log line or the append-only audit trail.
+  if (/^[0-9]+$/.test(value) && luhnValid(value)) throw new VaultError('token_not_found');
   return value;
 }
 
@@ -64,30 +67,30 @@ export function tokenRoutes(vault: Vault, limits?: Pick<RateLimiters, 'forAction
     const pan = parsePan(body.card.number);
     const key = idempotencyKey(res, req.get('Idempotency-Key'));
     const card = { pan, expMonth: body.card.exp_month, expYear: body.card.exp_year, holderName: body.card.holder_name ?? null };
-    const outcome = await vault.tokenize(principalOf(res), card, format, key);
+    const outcome = await vault.tokenize(principalOf(res), contextOf(req, res), card, format, key);
     res.status(outcome.created ? 201 : 200).json(present(outcome.card));
   });
 
   router.get('/:token', limit('read'), async (req, res) => {
-    res.json(present(await vault.getCard(principalOf(res), tokenParam(req.params.token))));
+    res.json(present(await vault.getCard(principalOf(res), contextOf(req, res), tokenParam(req.params.token))));
   });
 
   router.patch('/:token', limit('update'), async (req, res) => {
     const token = tokenParam(req.params.token);
     const { card } = parseUpdate(req.body);
     const changes = { expMonth: card.exp_month, expYear: card.exp_year, holderName: card.holder_name };
-    res.json(present(await vault.updateCard(principalOf(res), token, changes)));
+    res.json(present(await vault.updateCard(principalOf(res), contextOf(req, res), token, changes)));
   });
 
   router.delete('/:token', limit('delete'), async (req, res) => {
-    await vault.deleteCard(principalOf(res), tokenParam(req.params.token));
+    await vault.deleteCard(principalOf(res), contextOf(req, res), tokenParam(req.params.token));
     res.status(204).end();
   });
 
   router.post('/:token/detokenize', limit('detokenize'), async (req, res) => {
     const token = tokenParam(req.params.token);
     const { purpose } = parseDetokenize(req.body);
-    res.json(await vault.detokenize(principalOf(res), token, purpose));
+    res.json(await vault.detokenize(principalOf(res), contextOf(req, res), token, purpose));
   });
 
   router.all('/', methodNotAllowed('POST'));

@@ -93,10 +93,13 @@ export class PgTenantStore implements TenantStore, DataKeyStore {
     };
   }
 
-  async revokeApiKey(id: string): Promise<boolean> {
-    if (!UUID.test(id)) return false;
-    const rows = await this.q.query('UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL RETURNING id', [id]);
-    return rows.length === 1;
+  async revokeApiKey(id: string): Promise<{ tenantId: string } | undefined> {
+    if (!UUID.test(id)) return undefined;
+    const rows = await this.q.query<{ tenant_id: string }>(
+      'UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL RETURNING tenant_id',
+      [id],
+    );
+    return rows[0] && { tenantId: rows[0].tenant_id };
   }
 
   async listApiKeys(tenantId: string): Promise<ApiKeyRecord[]> {

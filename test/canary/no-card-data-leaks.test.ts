@@ -27,12 +27,13 @@ describe('canary', () => {
     expect(leaked).toEqual([]);
   });
 
-  it('finds no vaulted PAN in a pg_dump of the test database, as text or as hex bytes', () => {
+  it('finds no vaulted PAN in a pg_dump of the test database (cards, audit log, all tables), as text or as hex bytes', () => {
     const dump = execFileSync('pg_dump', ['-h', '127.0.0.1', '-U', 'postgres', '--no-owner', TEST_DATABASE_NAME], {
       maxBuffer: 512 * 1024 * 1024,
       encoding: 'utf8',
     });
     expect(dump).toContain('COPY public.cards');
+    expect(dump).toContain('COPY public.audit_events');
     const leaked = pans.filter((pan) => dump.includes(pan) || dump.includes(Buffer.from(pan).toString('hex')));
     expect(leaked).toEqual([]);
   });

@@ -38,7 +38,7 @@ describe('authentication', () => {
     const key = t.keys.merchant!;
     expect((await request(h.app).get(`/v1/tokens/${token}`).set(bearer(key))).status).toBe(404);
     const [record] = await h.parts.tenants.listApiKeys(t.tenant.id);
-    expect(await h.parts.principals.revokeApiKey(record!.id)).toBe(true);
+    expect(await h.parts.principals.revokeApiKey(record!.id, 'test')).toBe(true);
     const res = await request(h.app).get(`/v1/tokens/${token}`).set(bearer(key));
     expect(res.status).toBe(401);
   });

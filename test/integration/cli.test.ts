@@ -15,6 +15,7 @@ import { REPO_ROOT } from '../support/env';
 import { ensureBuilt } from '../support/build';
 import { adminQuery as admin } from '../support/admin-db';
 import packageJson from '../../package.json';
+import { createLogger } from '../../src/log';
 
 jest.setTimeout(60_000);
 
@@ -94,7 +95,13 @@ describe('cardvault tenants and keys', () => {
       db,
       kms,
       policies: loadPolicies(path.join(REPO_ROOT, 'policies')),
-      config: { apiKeyCacheSeconds: 0, idempotencyTtlSeconds: 24 * 3600, dataKeys: { maxAgeSeconds: 3600, maxUses: 1000, cacheEntries: 10 } },
+      log: createLogger({ level: 'silent' }),
+      config: {
+        apiKeyCacheSeconds: 0,
+        idempotencyTtlSeconds: 24 * 3600,
+        dataKeys: { maxAgeSeconds: 3600, maxUses: 1000, cacheEntries: 10 },
+        audit: { origin: 'cardvault-cli-test', checkpointMaxEvents: 10_000, checkpointMaxAgeSeconds: 60 },
+      },
     }).principals;
   }
 

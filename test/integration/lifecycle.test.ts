@@ -3,6 +3,7 @@ import { buildHarness, type Harness } from '../support/harness';
 import { bearer, cardBody, countCards } from '../support/http';
 import { newPan } from '../support/pans';
 import { luhnValid } from '../../src/domain/pan';
+import { SYSTEM_CONTEXT } from '../../src/domain/ports';
 
 let h: Harness;
 let keys: Record<string, string>;
@@ -129,6 +130,7 @@ describe('update and delete', () => {
     expect(revealed.body.card).toEqual({ number: pan, exp_month: 3, exp_year: 2034 });
     const sealed = await h.parts.vault.detokenize(
       { tenant: (await h.parts.tenants.findTenantById(tenantId))!, apiKeyId: 'test', role: { name: 'test', description: '', actions: new Set(['detokenize']), detokenize: { purposes: new Set(['support']), reveal: ['holder_name'] } } },
+      SYSTEM_CONTEXT,
       token,
       'support',
     );

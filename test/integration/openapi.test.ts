@@ -113,6 +113,8 @@ function buildApp() {
   return createApp({
     vault: {} as never,
     principals: {} as never,
+    audit: {} as never,
+    auditService: {} as never,
     log: silentLog,
     readiness: async () => ({ ready: true, checks: {} }),
     bodyLimitBytes: 16 * 1024,
@@ -191,7 +193,7 @@ describe('openapi.json matches the app', () => {
 
   it('leaves exactly the service routes unauthenticated', () => {
     const open = operations.filter(({ op }) => Array.isArray(op.security) && op.security.length === 0);
-    expect(open.map(({ path }) => path).sort()).toEqual(['/healthz', '/openapi.json', '/readyz']);
+    expect(open.map(({ path }) => path).sort()).toEqual(['/.well-known/jwks.json', '/healthz', '/openapi.json', '/readyz']);
     for (const { op } of operations.filter((o) => !open.includes(o))) expect(op.security).toBeUndefined();
   });
 

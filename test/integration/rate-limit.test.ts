@@ -107,8 +107,8 @@ describe('per-key limits per action', () => {
 
   it('counts per API key: another key of the same role keeps its whole budget', async () => {
     const { tenant } = await h.tenant([]);
-    const first = (await h.parts.principals.issueApiKey(tenant.id, 'tight')).secret.reveal();
-    const second = (await h.parts.principals.issueApiKey(tenant.id, 'tight')).secret.reveal();
+    const first = (await h.parts.principals.issueApiKey(tenant.id, 'tight', 'test')).secret.reveal();
+    const second = (await h.parts.principals.issueApiKey(tenant.id, 'tight', 'test')).secret.reveal();
     for (let i = 0; i < 3; i += 1) expect((await tokenize(h.app, first)).status).toBe(201);
     expect((await tokenize(h.app, first)).status).toBe(429);
     const other = await tokenize(h.app, second);
@@ -191,7 +191,7 @@ describe('Redis stopped mid-test', () => {
 
   it('keeps answering, limits from memory, reports degraded, and recovers when Redis returns', async () => {
     const { tenant } = await h.tenant([]);
-    const { key: record, secret } = await h.parts.principals.issueApiKey(tenant.id, 'tight');
+    const { key: record, secret } = await h.parts.principals.issueApiKey(tenant.id, 'tight', 'test');
     const key = secret.reveal();
 
     expect((await tokenize(h.app, key)).status).toBe(201);

@@ -2,7 +2,7 @@ import { createCardCrypto } from '../../src/crypto/card-crypto';
 import { Keyring } from '../../src/crypto/keyring';
 import { luhnValid, Pan } from '../../src/domain/pan';
 import type { Principal } from '../../src/domain/policy';
-import { systemClock } from '../../src/domain/ports';
+import { SYSTEM_CONTEXT, systemClock } from '../../src/domain/ports';
 import type { TokenRandomness } from '../../src/domain/token';
 import { Vault } from '../../src/domain/vault';
 import { PgCardStore } from '../../src/store/card-store';
@@ -25,7 +25,7 @@ function scripted(middles: string[]): TokenRandomness {
 async function vaultWith(randomness: TokenRandomness) {
   const tenants = new PgTenantStore(h.db);
   const keyring = new Keyring(h.kms, tenants, { maxAgeMs: 60_000, maxUses: 1000, maxEntries: 100 });
-  const vault = new Vault({ cards: new PgCardStore(h.db, h.db), crypto: createCardCrypto(keyring), randomness, clock: systemClock, idempotencyTtlSeconds: 86_400 });
+  const vault = new Vault({ cards: new PgCardStore(h.db, h.db), audit: h.parts.audit, crypto: createCardCrypto(keyring), randomness, clock: systemClock, idempotencyTtlSeconds: 86_400 });
   const { tenant } = await h.tenant([]);
   const principal: Principal = { tenant, apiKeyId: 'test', role: { name: 'test', description: '', actions: new Set(['tokenize']), detokenize: undefined } };
   return { vault, principal };
@@ -61,8 +61,8 @@ const card = (pan: Pan) => ({ pan, expMonth: 12, expYear: 2031, holderName: null
 it('draws again when a new token collides with another card of the tenant', async () => {
   expect(first.last4).toBe(second.last4);
   const { vault, principal } = await vaultWith(scripted([COLLIDING, COLLIDING, COLLIDING, FREE]));
-  const a = await vault.tokenize(principal, card(first), 'bin6_last4');
-  const b = await vault.tokenize(principal, card(second), 'bin6_last4');
+  const a = await vault.tokenize(principal, SYSTEM_CONTEXT, card(first), 'bin6_last4');
+  const b = await vault.tokenize(principal, SYSTEM_CONTEXT, card(second), 'bin6_last4');
   expect(a.card.token).toBe(`411111${COLLIDING}${first.last4}`);
   expect(b.created).toBe(true);
   expect(b.card.token).toBe(`411111${FREE}${second.last4}`);
@@ -70,8 +70,8 @@ it('draws again when a new token collides with another card of the tenant', asyn
 
 it('gives up with token_space_exhausted after a bounded number of collisions, writing nothing', async () => {
   const { vault, principal } = await vaultWith(scripted([COLLIDING]));
-  const a = await vault.tokenize(principal, card(first), 'bin6_last4');
-  await expect(vault.tokenize(principal, card(second), 'bin6_last4')).rejects.toMatchObject({ code: 'token_space_exhausted', status: 503 });
+  const a = await vault.tokenize(principal, SYSTEM_CONTEXT, card(first), 'bin6_last4');
+  await expect(vault.tokenize(principal, SYSTEM_CONTEXT, card(second), 'bin6_last4')).rejects.toMatchObject({ code: 'token_space_exhausted', status: 503 });
   const rows = await h.db.query<{ n: number }>('SELECT count(*)::int AS n FROM cards WHERE tenant_id = $1', [principal.tenant.id]);
   expect(rows[0]!.n).toBe(1);
   expect(a.created).toBe(true);

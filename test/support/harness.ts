@@ -28,6 +28,9 @@ export interface Harness {
 // One key file per jest worker, shared by its suites, in the run folder that global setup empties.
 const sharedKeyFile = path.join(RUN_DIR, 'kms', String(process.pid), 'local-kms.key');
 
+/** The origin test vaults sign checkpoints for. */
+export const AUDIT_ORIGIN = 'cardvault-test';
+
 export interface HarnessOptions {
   kms?: Kms;
   db?: Db;
@@ -39,6 +42,8 @@ export interface HarnessOptions {
   /** The store behind rateLimits, so /readyz reports it as the vault does. */
   rateLimitStore?: { degraded(): boolean };
   trustProxy?: boolean;
+  /** Off for a harness whose database is meant to be unreachable. */
+  ensureSigningKey?: boolean;
 }
 
 export async function buildHarness(options: HarnessOptions = {}): Promise<Harness> {
@@ -51,15 +56,20 @@ export async function buildHarness(options: HarnessOptions = {}): Promise<Harnes
     db,
     kms,
     policies,
+    log,
     config: {
       apiKeyCacheSeconds: options.apiKeyCacheSeconds ?? 0,
       idempotencyTtlSeconds: 24 * 3600,
       dataKeys: { maxAgeSeconds: 3600, maxUses: 1_000_000, cacheEntries: 1000 },
+      audit: { origin: AUDIT_ORIGIN, checkpointMaxEvents: 10_000, checkpointMaxAgeSeconds: 60 },
     },
   });
+  if (options.ensureSigningKey !== false) await parts.signer.ensureKey();
   const app = createApp({
     vault: parts.vault,
     principals: parts.principals,
+    audit: parts.audit,
+    auditService: parts.auditService,
     log,
     readiness: readinessCheck({ db, redis: undefined, rateLimitStore: options.rateLimitStore }),
     bodyLimitBytes: 16 * 1024,
@@ -74,12 +84,13 @@ export async function buildHarness(options: HarnessOptions = {}): Promise<Harnes
     captured,
     parts,
     async tenant(roles = ['merchant', 'payments', 'auditor', 'admin']) {
-      const tenant = await parts.principals.createTenant(`t-${globalThis.crypto.randomUUID().slice(0, 18)}`);
+      const tenant = await parts.principals.createTenant(`t-${globalThis.crypto.randomUUID().slice(0, 18)}`, 'test');
       const keys: Record<string, string> = {};
-      for (const role of roles) keys[role] = (await parts.principals.issueApiKey(tenant.id, role)).secret.reveal();
+      for (const role of roles) keys[role] = (await parts.principals.issueApiKey(tenant.id, role, 'test')).secret.reveal();
       return { tenant, keys };
     },
     async close() {
+      await parts.audit.flush();
       if (!options.db) await db.close();
     },
   };

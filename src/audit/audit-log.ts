@@ -1,0 +1,74 @@
+// The audit trail's writer: queues events and commits them in batches (group commit), resolving each
+// caller only after its batch is durably in PostgreSQL.
+import type { AuditInput, AuditTrail, Clock } from '../domain/ports';
+import { VaultError } from '../errors';
+import type { Logger } from '../log';
+import type { AuditHead, AuditRow, PgAuditStore } from '../store/audit-store';
+import { eventBytes, toAuditEvent } from './event';
+import { leafHash, MerkleFrontier } from './merkle';
+
+/** Large enough to absorb a burst in one transaction, small enough to keep one statement modest. */
+const MAX_BATCH = 500;
+
+interface Pending {
+  input: AuditInput;
+  time: Date;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+export class AuditLog implements AuditTrail {
+  #queue: Pending[] = [];
+  #flushing: Promise<void> | undefined;
+
+  constructor(
+    private readonly store: PgAuditStore,
+    private readonly clock: Clock,
+    private readonly log: Logger,
+  ) {}
+
+  record(input: AuditInput): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.#queue.push({ input, time: this.clock.now(), resolve, reject });
+      // While one batch commits, the next one gathers: that is the whole group-commit mechanism.
+      this.#flushing ??= this.drain().finally(() => {
+        this.#flushing = undefined;
+      });
+    });
+  }
+
+  /** Waits until everything queued so far is committed or failed. */
+  async flush(): Promise<void> {
+    while (this.#flushing) await this.#flushing;
+  }
+
+  private async drain(): Promise<void> {
+    while (this.#queue.length > 0) {
+      const batch = this.#queue.splice(0, MAX_BATCH);
+      try {
+        await this.store.appendBatch((head) => seal(head, batch));
+        for (const pending of batch) pending.resolve();
+      } catch (err) {
+        this.log.error({ err, events: batch.length }, 'audit write failed');
+        const failure = new VaultError('audit_unavailable', undefined, { cause: err });
+        for (const pending of batch) pending.reject(failure);
+      }
+    }
+  }
+}
+
+/** Numbers, chains and hashes a batch on top of the locked head. */
+function seal(head: AuditHead, batch: Pending[]): { rows: AuditRow[]; head: AuditHead } {
+  const frontier = MerkleFrontier.fromJSON(head.frontier);
+  let prev = head.lastLeafHash;
+  const rows = batch.map((pending, i) => {
+    const seq = head.size + i;
+    const event = toAuditEvent(pending.input, pending.time, seq, prev);
+    const bytes = eventBytes(event);
+    const hash = leafHash(bytes);
+    frontier.append(hash);
+    prev = hash;
+    return { seq, tenantId: pending.input.tenantId, recordedAt: pending.time, event: bytes.toString('utf8'), leafHash: hash };
+  });
+  return { rows, head: { size: head.size + batch.length, lastLeafHash: prev, frontier: frontier.toJSON() } };
+}

@@ -1,0 +1,73 @@
+// /v1/audit (checkpoint, proofs, NDJSON export) and the public JWKS that verifies checkpoints.
+import { Router } from 'express';
+import type { AuditService } from '../audit/audit-service';
+import { VaultError } from '../errors';
+import { contextOf, principalOf } from './authenticate';
+import { methodNotAllowed } from './problem';
+import type { RateLimiters } from './rate-limit';
+
+function integer(value: unknown, name: string): number {
+  // At most 11 digits: values are recorded in the audit trail, and 12 digits could be a card number.
+  if (typeof value !== 'string' || !/^[0-9]{1,11}$/.test(value)) {
+    throw new VaultError('invalid_field', `${name} must be a non-negative integer`, { pointer: `/${name}` });
+  }
+  return Number(value);
+}
+
+function time(value: unknown, name: string): Date | null {
+  if (value === undefined) return null;
+  const parsed = typeof value === 'string' && /^\d{4}-\d{2}-\d{2}(T[\d:.]+(Z|[+-]\d{2}:\d{2}))?$/.test(value) ? new Date(value) : null;
+  if (!parsed || Number.isNaN(parsed.getTime())) {
+    throw new VaultError('invalid_field', `${name} must be an RFC 3339 date-time or date`, { pointer: `/${name}` });
+  }
+  return parsed;
+}
+
+export function jwksRoute(audit: AuditService): Router {
+  const router = Router();
+  router.get('/.well-known/jwks.json', async (_req, res) => {
+    const jwks = await audit.jwks();
+    // Only a successful answer may be cached; an error must not stick for five minutes.
+    res.setHeader('Cache-Control', 'public, max-age=300');
+    res.json(jwks);
+  });
+  router.all('/.well-known/jwks.json', methodNotAllowed('GET, HEAD'));
+  return router;
+}
+
+export function auditRoutes(audit: AuditService, limits?: Pick<RateLimiters, 'forAction'>): Router {
+  const router = Router();
+  router.use(limits?.forAction('audit.read') ?? ((_req, _res, next) => next()));
+
+  router.get('/checkpoint', async (req, res) => {
+    res.json(await audit.latestCheckpoint(principalOf(res), contextOf(req, res)));
+  });
+
+  router.get('/proofs/inclusion', async (req, res) => {
+    const seq = integer(req.query.seq, 'seq');
+    const treeSize = integer(req.query.tree_size, 'tree_size');
+    res.json(await audit.inclusion(principalOf(res), contextOf(req, res), seq, treeSize));
+  });
+
+  router.get('/proofs/consistency', async (req, res) => {
+    const first = integer(req.query.first, 'first');
+    const second = integer(req.query.second, 'second');
+    res.json(await audit.consistency(principalOf(res), contextOf(req, res), first, second));
+  });
+
+  router.get('/events', async (req, res) => {
+    const lines = await audit.export(principalOf(res), contextOf(req, res), time(req.query.from, 'from'), time(req.query.to, 'to'));
+    res.status(200).type('application/x-ndjson');
+    for await (const line of lines) {
+      // Respect back-pressure: a slow auditor must not make the vault buffer the whole log.
+      if (!res.write(line)) await new Promise((resolve) => res.once('drain', resolve));
+    }
+    res.end();
+  });
+
+  router.all('/checkpoint', methodNotAllowed('GET, HEAD'));
+  router.all('/proofs/inclusion', methodNotAllowed('GET, HEAD'));
+  router.all('/proofs/consistency', methodNotAllowed('GET, HEAD'));
+  router.all('/events', methodNotAllowed('GET, HEAD'));
+  return router;
+}

@@ -1,0 +1,272 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import request from 'supertest';
+import { verifyCommand } from '../../src/audit/verify-command';
+import { leafHash, verifyConsistency, verifyInclusion } from '../../src/audit/merkle';
+import { verifyCheckpointJws } from '../../src/crypto/checkpoint-signer';
+import { AUDIT_ACTIONS } from '../../src/domain/ports';
+import { openPostgres } from '../../src/store/db';
+import { withAdmin } from '../support/admin-db';
+import { freshDatabase, type FreshDatabase } from '../support/fresh-database';
+import { buildHarness, type Harness } from '../support/harness';
+import { bearer, cardBody } from '../support/http';
+import { newPan } from '../support/pans';
+
+jest.setTimeout(60_000);
+
+const EVENT_FIELDS = ['action', 'details', 'outcome', 'prev', 'principal', 'request_id', 'seq', 'source', 'tenant', 'time', 'token', 'v'];
+
+async function events(h: Harness, where = 'TRUE', params: unknown[] = []): Promise<Array<Record<string, unknown>>> {
+  await h.parts.audit.flush();
+  const rows = await h.db.query<{ event: string }>(`SELECT event FROM audit_events WHERE ${where} ORDER BY seq`, params);
+  return rows.map((r) => JSON.parse(r.event) as Record<string, unknown>);
+}
+
+describe('what is recorded', () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await buildHarness();
+  });
+  afterAll(() => h.close());
+
+  it('records every card operation, failure and denial with every field, and never a PAN', async () => {
+    const { tenant, keys } = await h.tenant();
+    const pan = newPan();
+    const created = await request(h.app).post('/v1/tokens').set(bearer(keys.merchant!)).set('X-Request-Id', 'req-tokenize-1').send(cardBody(pan));
+    const token = created.body.token as string;
+    await request(h.app).get(`/v1/tokens/${token}`).set(bearer(keys.merchant!));
+    await request(h.app).patch(`/v1/tokens/${token}`).set(bearer(keys.merchant!)).send({ card: { exp_month: 2, exp_year: 2033 } });
+    await request(h.app).post(`/v1/tokens/${token}/detokenize`).set(bearer(keys.payments!)).send({ purpose: 'refund' });
+    await request(h.app).post(`/v1/tokens/${token}/detokenize`).set(bearer(keys.merchant!)).send({ purpose: 'refund' });
+    await request(h.app).get('/v1/audit/checkpoint').set(bearer(keys.auditor!));
+    await request(h.app).get('/v1/audit/events').set(bearer(keys.auditor!));
+    await request(h.app).delete(`/v1/tokens/${token}`).set(bearer(keys.merchant!));
+    await request(h.app).get(`/v1/tokens/${token}`).set(bearer(keys.merchant!));
+    const [apiKey] = await h.parts.tenants.listApiKeys(tenant.id);
+    await h.parts.principals.revokeApiKey(apiKey!.id, 'test');
+
+    const recorded = await events(h, 'tenant_id = $1', [tenant.id]);
+    const byAction = (action: string, outcome = 'success') => recorded.find((e) => e.action === action && e.outcome === outcome);
+    for (const event of recorded) {
+      expect(Object.keys(event).sort()).toEqual(EVENT_FIELDS);
+      expect(event.tenant).toBe(tenant.id);
+      expect(new Date(String(event.time)).toISOString()).toBe(event.time);
+    }
+    expect(byAction('tenant.create')).toMatchObject({ principal: 'test' });
+    expect(byAction('api_key.create')).toMatchObject({ details: { role: 'merchant' } });
+    expect(byAction('key.data_key.create')).toMatchObject({ principal: 'system', details: { purpose: 'card-data' } });
+    expect(byAction('card.tokenize')).toMatchObject({ token, request_id: 'req-tokenize-1', details: { created: true, bin: pan.slice(0, 6), last4: pan.slice(-4) } });
+    expect(byAction('card.tokenize')!.source).toMatch(/127\.0\.0\.1/);
+    expect(byAction('card.read')).toMatchObject({ token });
+    expect(byAction('card.update')).toMatchObject({ token, details: { fields: ['exp_month', 'exp_year'] } });
+    expect(byAction('card.detokenize')).toMatchObject({ token, details: { purpose: 'refund', fields: ['number', 'exp_month', 'exp_year'] } });
+    expect(byAction('auth.denied', 'denied')).toMatchObject({ token, details: { attempted: 'card.detokenize', code: 'forbidden' } });
+    expect(byAction('audit.read')).toMatchObject({ details: { what: 'checkpoint' } });
+    expect(byAction('audit.export')).toMatchObject({ details: { scope: 'tenant' } });
+    expect(byAction('card.delete')).toMatchObject({ token });
+    expect(byAction('card.read', 'failure')).toMatchObject({ token, details: { code: 'token_not_found' } });
+    expect(byAction('api_key.revoke')).toMatchObject({ details: { api_key_id: apiKey!.id } });
+    expect(JSON.stringify(recorded)).not.toContain(pan);
+  });
+
+  it('records failed authentication with its source address and reason', async () => {
+    const res = await request(h.app).get('/v1/tokens/4111110000001111').set('X-Request-Id', 'req-auth-fail-1').set(bearer(`cvk_${'Z'.repeat(43)}`));
+    expect(res.status).toBe(401);
+    const [event] = await events(h, "event LIKE '%req-auth-fail-1%'");
+    expect(event).toMatchObject({ action: 'auth.failure', outcome: 'failure', tenant: null, principal: 'anonymous', details: { reason: 'unknown_or_revoked_key' } });
+    expect(event!.source).toMatch(/127\.0\.0\.1/);
+  });
+
+  it('names every action the vault can record in the closed list', () => {
+    expect([...AUDIT_ACTIONS].sort()).toEqual(
+      ['api_key.create', 'api_key.revoke', 'audit.export', 'audit.read', 'auth.denied', 'auth.failure', 'card.delete', 'card.detokenize', 'card.read', 'card.tokenize', 'card.update', 'key.data_key.create', 'key.signing.create', 'policy.load', 'service.start', 'service.stop', 'tenant.create'].sort(),
+    );
+  });
+});
+
+describe('no audit, no card', () => {
+  let fresh: FreshDatabase;
+  let h: Harness;
+  beforeAll(async () => {
+    fresh = await freshDatabase('cardvault_noaudit');
+    h = await buildHarness({ db: fresh.db });
+  });
+  afterAll(async () => {
+    await h.close();
+    await fresh.drop();
+  });
+
+  it('answers 503 audit_unavailable and reveals nothing when the detokenize event cannot be written', async () => {
+    const { keys } = await h.tenant(['merchant', 'payments']);
+    const pan = newPan();
+    const token = (await request(h.app).post('/v1/tokens').set(bearer(keys.merchant!)).send(cardBody(pan))).body.token as string;
+    // A real write failure inside PostgreSQL, for detokenize events only.
+    await fresh.db.query(`ALTER TABLE audit_events ADD CONSTRAINT refuse_detokenize CHECK (event NOT LIKE '%"action":"card.detokenize"%')`);
+    const res = await request(h.app).post(`/v1/tokens/${token}/detokenize`).set(bearer(keys.payments!)).send({ purpose: 'authorization' });
+    expect(res.status).toBe(503);
+    expect(res.body.code).toBe('audit_unavailable');
+    expect(res.text).not.toContain(pan);
+    expect(res.text).not.toContain(pan.slice(6, 12));
+    await fresh.db.query('ALTER TABLE audit_events DROP CONSTRAINT refuse_detokenize');
+    const retry = await request(h.app).post(`/v1/tokens/${token}/detokenize`).set(bearer(keys.payments!)).send({ purpose: 'authorization' });
+    expect(retry.body.card.number).toBe(pan);
+  });
+});
+
+describe('the runtime role', () => {
+  let fresh: FreshDatabase;
+  const role = `cardvault_app_${process.pid}`;
+  beforeAll(async () => {
+    fresh = await freshDatabase('cardvault_role');
+    await withAdmin(async (c) => {
+      await c.query(`DROP ROLE IF EXISTS ${role}`);
+      await c.query(`CREATE ROLE ${role} LOGIN IN ROLE cardvault_runtime`);
+    });
+  });
+  afterAll(async () => {
+    await fresh.drop();
+    await withAdmin((c) => c.query(`DROP ROLE IF EXISTS ${role}`));
+  });
+
+  it('runs the vault but may only insert and select audit rows', async () => {
+    const db = openPostgres({ url: `postgres://${role}@127.0.0.1:5432/${fresh.name}`, poolSize: 4 });
+    const h = await buildHarness({ db });
+    try {
+      const { keys } = await h.tenant(['merchant', 'payments']);
+      const pan = newPan();
+      const token = (await request(h.app).post('/v1/tokens').set(bearer(keys.merchant!)).send(cardBody(pan))).body.token;
+      const res = await request(h.app).post(`/v1/tokens/${token}/detokenize`).set(bearer(keys.payments!)).send({ purpose: 'authorization' });
+      expect(res.body.card.number).toBe(pan);
+      await expect(db.query("UPDATE audit_events SET event = '{}' WHERE seq = 0")).rejects.toMatchObject({ code: '42501' });
+      await expect(db.query('DELETE FROM audit_events WHERE seq = 0')).rejects.toMatchObject({ code: '42501' });
+      await expect(db.query('TRUNCATE audit_events')).rejects.toMatchObject({ code: '42501' });
+      await expect(db.query('ALTER TABLE audit_events DISABLE TRIGGER USER')).rejects.toMatchObject({ code: '42501' });
+    } finally {
+      await h.close();
+      await db.close();
+    }
+  });
+});
+
+describe('two instances, one log', () => {
+  let fresh: FreshDatabase;
+  let a: Harness;
+  let b: Harness;
+  let dir: string;
+  beforeAll(async () => {
+    fresh = await freshDatabase('cardvault_twolog', 20);
+    a = await buildHarness({ db: fresh.db });
+    b = await buildHarness({ db: openPostgres({ url: fresh.url, poolSize: 10 }) });
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cardvault-export-'));
+  });
+  afterAll(async () => {
+    await a.close();
+    await b.close();
+    await b.db.close();
+    await fresh.drop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('writes one gap-free log under concurrent load that the auditor tool verifies', async () => {
+    const { keys } = await a.tenant();
+    const work = Array.from({ length: 60 }, async (_, i) => {
+      const h = i % 2 ? a : b;
+      const created = await request(h.app).post('/v1/tokens').set(bearer(keys.merchant!)).send(cardBody(newPan()));
+      await request(i % 3 ? a.app : b.app).post(`/v1/tokens/${created.body.token}/detokenize`).set(bearer(keys.payments!)).send({ purpose: 'authorization' });
+    });
+    await Promise.all(work);
+    await Promise.all([a.parts.audit.flush(), b.parts.audit.flush()]);
+
+    const seqs = (await fresh.db.query<{ seq: string }>('SELECT seq FROM audit_events ORDER BY seq')).map((r) => Number(r.seq));
+    expect(seqs).toEqual(Array.from({ length: seqs.length }, (_, i) => i));
+    expect(seqs.length).toBeGreaterThanOrEqual(120);
+
+    const exported = await request(a.app).get('/v1/audit/events').set(bearer(keys.admin!)).buffer(true).parse((res, done) => {
+      let text = '';
+      res.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')));
+      res.on('end', () => done(null, text));
+    });
+    expect(exported.headers['content-type']).toMatch(/application\/x-ndjson/);
+    const file = path.join(dir, 'export.ndjson');
+    fs.writeFileSync(file, exported.body as string);
+    const jwksFile = path.join(dir, 'jwks.json');
+    fs.writeFileSync(jwksFile, JSON.stringify((await request(b.app).get('/.well-known/jwks.json')).body));
+
+    const out: string[] = [];
+    expect(await verifyCommand(file, jwksFile, (l) => out.push(l))).toBe(0);
+    expect(JSON.parse(out[0]!)).toMatchObject({ ok: true, first_bad_seq: null });
+
+    // Deleting a row is caught and named.
+    const lines = (exported.body as string).split('\n');
+    const victim = lines.findIndex((l) => l.startsWith('{"type":"event","seq":42,'));
+    fs.writeFileSync(file, lines.filter((_, i) => i !== victim).join('\n'));
+    out.length = 0;
+    expect(await verifyCommand(file, jwksFile, (l) => out.push(l))).toBe(1);
+    expect(JSON.parse(out[0]!)).toMatchObject({ ok: false, first_bad_seq: 42 });
+  });
+
+  it('serves inclusion and consistency proofs that check against signed roots', async () => {
+    const { keys } = await a.tenant(['auditor']);
+    const auditor = bearer(keys.auditor!);
+    const first = (await request(a.app).get('/v1/audit/checkpoint').set(auditor)).body;
+    await request(a.app).post('/v1/tokens').set(bearer((await a.tenant(['merchant'])).keys.merchant!)).send(cardBody(newPan()));
+    await a.parts.checkpointer.checkpointNow();
+    const second = (await request(a.app).get('/v1/audit/checkpoint').set(auditor)).body;
+    expect(second.tree_size).toBeGreaterThan(first.tree_size);
+    const jwks = (await request(a.app).get('/.well-known/jwks.json')).body;
+    for (const c of [first, second]) {
+      const payload = JSON.parse((await verifyCheckpointJws(c.jws, jwks)).payload.toString('utf8'));
+      expect(payload).toMatchObject({ origin: 'cardvault-test', tree_size: c.tree_size, root_hash: c.root_hash });
+    }
+
+    const seq = 7;
+    const inclusion = (await request(a.app).get(`/v1/audit/proofs/inclusion?seq=${seq}&tree_size=${second.tree_size}`).set(auditor)).body;
+    const [row] = await fresh.db.query<{ event: string }>('SELECT event FROM audit_events WHERE seq = $1', [seq]);
+    const leaf = leafHash(Buffer.from(row!.event, 'utf8'));
+    expect(inclusion.leaf_hash).toBe(leaf.toString('base64'));
+    const b64 = (xs: string[]) => xs.map((x) => Buffer.from(x, 'base64'));
+    expect(verifyInclusion(leaf, seq, second.tree_size, b64(inclusion.proof), Buffer.from(second.root_hash, 'base64'))).toBe(true);
+
+    const consistency = (await request(a.app).get(`/v1/audit/proofs/consistency?first=${first.tree_size}&second=${second.tree_size}`).set(auditor)).body;
+    expect(
+      verifyConsistency(first.tree_size, second.tree_size, Buffer.from(first.root_hash, 'base64'), Buffer.from(second.root_hash, 'base64'), b64(consistency.proof)),
+    ).toBe(true);
+    const bad = await request(a.app).get(`/v1/audit/proofs/consistency?first=0&second=${second.tree_size}`).set(auditor);
+    expect(bad.status).toBe(400);
+  });
+
+  it('refuses the audit routes to a role without audit.read', async () => {
+    const { keys } = await a.tenant(['merchant']);
+    const res = await request(a.app).get('/v1/audit/checkpoint').set(bearer(keys.merchant!));
+    expect(res.status).toBe(403);
+  });
+});
+
+describe('nothing card-like reaches the audit trail from a request', () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await buildHarness();
+  });
+  afterAll(() => h.close());
+
+  it('refuses a card number in the token path and a card-like request id before anything is recorded', async () => {
+    const { keys } = await h.tenant(['merchant', 'auditor']);
+    const pan = newPan();
+    const res = await request(h.app).get(`/v1/tokens/${pan}`).set(bearer(keys.merchant!)).set('X-Request-Id', `req-${pan}`);
+    expect(res.status).toBe(404);
+    expect(res.headers['x-request-id']).not.toContain(pan);
+    const tooLong = await request(h.app).get('/v1/audit/proofs/inclusion?seq=0&tree_size=411111111111').set(bearer(keys.auditor!));
+    expect(tooLong.status).toBe(400);
+    await h.parts.audit.flush();
+    const rows = await h.db.query<{ n: number }>('SELECT count(*)::int AS n FROM audit_events WHERE event LIKE $1', [`%${pan}%`]);
+    expect(rows[0]!.n).toBe(0);
+  });
+
+  it('records a denial on the audit routes', async () => {
+    const { tenant, keys } = await h.tenant(['merchant']);
+    expect((await request(h.app).get('/v1/audit/events').set(bearer(keys.merchant!))).status).toBe(403);
+    const denied = await events(h, "tenant_id = $1 AND event LIKE '%auth.denied%'", [tenant.id]);
+    expect(denied[0]).toMatchObject({ outcome: 'denied', details: { attempted: 'audit.export', code: 'forbidden' } });
+  });
+});
