@@ -21,6 +21,8 @@ const USAGE = `usage: cardvault <command>
   keys list --tenant NAME                 list a tenant's keys (ids, roles, state; never secrets)
   keys revoke KEY_ID                      revoke a key (other instances drop it within API_KEY_CACHE_SECONDS)
   audit verify EXPORT --jwks FILE_OR_URL  check an audit export offline; exit 0 only if every check holds
+  audit rotate-key [--overlap-hours H]    new checkpoint signing key: published now, signing after H hours
+                                          (default 24), so verifiers fetch it first; old keys stay published
 
 Settings come from the environment, as for the server (see README). With the embedded
 database, stop the server first: PGlite allows one process at a time.`;
@@ -41,6 +43,7 @@ export async function run(argv: string[], env = process.env, out: Out = (l) => p
     if (command === 'migrate') return await withDb(config, (db) => migrate(db, [sub, ...rest].filter(Boolean) as string[], out));
     if (command === 'tenants' && sub === 'create') return await tenants(config, rest, out);
     if (command === 'keys' && (sub === 'create' || sub === 'list' || sub === 'revoke')) return await keys(config, sub, rest, out);
+    if (command === 'audit' && sub === 'rotate-key') return await rotateSigningKey(config, rest, out);
     throw new UsageError(command ? `unknown command: ${[command, sub].filter(Boolean).join(' ')}` : 'no command given');
   } catch (err) {
     if (err instanceof UsageError) {
@@ -57,6 +60,18 @@ async function auditVerify(args: string[], out: Out): Promise<number> {
   const { values, positionals } = parseArgs({ args, allowPositionals: true, strict: true, options: { jwks: { type: 'string' } } });
   if (positionals.length !== 1 || !values.jwks) throw new UsageError('audit verify takes one EXPORT file and --jwks FILE_OR_URL');
   return verifyCommand(positionals[0]!, values.jwks, out);
+}
+
+async function rotateSigningKey(config: Config, args: string[], out: Out): Promise<number> {
+  const { values } = parseArgs({ args, strict: true, options: { 'overlap-hours': { type: 'string' } } });
+  const hours = Number(values['overlap-hours'] ?? '24');
+  if (!Number.isFinite(hours) || hours < 0 || hours > 24 * 30) throw new UsageError('--overlap-hours takes 0 to 720');
+  return withDb(config, async (db) => {
+    const { signer } = await openVault(config, db);
+    const kid = await signer.createKey(hours * 3600 * 1000);
+    out(JSON.stringify({ kid, signs_after_hours: hours }));
+    return 0;
+  });
 }
 
 async function withDb(config: Config, work: (db: Db) => Promise<number>): Promise<number> {

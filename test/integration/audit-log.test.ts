@@ -7,7 +7,7 @@ import { exportAuditLog } from '../../src/audit/export';
 import { verifyExport } from '../../src/audit/verify';
 import { CheckpointSigner, type StoredSigningKey } from '../../src/crypto/checkpoint-signer';
 import { openLocalKms } from '../../src/crypto/local-kms';
-import { systemClock, type AuditInput } from '../../src/domain/ports';
+import { systemClock, type AuditInput, type Kms } from '../../src/domain/ports';
 import { createLogger } from '../../src/log';
 import { PgAuditStore } from '../../src/store/audit-store';
 import { PgSigningKeyStore } from '../../src/store/signing-key-store';
@@ -19,13 +19,14 @@ let store: PgAuditStore;
 let audit: AuditLog;
 let signer: CheckpointSigner;
 let checkpointer: Checkpointer;
+let kms: Kms;
 const tenantA = '11111111-1111-4111-8111-111111111111';
 const tenantB = '22222222-2222-4222-8222-222222222222';
 
 beforeAll(async () => {
   fresh = await freshDatabase('cardvault_audit');
   const log = createLogger({ level: 'info', destination: captureLog() });
-  const kms = await openLocalKms({ keyFile: path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'cv-audit-')), 'k') });
+  kms = await openLocalKms({ keyFile: path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'cv-audit-')), 'k') });
   store = new PgAuditStore(fresh.db);
   audit = new AuditLog(store, systemClock, log);
   signer = new CheckpointSigner(kms, new PgSigningKeyStore(fresh.db), systemClock);
@@ -93,6 +94,22 @@ it('rejects a truncated export and a forged checkpoint', async () => {
   expect(report.problems[0]).toMatch(/signature/);
 });
 
+it('rotates the signing key with overlap: published first, signing later, old checkpoints still verify', async () => {
+  let now = Date.now();
+  const clock = { now: () => new Date(now) };
+  const rotating = new CheckpointSigner(kms, new PgSigningKeyStore(fresh.db), clock);
+  const before = await signer.jwks();
+  const kid = await rotating.createKey(60 * 60 * 1000);
+  const during = await rotating.jwks();
+  expect(during.keys.map((k) => k.kid)).toEqual([...before.keys.map((k) => k.kid), kid]);
+  const header = (jws: string) => JSON.parse(Buffer.from(jws.split('.')[0]!, 'base64url').toString('utf8')) as { kid: string };
+  expect(header(await rotating.sign(Buffer.from('{}'))).kid).not.toBe(kid);
+  now += 61 * 60 * 1000;
+  expect(header(await rotating.sign(Buffer.from('{}'))).kid).toBe(kid);
+  // Everything signed before the rotation still verifies against the published set.
+  expect((await verifyExport(await exported(), await rotating.jwks())).ok).toBe(true);
+});
+
 describe('tampering directly in PostgreSQL as superuser, trigger disabled', () => {
   const tamper = async (sql: string) => {
     await fresh.db.transaction(async (tx) => {
@@ -106,6 +123,28 @@ describe('tampering directly in PostgreSQL as superuser, trigger disabled', () =
     await expect(fresh.db.query("UPDATE audit_events SET event = '{}' WHERE seq = 1")).rejects.toThrow(/append-only/);
     await expect(fresh.db.query('DELETE FROM audit_events WHERE seq = 1')).rejects.toThrow(/append-only/);
     await expect(fresh.db.query('TRUNCATE audit_events')).rejects.toThrow(/append-only/);
+  });
+
+  it('names the sequence number of a reordered row', async () => {
+    // Swap the contents of rows 30 and 31 (their leaf hashes travel with them).
+    await tamper(`UPDATE audit_events a SET event = b.event, leaf_hash = b.leaf_hash
+                  FROM audit_events b WHERE (a.seq, b.seq) IN ((30, 31), (31, 30))`);
+    const report = await verifyExport(await exported(), await signer.jwks());
+    expect(report).toMatchObject({ ok: false, firstBadSeq: 30 });
+    await tamper(`UPDATE audit_events a SET event = b.event, leaf_hash = b.leaf_hash
+                  FROM audit_events b WHERE (a.seq, b.seq) IN ((30, 31), (31, 30))`);
+    expect((await verifyExport(await exported(), await signer.jwks())).ok).toBe(true);
+  });
+
+  it('names the sequence number of a deleted row', async () => {
+    const [row] = await fresh.db.query<{ event: string; leaf_hash: Buffer; recorded_at: Date; tenant_id: string }>(
+      'SELECT event, leaf_hash, recorded_at, tenant_id FROM audit_events WHERE seq = 55',
+    );
+    await tamper('DELETE FROM audit_events WHERE seq = 55');
+    const report = await verifyExport(await exported(), await signer.jwks());
+    expect(report).toMatchObject({ ok: false, firstBadSeq: 55 });
+    await tamper(`INSERT INTO audit_events (seq, tenant_id, recorded_at, event, leaf_hash) VALUES (55, '${row!.tenant_id}', '${row!.recorded_at.toISOString()}', '${row!.event.replace(/'/g, "''")}', '\\x${row!.leaf_hash.toString('hex')}')`);
+    expect((await verifyExport(await exported(), await signer.jwks())).ok).toBe(true);
   });
 
   it('names the sequence number of a changed row', async () => {
