@@ -25,8 +25,9 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-// One key file per jest worker, shared by its suites, in the run folder that global setup empties.
-const sharedKeyFile = path.join(RUN_DIR, 'kms', String(process.pid), 'local-kms.key');
+// One key file for the whole run, as every vault instance shares one KMS key: signing keys are global to
+// the database, so a worker must be able to unwrap what another created. Global setup empties the folder.
+const sharedKeyFile = path.join(RUN_DIR, 'kms', 'local-kms.key');
 
 /** The origin test vaults sign checkpoints for. */
 export const AUDIT_ORIGIN = 'cardvault-test';
