@@ -44,11 +44,18 @@ export class AuditLog implements AuditTrail {
 
   private async drain(): Promise<void> {
     while (this.#queue.length > 0) {
-      const batch = this.#queue.splice(0, MAX_BATCH);
+      let batch: Pending[] = [];
       try {
-        await this.store.appendBatch((head) => seal(head, batch));
+        // The batch is taken once the head is locked: whatever queued while another instance held the lock
+        // rides along, so batches grow exactly when the lock is contended.
+        await this.store.appendBatch((head) => {
+          batch = this.#queue.splice(0, MAX_BATCH);
+          return seal(head, batch);
+        });
         for (const pending of batch) pending.resolve();
       } catch (err) {
+        // A failure before the lock (no connection) leaves the batch untaken: fail what is queued now.
+        if (batch.length === 0) batch = this.#queue.splice(0, MAX_BATCH);
         this.log.error({ err, events: batch.length }, 'audit write failed');
         const failure = new VaultError('audit_unavailable', undefined, { cause: err });
         for (const pending of batch) pending.reject(failure);

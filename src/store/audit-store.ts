@@ -45,12 +45,7 @@ export class PgAuditStore {
         'SELECT size, last_leaf_hash, frontier FROM audit_head WHERE id = 1 FOR UPDATE',
       );
       const { rows, head } = prepare({ size: Number(current!.size), lastLeafHash: current!.last_leaf_hash, frontier: current!.frontier });
-      await insertRows(tx, rows);
-      await tx.query('UPDATE audit_head SET size = $1, last_leaf_hash = $2, frontier = $3 WHERE id = 1', [
-        head.size,
-        head.lastLeafHash,
-        JSON.stringify(head.frontier),
-      ]);
+      await appendRows(tx, rows, head);
     });
   }
 
@@ -115,13 +110,19 @@ export class PgAuditStore {
   }
 }
 
-async function insertRows(tx: Queryable, rows: AuditRow[]): Promise<void> {
-  if (rows.length === 0) return;
-  const params: unknown[] = [];
+/** Inserts the rows and moves the head in one statement: one round trip less while the head is locked. */
+async function appendRows(tx: Queryable, rows: AuditRow[], head: AuditHead): Promise<void> {
+  const params: unknown[] = [head.size, head.lastLeafHash, JSON.stringify(head.frontier)];
   const values = rows.map((row, i) => {
     params.push(row.seq, row.tenantId, row.recordedAt, row.event, row.leafHash);
-    const b = i * 5;
-    return `($${b + 1}, $${b + 2}, $${b + 3}, $${b + 4}, $${b + 5})`;
+    const b = 3 + i * 5;
+    return `($${b + 1}::bigint, $${b + 2}::uuid, $${b + 3}::timestamptz, $${b + 4}::text, $${b + 5}::bytea)`;
   });
-  await tx.query(`INSERT INTO audit_events (seq, tenant_id, recorded_at, event, leaf_hash) VALUES ${values.join(', ')}`, params);
+  await tx.query(
+    `WITH appended AS (
+       INSERT INTO audit_events (seq, tenant_id, recorded_at, event, leaf_hash) VALUES ${values.join(', ')} RETURNING seq
+     )
+     UPDATE audit_head SET size = $1, last_leaf_hash = $2, frontier = $3 WHERE id = 1 AND (SELECT count(*) FROM appended) >= 0`,
+    params,
+  );
 }
