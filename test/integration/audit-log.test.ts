@@ -1,6 +1,4 @@
 import path from 'node:path';
-import os from 'node:os';
-import fs from 'node:fs';
 import { AuditLog } from '../../src/audit/audit-log';
 import { Checkpointer } from '../../src/audit/checkpointer';
 import { exportAuditLog } from '../../src/audit/export';
@@ -13,6 +11,7 @@ import { PgAuditStore } from '../../src/store/audit-store';
 import { PgSigningKeyStore } from '../../src/store/signing-key-store';
 import { freshDatabase, type FreshDatabase } from '../support/fresh-database';
 import { captureLog } from '../support/log-capture';
+import { RUN_DIR } from '../support/env';
 
 let fresh: FreshDatabase;
 let store: PgAuditStore;
@@ -26,7 +25,7 @@ const tenantB = '22222222-2222-4222-8222-222222222222';
 beforeAll(async () => {
   fresh = await freshDatabase('cardvault_audit');
   const log = createLogger({ level: 'info', destination: captureLog() });
-  kms = await openLocalKms({ keyFile: path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'cv-audit-')), 'k') });
+  kms = await openLocalKms({ keyFile: path.join(RUN_DIR, 'kms', `audit-log-${process.pid}.key`) });
   store = new PgAuditStore(fresh.db);
   audit = new AuditLog(store, systemClock, log);
   signer = new CheckpointSigner(kms, new PgSigningKeyStore(fresh.db), systemClock);
@@ -80,7 +79,7 @@ it('rejects a truncated export and a forged checkpoint', async () => {
   // A genuine-looking checkpoint (right origin, size and root) signed by a key the vault never published.
   const keys: StoredSigningKey[] = [];
   const forger = new CheckpointSigner(
-    await openLocalKms({ keyFile: path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'cv-forge-')), 'k') }),
+    await openLocalKms({ keyFile: path.join(RUN_DIR, 'kms', `forger-${process.pid}.key`) }),
     { insertSigningKey: async (k) => void keys.push({ ...k, createdAt: new Date() }), listSigningKeys: async () => keys },
     systemClock,
   );
