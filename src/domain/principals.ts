@@ -22,7 +22,9 @@ export interface PrincipalsDeps {
 }
 
 const MAX_CACHED_KEYS = 10_000;
-const TENANT_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+// Starts with a letter and holds no long digit run: names are written to logs and the audit trail.
+const TENANT_NAME = /^[a-z][a-z0-9_-]{0,62}$/;
+const CARD_LIKE = /[0-9](?:[ -]?[0-9]){11}/;
 
 export class Principals {
   readonly #cache = new Map<string, { principal: Principal; expiresAt: number }>();
@@ -56,8 +58,10 @@ export class Principals {
 
   /** `actor` names who acted for the audit trail: `cli`, `system`, or an API key id. */
   async createTenant(name: string, actor: string): Promise<Tenant> {
-    if (!TENANT_NAME.test(name)) {
-      throw new VaultError('invalid_field', 'a tenant name is 1–63 lowercase letters, digits, - or _', { pointer: '/name' });
+    if (!TENANT_NAME.test(name) || CARD_LIKE.test(name)) {
+      throw new VaultError('invalid_field', 'a tenant name is a lowercase letter then up to 62 letters, digits, - or _, with no 12-digit run', {
+        pointer: '/name',
+      });
     }
     // The id is chosen here so the fingerprint key's encryption context can name it.
     const id = globalThis.crypto.randomUUID();
@@ -69,6 +73,9 @@ export class Principals {
   }
 
   async issueApiKey(tenantId: string, role: string, actor: string, label: string | null = null): Promise<{ key: ApiKeyRecord; secret: Secret<string> }> {
+    if (label !== null && (label.length > 100 || CARD_LIKE.test(label))) {
+      throw new VaultError('invalid_field', 'a key label is at most 100 characters with no 12-digit run', { pointer: '/label' });
+    }
     if (!this.deps.policies.has(role)) {
       throw new VaultError('invalid_field', 'the role is not defined in policies/', { pointer: '/role' });
     }

@@ -254,3 +254,18 @@ describe('the package bin (npx cardvault)', () => {
     }
   });
 });
+
+describe('operator input that could carry a card number', () => {
+  it('refuses a digits-only tenant name and a card-like key label', async () => {
+    const { newPan } = await import('../support/pans');
+    const pan = newPan();
+    const tenant = await cardvault('tenants', 'create', pan);
+    expect(tenant.code).not.toBe(0);
+    expect(tenant.err).toContain('tenant name');
+    expect(tenant.err).not.toContain(pan);
+    const label = await cardvault('keys', 'create', '--tenant', 'acme', '--role', 'merchant', '--label', `card ${pan}`);
+    expect(label.code).not.toBe(0);
+    expect(label.err).toContain('key label');
+    expect(label.err).not.toContain(pan);
+  });
+});
