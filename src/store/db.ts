@@ -54,7 +54,18 @@ function statementName(sql: string): string {
   return name;
 }
 
-export function openPostgres(options: { url: string; poolSize: number; applicationName?: string }): Db {
+export interface PostgresOptions {
+  url: string;
+  poolSize: number;
+  applicationName?: string;
+  /**
+   * false: commits return before their WAL is flushed. Only for writes that are acknowledged after a later
+   * synchronous commit (the audit event): WAL is flushed in order, so that commit makes them durable too.
+   */
+  synchronousCommit?: boolean;
+}
+
+export function openPostgres(options: PostgresOptions): Db {
   const poolConfig: PoolConfig = {
     connectionString: options.url,
     max: options.poolSize,
@@ -63,6 +74,7 @@ export function openPostgres(options: { url: string; poolSize: number; applicati
     application_name: options.applicationName ?? 'cardvault',
     // A statement stuck behind a lock or a dying server must not hold a request forever.
     statement_timeout: 10_000,
+    ...(options.synchronousCommit === false ? { options: '-c synchronous_commit=off' } : {}),
   };
   const pool = new Pool(poolConfig);
   // An idle client losing its connection emits here; without a listener the process would crash.

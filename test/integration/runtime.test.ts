@@ -35,3 +35,10 @@ it('stays ready, reporting Redis degraded, when Redis is unreachable', async () 
   const runtime = await runtimeWith('redis://127.0.0.1:1');
   await expect(runtime.readiness()).resolves.toEqual({ ready: true, checks: { database: 'ok', redis: 'degraded' } });
 });
+
+it('commits card writes asynchronously and the audit log synchronously, so one fsync covers both', async () => {
+  const runtime = await runtimeWith(TEST_REDIS_URL);
+  const setting = async (db: Runtime['db']) => (await db.query<{ synchronous_commit: string }>('SHOW synchronous_commit'))[0]!.synchronous_commit;
+  expect(await setting(runtime.cardDb)).toBe('off');
+  expect(await setting(runtime.db)).toBe('on');
+});
