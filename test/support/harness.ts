@@ -1,4 +1,5 @@
 // Builds the app as main.ts does, on the real test database, with a local KMS key file and a captured log.
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import type { Express } from 'express';
 import { createApp, type AppDeps } from '../../src/app';
@@ -85,7 +86,7 @@ export async function buildHarness(options: HarnessOptions = {}): Promise<Harnes
     captured,
     parts,
     async tenant(roles = ['merchant', 'payments', 'auditor', 'admin']) {
-      const tenant = await parts.principals.createTenant(`t-${globalThis.crypto.randomUUID().slice(0, 18)}`, 'test');
+      const tenant = await parts.principals.createTenant(`t-${letters(16)}`, 'test');
       const keys: Record<string, string> = {};
       for (const role of roles) keys[role] = (await parts.principals.issueApiKey(tenant.id, role, 'test')).secret.reveal();
       return { tenant, keys };
@@ -99,4 +100,9 @@ export async function buildHarness(options: HarnessOptions = {}): Promise<Harnes
 
 export function tenantStore(db: Db): PgTenantStore {
   return new PgTenantStore(db);
+}
+
+/** Random lowercase letters: tenant names must not hold digit runs that could read as a card number. */
+function letters(count: number): string {
+  return Array.from(randomBytes(count), (b) => String.fromCharCode(97 + (b % 26))).join('');
 }
