@@ -23,7 +23,7 @@ export interface AppDeps {
   log: Logger;
   readiness: ReadinessCheck;
   bodyLimitBytes: number;
-  trustProxy: boolean;
+  trustProxy: false | number;
   /** Absent: no rate limiting (tests that are not about it, and RATE_LIMITS=off). */
   rateLimits?: RateLimiters;
 }

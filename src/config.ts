@@ -20,7 +20,8 @@ export interface Config {
   kms: KmsConfig;
   policiesDir: string;
   bodyLimitBytes: number;
-  trustProxy: boolean;
+  /** Express 'trust proxy': false, or the number of proxy hops in front whose X-Forwarded-For is believed. */
+  trustProxy: false | number;
   /** Per-key and failed-authentication rate limits; off only for the bench, never in production. */
   rateLimits: boolean;
   apiKeyCacheSeconds: number;
@@ -94,7 +95,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Readonl
     // Defaults to the policies/ shipped beside src/ and dist/, wherever the process was started from.
     policiesDir: path.resolve(cwd, read.string('POLICIES_DIR', path.resolve(__dirname, '..', 'policies'))),
     bodyLimitBytes: read.integer('BODY_LIMIT_BYTES', 16 * 1024, 1024, 1024 * 1024),
-    trustProxy: read.boolean('TRUST_PROXY', false),
+    trustProxy: read.hops('TRUST_PROXY'),
     rateLimits,
     apiKeyCacheSeconds: read.integer('API_KEY_CACHE_SECONDS', 5, 0, 300),
     idempotencyTtlSeconds: read.integer('IDEMPOTENCY_TTL_HOURS', 24, 24, 24 * 30) * 3600,
@@ -155,6 +156,15 @@ class Reader {
     if (raw === 'false' || raw === '0') return false;
     this.problems.push(`${name} must be true or false`);
     return fallback;
+  }
+
+  /** false, or a hop count: `true` would trust every X-Forwarded-For entry, which a caller can forge. */
+  hops(name: string): false | number {
+    const raw = this.optional(name);
+    if (raw === undefined || raw === 'false' || raw === '0') return false;
+    if (/^[1-9]$/.test(raw)) return Number(raw);
+    this.problems.push(`${name} must be false or the number of proxy hops in front of the vault (1-9)`);
+    return false;
   }
 
   oneOf<T extends string>(name: string, allowed: readonly T[], fallback: T): T {

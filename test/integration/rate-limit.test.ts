@@ -141,7 +141,7 @@ describe('per-key limits per action', () => {
 describe('failed authentication per source address', () => {
   let h: Harness;
   beforeAll(async () => {
-    h = await limitedHarness(limitedStore(), { trustProxy: true });
+    h = await limitedHarness(limitedStore(), { trustProxy: 1 });
   });
   const from = (address: string, key: string) => request(h.app).get('/v1/tokens/tok_unknownunknown01').set(bearer(key)).set('X-Forwarded-For', address);
 

@@ -43,7 +43,7 @@ export interface HarnessOptions {
   rateLimits?: AppDeps['rateLimits'];
   /** The store behind rateLimits, so /readyz reports it as the vault does. */
   rateLimitStore?: { degraded(): boolean };
-  trustProxy?: boolean;
+  trustProxy?: false | number;
   /** Off for a harness whose database is meant to be unreachable. */
   ensureSigningKey?: boolean;
 }

@@ -106,9 +106,17 @@ describe('loadConfig switches', () => {
     expect(configError({ KMS_PROVIDER: 'aws' }).problems).toEqual(['KMS_KEY_ID is required when KMS_PROVIDER=aws']);
   });
 
+  it('takes TRUST_PROXY as a hop count and refuses true, which would trust a forged X-Forwarded-For', () => {
+    expect(loadConfig({ TRUST_PROXY: '2' }, CWD).trustProxy).toBe(2);
+    expect(loadConfig({ TRUST_PROXY: 'false' }, CWD).trustProxy).toBe(false);
+    expect(configError({ TRUST_PROXY: 'true' }).problems).toEqual([
+      'TRUST_PROXY must be false or the number of proxy hops in front of the vault (1-9)',
+    ]);
+  });
+
   it('parses booleans and integers', () => {
     const config = loadConfig({ TRUST_PROXY: '1', MIGRATE_ON_START: 'false', PORT: '0', IDEMPOTENCY_TTL_HOURS: '48' }, CWD);
-    expect(config.trustProxy).toBe(true);
+    expect(config.trustProxy).toBe(1);
     expect(config.migrateOnStart).toBe(false);
     expect(config.port).toBe(0);
     expect(config.idempotencyTtlSeconds).toBe(48 * 3600);
