@@ -28,6 +28,8 @@ export interface Config {
   idempotencyTtlSeconds: number;
   dataKeys: { maxAgeSeconds: number; maxUses: number; cacheEntries: number };
   devCredentials: boolean;
+  /** How long a CVC waits, sealed in Redis, for its one authorization. */
+  cvcTtlSeconds: number;
   /** Names this log in signed checkpoints; checkpoints come at least every maxEvents or maxAgeSeconds. */
   audit: { origin: string; checkpointMaxEvents: number; checkpointMaxAgeSeconds: number };
   /** Outside production the vault migrates its own schema; in production a job does, and the vault checks. */
@@ -106,6 +108,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Readonl
     },
     devCredentials: nodeEnv !== 'production',
     migrateOnStart: read.boolean('MIGRATE_ON_START', nodeEnv !== 'production'),
+    cvcTtlSeconds: read.integer('CVC_TTL_SECONDS', 600, 60, 3600),
     audit: {
       origin: read.string('AUDIT_ORIGIN', 'cardvault'),
       checkpointMaxEvents: read.integer('CHECKPOINT_MAX_EVENTS', 10_000, 1, 10_000),

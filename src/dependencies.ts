@@ -14,6 +14,9 @@ import { AuditService } from './audit/audit-service';
 import { Checkpointer } from './audit/checkpointer';
 import { CheckpointSigner } from './crypto/checkpoint-signer';
 import { PgAuditStore } from './store/audit-store';
+import { MemoryCvcStore, RedisCvcStore } from './store/cvc-store';
+import { CvcHolder } from './domain/cvc';
+import type { CvcStore } from './domain/ports';
 import { PgSigningKeyStore } from './store/signing-key-store';
 import { rateLimiters, type RateLimiters } from './http/rate-limit';
 import type { ReadinessCheck } from './http/service-routes';
@@ -68,6 +71,8 @@ export function assembleVault(options: {
   db: Db;
   /** Cards, tenants, API keys and data keys; defaults to `db`. See openCardDatabase. */
   cardDb?: Db;
+  /** Where CVCs wait; defaults to process memory with a 10-minute TTL. */
+  cvc?: { store: CvcStore; ttlSeconds: number };
   kms: Kms;
   policies: Policies;
   log: Logger;
@@ -94,10 +99,13 @@ export function assembleVault(options: {
     audit,
   );
   const principals = new Principals({ tenants, audit, kms, policies, apiKeys: apiKeyCodec, cacheMs: config.apiKeyCacheSeconds * 1000 });
+  const crypto = createCardCrypto(keyring);
+  const cvc = options.cvc ?? { store: new MemoryCvcStore(), ttlSeconds: 600 };
   const vault = new Vault({
     cards: new PgCardStore(cardDb, cardDb),
     audit,
-    crypto: createCardCrypto(keyring),
+    cvc: new CvcHolder(cvc.store, crypto, cvc.ttlSeconds),
+    crypto,
     randomness: cryptoTokenRandomness,
     clock: systemClock,
     idempotencyTtlSeconds: config.idempotencyTtlSeconds,
@@ -128,7 +136,9 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
   const rateLimitStore = config.rateLimits ? new RateLimitStore({ redisUrl: config.redisUrl }) : undefined;
   if (!config.rateLimits) log.warn('rate limits are off (RATE_LIMITS=off)');
   const cardDb = openCardDatabase(config, db);
-  const parts = assembleVault({ db, cardDb, kms, policies, config, log });
+  // With Redis, every instance sees the CVC; without it (the embedded default) one process holds it.
+  const cvcStore = config.redisUrl ? new RedisCvcStore(config.redisUrl) : new MemoryCvcStore();
+  const parts = assembleVault({ db, cardDb, kms, policies, config, log, cvc: { store: cvcStore, ttlSeconds: config.cvcTtlSeconds } });
   await parts.signer.ensureKey();
   await parts.audit.record({ tenantId: null, principal: 'system', action: 'policy.load', outcome: 'success', details: { roles: [...policies.keys()] } });
 
@@ -146,6 +156,7 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
       await parts.audit.flush();
       await rateLimitStore?.close();
       await redis?.close();
+      await cvcStore.close();
       if (cardDb !== db) await cardDb.close();
       await db.close();
     },

@@ -9,6 +9,7 @@ const CATALOGUE = {
   invalid_field: { status: 400, title: 'A field has a value out of range' },
   invalid_card_number: { status: 400, title: 'The card number is not valid' },
   invalid_expiry: { status: 400, title: 'The expiry date is not valid' },
+  invalid_cvc: { status: 400, title: 'The card verification code is not valid' },
   card_expired: { status: 400, title: 'The card has expired' },
   unsupported_format: { status: 400, title: 'The token format is not supported' },
   invalid_idempotency_key: { status: 400, title: 'The Idempotency-Key header is not valid' },

@@ -2,6 +2,7 @@
 import { createHmac } from 'node:crypto';
 import { Pan } from '../domain/pan';
 import type { CardCrypto, CardSecret, SealedCard, Tenant } from '../domain/ports';
+import { Secret } from '../domain/secret';
 import { VaultError } from '../errors';
 import type { Keyring } from './keyring';
 import { open, seal } from './sealer';
@@ -9,6 +10,11 @@ import { open, seal } from './sealer';
 /** Binds a ciphertext to its tenant and token: copied onto another row, it no longer opens. */
 function cardAad(tenantId: string, token: string): Buffer {
   return Buffer.from(`cardvault/card/v1\u0000${tenantId}\u0000${token}`, 'utf8');
+}
+
+/** A CVC sealed for one card opens only as that card's CVC, never as a card or another card's CVC. */
+function cvcAad(tenantId: string, token: string): Buffer {
+  return Buffer.from(`cardvault/cvc/v1\u0000${tenantId}\u0000${token}`, 'utf8');
 }
 
 export function createCardCrypto(keyring: Keyring): CardCrypto {
@@ -32,6 +38,16 @@ export function createCardCrypto(keyring: Keyring): CardCrypto {
       } finally {
         plaintext.fill(0);
       }
+    },
+
+    async sealCvc(tenantId, token, cvc: Secret<string>): Promise<SealedCard> {
+      const { id, key } = await keyring.sealingKey(tenantId);
+      return { dataKeyId: id, ...seal(key, Buffer.from(cvc.reveal(), 'utf8'), cvcAad(tenantId, token)) };
+    },
+
+    async openCvc(tenantId, token, sealed: SealedCard): Promise<Secret<string>> {
+      const key = await keyring.openingKey(tenantId, sealed.dataKeyId);
+      return new Secret(open(key, sealed, cvcAad(tenantId, token)).toString('utf8'), 'cvc');
     },
 
     async fingerprint(tenant: Tenant, pan: Pan): Promise<string> {

@@ -5,7 +5,8 @@ import type { Tenant } from './ports';
 export const ACTIONS = ['tokenize', 'read', 'update', 'delete', 'detokenize', 'audit.read', 'admin'] as const;
 export type Action = (typeof ACTIONS)[number];
 
-export const REVEALABLE_FIELDS = ['number', 'exp_month', 'exp_year', 'holder_name'] as const;
+/** `cvc` is revealed only for purpose authorization, and only once: see domain/cvc.ts. */
+export const REVEALABLE_FIELDS = ['number', 'exp_month', 'exp_year', 'holder_name', 'cvc'] as const;
 export type RevealableField = (typeof REVEALABLE_FIELDS)[number];
 
 export interface Role {

@@ -1,5 +1,6 @@
 // The interfaces the use cases depend on; store/ and crypto/ implement them, tests can swap them.
 import type { Pan } from './pan';
+import type { Secret } from './secret';
 import type { TokenFormat } from './token';
 
 export type KeyPurpose = 'card-data' | 'fingerprint' | 'signing';
@@ -142,6 +143,17 @@ export interface CardCrypto {
   open(tenantId: string, token: string, sealed: SealedCard): Promise<CardSecret>;
   fingerprint(tenant: Tenant, pan: Pan): Promise<string>;
   requestDigest(tenant: Tenant, canonicalRequest: string): Promise<string>;
+  sealCvc(tenantId: string, token: string, cvc: Secret<string>): Promise<SealedCard>;
+  openCvc(tenantId: string, token: string, sealed: SealedCard): Promise<Secret<string>>;
+}
+
+/** Where CVCs wait for their one authorization: Redis (or process memory) with a TTL, never PostgreSQL. */
+export interface CvcStore {
+  hold(tenantId: string, token: string, sealed: SealedCard, ttlSeconds: number): Promise<void>;
+  /** Returns and deletes in one step: a CVC is revealed at most once. */
+  take(tenantId: string, token: string): Promise<SealedCard | undefined>;
+  held(tenantId: string, token: string): Promise<boolean>;
+  discard(tenantId: string, token: string): Promise<void>;
 }
 
 export interface Clock {

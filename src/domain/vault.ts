@@ -4,6 +4,8 @@ import { checkExpiry } from './expiry';
 import type { Pan } from './pan';
 import { authorize, authorizeDetokenize, type Principal, type RevealableField } from './policy';
 import { audited } from './audited';
+import { CVC_PURPOSE, type CvcHolder } from './cvc';
+import type { Secret } from './secret';
 import type { AuditTrail, CardCrypto, CardRecord, CardStore, Clock, RequestContext, Tenant } from './ports';
 import { generateToken, type TokenFormat, type TokenRandomness } from './token';
 
@@ -12,6 +14,7 @@ export interface CardInput {
   expMonth: number;
   expYear: number;
   holderName: string | null;
+  cvc: Secret<string> | null;
 }
 
 /** Everything about a card on file except its secrets; JSON-safe so idempotent replays return it unchanged. */
@@ -27,6 +30,8 @@ export interface CardMetadata {
   expYear: number;
   createdAt: string;
   updatedAt: string;
+  /** Whether a CVC is held for this card right now; read live, never stored. */
+  cvcHeld?: boolean;
 }
 
 export interface TokenizeOutcome {
@@ -39,6 +44,7 @@ export type RevealedCard = Partial<Record<RevealableField, string | number | nul
 export interface VaultDeps {
   cards: CardStore;
   audit: AuditTrail;
+  cvc: CvcHolder;
   crypto: CardCrypto;
   randomness: TokenRandomness;
   clock: Clock;
@@ -72,8 +78,11 @@ export class Vault {
   async tokenize(principal: Principal, ctx: RequestContext, card: CardInput, format: TokenFormat, idempotencyKey?: string): Promise<TokenizeOutcome> {
     return audited(this.deps.audit, principal, ctx, 'card.tokenize', null, async () => {
       const { outcome, replayed } = await this.tokenizeOnce(principal, card, format, idempotencyKey);
-      const { brand, bin, last4 } = outcome.card;
-      return { result: outcome, token: outcome.card.token, details: { format: outcome.card.format, brand, bin, last4, created: outcome.created, replayed } };
+      const { brand, bin, last4, token } = outcome.card;
+      const tenantId = principal.tenant.id;
+      const cvcHeld = card.cvc ? await this.deps.cvc.hold(tenantId, token, card.cvc) : await this.deps.cvc.held(tenantId, token);
+      const result = { ...outcome, card: { ...outcome.card, cvcHeld } };
+      return { result, token, details: { format: outcome.card.format, brand, bin, last4, created: outcome.created, replayed, cvc_held: cvcHeld } };
     });
   }
 
@@ -82,7 +91,7 @@ export class Vault {
       authorize(principal, 'read');
       const card = await this.deps.cards.findActiveCard(principal.tenant.id, token);
       if (!card) throw notFound();
-      return { result: toMetadata(card) };
+      return { result: { ...toMetadata(card), cvcHeld: await this.deps.cvc.held(principal.tenant.id, token) } };
     });
   }
 
@@ -110,7 +119,7 @@ export class Vault {
       const fields = Object.entries({ exp_month: changes.expMonth, exp_year: changes.expYear, holder_name: changes.holderName })
         .filter(([, value]) => value !== undefined)
         .map(([name]) => name);
-      return { result: toMetadata(updated), details: { fields } };
+      return { result: { ...toMetadata(updated), cvcHeld: await this.deps.cvc.held(tenantId, token) }, details: { fields } };
     });
   }
 
@@ -121,15 +130,18 @@ export class Vault {
       const card = await this.deps.cards.findActiveCard(principal.tenant.id, token);
       if (!card) throw notFound();
       const secret = await this.deps.crypto.open(principal.tenant.id, token, card.sealed);
+      // Taken (and so deleted) only when it may be shown: for an authorization, to a role that reveals it.
+      const cvc = fields.includes('cvc') && purpose === CVC_PURPOSE ? await this.deps.cvc.take(principal.tenant.id, token) : undefined;
       const all: Required<RevealedCard> = {
         number: secret.pan.reveal(),
         exp_month: card.expMonth,
         exp_year: card.expYear,
         holder_name: secret.holderName,
+        cvc: cvc ?? null,
       };
       const revealed: RevealedCard = {};
-      for (const field of fields) revealed[field] = all[field];
-      return { result: { token, card: revealed }, details: { purpose, fields: [...fields], bin: card.bin, last4: card.last4 } };
+      for (const field of fields) if (field !== 'cvc' || cvc !== undefined) revealed[field] = all[field];
+      return { result: { token, card: revealed }, details: { purpose, fields: Object.keys(revealed), bin: card.bin, last4: card.last4 } };
     });
   }
 
@@ -137,6 +149,7 @@ export class Vault {
     return audited(this.deps.audit, principal, ctx, 'card.delete', token, async () => {
       authorize(principal, 'delete');
       if (!(await this.deps.cards.destroyCard(principal.tenant.id, token))) throw notFound();
+      await this.deps.cvc.discard(principal.tenant.id, token);
       return { result: undefined };
     });
   }

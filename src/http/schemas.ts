@@ -16,6 +16,7 @@ export const TOKENIZE_REQUEST = {
         number: { type: 'string', maxLength: 64 },
         ...EXPIRY,
         holder_name: { type: 'string', ...HOLDER_NAME },
+        cvc: { type: 'string', maxLength: 8 },
       },
     },
     format: { type: 'string', maxLength: 32 },
@@ -50,7 +51,7 @@ export const DETOKENIZE_REQUEST = {
 } as const;
 
 export interface TokenizeBody {
-  card: { number: string; exp_month: number; exp_year: number; holder_name?: string };
+  card: { number: string; exp_month: number; exp_year: number; holder_name?: string; cvc?: string };
   format?: string;
 }
 

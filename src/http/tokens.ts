@@ -1,5 +1,6 @@
 // /v1/tokens: parse the request, run the use case, present the result. Nothing else happens here.
 import { Router, type RequestHandler, type Response } from 'express';
+import { parseCvc } from '../domain/cvc';
 import { luhnValid, Pan } from '../domain/pan';
 import type { Action } from '../domain/policy';
 import { DEFAULT_TOKEN_FORMAT, isTokenFormat, looksLikeToken } from '../domain/token';
@@ -23,6 +24,7 @@ export function present(card: CardMetadata) {
     fingerprint: card.fingerprint,
     status: card.status,
     card: { brand: card.brand, bin: card.bin, last4: card.last4, exp_month: card.expMonth, exp_year: card.expYear },
+    cvc_held: card.cvcHeld ?? false,
     created_at: card.createdAt,
     updated_at: card.updatedAt,
   };
@@ -66,7 +68,8 @@ export function tokenRoutes(vault: Vault, limits?: Pick<RateLimiters, 'forAction
     if (!isTokenFormat(format)) throw new VaultError('unsupported_format', 'format must be bin6_last4, last4 or opaque', { pointer: '/format' });
     const pan = parsePan(body.card.number);
     const key = idempotencyKey(res, req.get('Idempotency-Key'));
-    const card = { pan, expMonth: body.card.exp_month, expYear: body.card.exp_year, holderName: body.card.holder_name ?? null };
+    const cvc = body.card.cvc === undefined ? null : parseCvc(body.card.cvc, pan.brand);
+    const card = { pan, expMonth: body.card.exp_month, expYear: body.card.exp_year, holderName: body.card.holder_name ?? null, cvc };
     const outcome = await vault.tokenize(principalOf(res), contextOf(req, res), card, format, key);
     res.status(outcome.created ? 201 : 200).json(present(outcome.card));
   });

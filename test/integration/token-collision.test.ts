@@ -9,6 +9,8 @@ import { PgCardStore } from '../../src/store/card-store';
 import { PgTenantStore } from '../../src/store/tenant-store';
 import { buildHarness, type Harness } from '../support/harness';
 import { recordPan } from '../support/pans';
+import { CvcHolder } from '../../src/domain/cvc';
+import { MemoryCvcStore } from '../../src/store/cvc-store';
 
 let h: Harness;
 beforeAll(async () => {
@@ -25,7 +27,7 @@ function scripted(middles: string[]): TokenRandomness {
 async function vaultWith(randomness: TokenRandomness) {
   const tenants = new PgTenantStore(h.db);
   const keyring = new Keyring(h.kms, tenants, { maxAgeMs: 60_000, maxUses: 1000, maxEntries: 100 });
-  const vault = new Vault({ cards: new PgCardStore(h.db, h.db), audit: h.parts.audit, crypto: createCardCrypto(keyring), randomness, clock: systemClock, idempotencyTtlSeconds: 86_400 });
+  const vault = new Vault({ cards: new PgCardStore(h.db, h.db), audit: h.parts.audit, cvc: new CvcHolder(new MemoryCvcStore(), createCardCrypto(keyring), 600), crypto: createCardCrypto(keyring), randomness, clock: systemClock, idempotencyTtlSeconds: 86_400 });
   const { tenant } = await h.tenant([]);
   const principal: Principal = { tenant, apiKeyId: 'test', role: { name: 'test', description: '', actions: new Set(['tokenize']), detokenize: undefined } };
   return { vault, principal };
@@ -56,7 +58,7 @@ const second = Pan.parse(recordPan(secondDigits));
 const COLLIDING = tokenMiddle(123450, first.last4);
 const FREE = tokenMiddle(987650, first.last4);
 
-const card = (pan: Pan) => ({ pan, expMonth: 12, expYear: 2031, holderName: null });
+const card = (pan: Pan) => ({ pan, expMonth: 12, expYear: 2031, holderName: null, cvc: null });
 
 it('draws again when a new token collides with another card of the tenant', async () => {
   expect(first.last4).toBe(second.last4);

@@ -6,7 +6,7 @@ import { createApp, type AppDeps } from '../../src/app';
 import { openLocalKms } from '../../src/crypto/local-kms';
 import { assembleVault, readinessCheck } from '../../src/dependencies';
 import type { Policies } from '../../src/domain/policy';
-import type { Kms, Tenant } from '../../src/domain/ports';
+import type { CvcStore, Kms, Tenant } from '../../src/domain/ports';
 import { createLogger, type Logger } from '../../src/log';
 import { loadPolicies } from '../../src/policy/load-policies';
 import { openPostgres, type Db } from '../../src/store/db';
@@ -44,6 +44,8 @@ export interface HarnessOptions {
   /** The store behind rateLimits, so /readyz reports it as the vault does. */
   rateLimitStore?: { degraded(): boolean };
   trustProxy?: false | number;
+  /** Where CVCs wait (default: process memory, 10 minutes). */
+  cvc?: { store: CvcStore; ttlSeconds: number };
   /** Off for a harness whose database is meant to be unreachable. */
   ensureSigningKey?: boolean;
 }
@@ -59,6 +61,7 @@ export async function buildHarness(options: HarnessOptions = {}): Promise<Harnes
     kms,
     policies,
     log,
+    cvc: options.cvc,
     config: {
       apiKeyCacheSeconds: options.apiKeyCacheSeconds ?? 0,
       idempotencyTtlSeconds: 24 * 3600,

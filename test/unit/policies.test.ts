@@ -58,11 +58,11 @@ describe('the shipped policies/', () => {
     expect(merchant.detokenize).toBeUndefined();
   });
 
-  it('lets payments only detokenize, for authorization and refund, revealing number and expiry', () => {
+  it('lets payments only detokenize, for authorization and refund, revealing number, expiry and (for authorization, once) the CVC', () => {
     const payments = policies.get('payments')!;
     expect([...payments.actions]).toEqual(['detokenize']);
     expect([...payments.detokenize!.purposes].sort()).toEqual(['authorization', 'refund']);
-    expect([...payments.detokenize!.reveal].sort()).toEqual(['exp_month', 'exp_year', 'number']);
+    expect([...payments.detokenize!.reveal].sort()).toEqual(['cvc', 'exp_month', 'exp_year', 'number']);
   });
 
   it('lets auditor only read the audit log', () => {
@@ -107,8 +107,8 @@ describe('authorizeDetokenize', () => {
   const payments = principal(policies.get('payments')!);
 
   it('returns the fields payments may see for each granted purpose', () => {
-    expect([...authorizeDetokenize(payments, 'authorization')].sort()).toEqual(['exp_month', 'exp_year', 'number']);
-    expect([...authorizeDetokenize(payments, 'refund')].sort()).toEqual(['exp_month', 'exp_year', 'number']);
+    expect([...authorizeDetokenize(payments, 'authorization')].sort()).toEqual(['cvc', 'exp_month', 'exp_year', 'number']);
+    expect([...authorizeDetokenize(payments, 'refund')].sort()).toEqual(['cvc', 'exp_month', 'exp_year', 'number']);
   });
 
   it('refuses payments a purpose it is not granted with purpose_not_allowed', () => {
@@ -151,7 +151,7 @@ describe('loadPolicies', () => {
     ['a misspelt detokenize block field', 'clerk.yaml', 'role: clerk\nactions: [detokenize]\ndetokenize:\n  purposes: [refund]\n  reveal: [number]\n  fields: [cvc]\n', /\/detokenize.*\(fields\)/],
     ['detokenize granted without a detokenize block', 'clerk.yaml', 'role: clerk\nactions: [detokenize]\n', /detokenize/],
     ['a detokenize block without the detokenize action', 'clerk.yaml', 'role: clerk\nactions: [read]\ndetokenize:\n  purposes: [refund]\n  reveal: [number]\n', /detokenize/],
-    ['reveal of cvc', 'clerk.yaml', 'role: clerk\nactions: [detokenize]\ndetokenize:\n  purposes: [refund]\n  reveal: [number, cvc]\n', /field \/detokenize\/reveal\/1/],
+    ['reveal of a track', 'clerk.yaml', 'role: clerk\nactions: [detokenize]\ndetokenize:\n  purposes: [refund]\n  reveal: [number, track2]\n', /field \/detokenize\/reveal\/1/],
     ['an empty purpose list', 'clerk.yaml', 'role: clerk\nactions: [detokenize]\ndetokenize:\n  purposes: []\n  reveal: [number]\n', /field \/detokenize\/purposes/],
     ['a missing actions list', 'clerk.yaml', 'role: clerk\n', /actions/],
     ['a role not matching the file name', 'clerk.yaml', 'role: cashier\nactions: [read]\n', /field \/role/],

@@ -1,0 +1,85 @@
+// CVCs in Redis (shared by every instance) or, without REDIS_URL, in process memory; sealed, with a TTL.
+import Redis from 'ioredis';
+import type { CvcStore, SealedCard } from '../domain/ports';
+
+const key = (tenantId: string, token: string) => `cardvault:cvc:${tenantId}:${token}`;
+
+function encode(sealed: SealedCard): string {
+  return JSON.stringify({ k: sealed.dataKeyId, i: sealed.iv.toString('base64'), t: sealed.tag.toString('base64'), c: sealed.ciphertext.toString('base64') });
+}
+
+function decode(value: string): SealedCard {
+  const v = JSON.parse(value) as { k: string; i: string; t: string; c: string };
+  return { dataKeyId: v.k, iv: Buffer.from(v.i, 'base64'), tag: Buffer.from(v.t, 'base64'), ciphertext: Buffer.from(v.c, 'base64') };
+}
+
+export class RedisCvcStore implements CvcStore {
+  readonly #client: Redis;
+
+  constructor(url: string) {
+    this.#client = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 2000, commandTimeout: 500 });
+    this.#client.on('error', () => undefined);
+  }
+
+  async hold(tenantId: string, token: string, sealed: SealedCard, ttlSeconds: number): Promise<void> {
+    await this.#client.set(key(tenantId, token), encode(sealed), 'EX', ttlSeconds);
+  }
+
+  async take(tenantId: string, token: string): Promise<SealedCard | undefined> {
+    const value = await this.#client.getdel(key(tenantId, token));
+    return value === null ? undefined : decode(value);
+  }
+
+  async held(tenantId: string, token: string): Promise<boolean> {
+    return (await this.#client.exists(key(tenantId, token))) === 1;
+  }
+
+  async discard(tenantId: string, token: string): Promise<void> {
+    await this.#client.del(key(tenantId, token));
+  }
+
+  async close(): Promise<void> {
+    this.#client.disconnect();
+  }
+}
+
+/** The zero-setup default: one process, so memory is exact; entries expire on read. */
+export class MemoryCvcStore implements CvcStore {
+  readonly #entries = new Map<string, { value: string; expiresAt: number }>();
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  async hold(tenantId: string, token: string, sealed: SealedCard, ttlSeconds: number): Promise<void> {
+    this.sweep();
+    this.#entries.set(key(tenantId, token), { value: encode(sealed), expiresAt: this.now() + ttlSeconds * 1000 });
+  }
+
+  async take(tenantId: string, token: string): Promise<SealedCard | undefined> {
+    const entry = this.live(key(tenantId, token));
+    this.#entries.delete(key(tenantId, token));
+    return entry && decode(entry.value);
+  }
+
+  async held(tenantId: string, token: string): Promise<boolean> {
+    return this.live(key(tenantId, token)) !== undefined;
+  }
+
+  async discard(tenantId: string, token: string): Promise<void> {
+    this.#entries.delete(key(tenantId, token));
+  }
+
+  async close(): Promise<void> {
+    this.#entries.clear();
+  }
+
+  private live(k: string) {
+    const entry = this.#entries.get(k);
+    if (entry && entry.expiresAt <= this.now()) this.#entries.delete(k);
+    return entry && entry.expiresAt > this.now() ? entry : undefined;
+  }
+
+  private sweep(): void {
+    const now = this.now();
+    for (const [k, entry] of this.#entries) if (entry.expiresAt <= now) this.#entries.delete(k);
+  }
+}

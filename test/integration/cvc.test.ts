@@ -1,0 +1,113 @@
+import request from 'supertest';
+import { MemoryCvcStore, RedisCvcStore } from '../../src/store/cvc-store';
+import { TEST_REDIS_URL } from '../support/env';
+import { buildHarness, type Harness } from '../support/harness';
+import { bearer, cardBody } from '../support/http';
+import { newPan } from '../support/pans';
+
+describe('the CVC, held in Redis', () => {
+  let h: Harness;
+  let store: RedisCvcStore;
+  let keys: Record<string, string>;
+  beforeAll(async () => {
+    store = new RedisCvcStore(TEST_REDIS_URL);
+    h = await buildHarness({ cvc: { store, ttlSeconds: 600 } });
+    keys = (await h.tenant(['merchant', 'payments'])).keys;
+  });
+  afterAll(async () => {
+    await h.close();
+    await store.close();
+  });
+
+  const tokenize = (pan: string, cvc?: string) =>
+    request(h.app).post('/v1/tokens').set(bearer(keys.merchant!)).send(cardBody(pan, cvc === undefined ? {} : { cvc }));
+  const detokenize = (token: string, purpose = 'authorization') =>
+    request(h.app).post(`/v1/tokens/${token}/detokenize`).set(bearer(keys.payments!)).send({ purpose });
+
+  it('is revealed once, to an authorization, and then gone', async () => {
+    const created = await tokenize(newPan(), '737');
+    expect(created.status).toBe(201);
+    expect(created.body.cvc_held).toBe(true);
+    const token = created.body.token as string;
+    expect((await request(h.app).get(`/v1/tokens/${token}`).set(bearer(keys.merchant!))).body.cvc_held).toBe(true);
+
+    const refund = await detokenize(token, 'refund');
+    expect(refund.body.card.cvc).toBeUndefined();
+    const first = await detokenize(token);
+    expect(first.body.card.cvc).toBe('737');
+    const second = await detokenize(token);
+    expect(second.status).toBe(200);
+    expect(second.body.card.cvc).toBeUndefined();
+    expect((await request(h.app).get(`/v1/tokens/${token}`).set(bearer(keys.merchant!))).body.cvc_held).toBe(false);
+  });
+
+  it('reveals it to exactly one of many concurrent authorizations', async () => {
+    const token = (await tokenize(newPan(), '123')).body.token as string;
+    const answers = await Promise.all(Array.from({ length: 10 }, () => detokenize(token)));
+    expect(answers.filter((a) => a.body.card.cvc === '123')).toHaveLength(1);
+  });
+
+  it('is stored only sealed, bound to its card', async () => {
+    const token = (await tokenize(newPan(), '482')).body.token as string;
+    const tenantId = (await h.db.query<{ tenant_id: string }>('SELECT tenant_id FROM cards WHERE token = $1', [token]))[0]!.tenant_id;
+    const sealed = await store.take(tenantId, token);
+    expect(sealed!.ciphertext).toHaveLength(3);
+    expect(sealed!.tag).toHaveLength(16);
+    // Put back under another token: it must not open there.
+    const other = (await tokenize(newPan())).body.token as string;
+    await store.hold(tenantId, other, sealed!, 60);
+    const res = await detokenize(other);
+    expect(res.status).toBe(500);
+  });
+
+  it('expires after its TTL', async () => {
+    const token = (await tokenize(newPan(), '555')).body.token as string;
+    const tenantId = (await h.db.query<{ tenant_id: string }>('SELECT tenant_id FROM cards WHERE token = $1', [token]))[0]!.tenant_id;
+    const sealed = await store.take(tenantId, token);
+    await store.hold(tenantId, token, sealed!, 1);
+    await new Promise((resolve) => setTimeout(resolve, 1200));
+    expect((await detokenize(token)).body.card.cvc).toBeUndefined();
+  });
+
+  it('refuses a CVC of the wrong length for the brand with invalid_cvc, writing nothing', async () => {
+    const pan = newPan();
+    const res = await tokenize(pan, '12');
+    expect(res.status).toBe(400);
+    expect(res.body).toMatchObject({ code: 'invalid_cvc', pointer: '/card/cvc' });
+    const amex = await tokenize(newPan('378282', 15), '123');
+    expect(amex.body.code).toBe('invalid_cvc');
+    const rows = await h.db.query('SELECT 1 FROM cards WHERE bin = $1 AND last4 = $2', [pan.slice(0, 6), pan.slice(-4)]);
+    expect(rows).toHaveLength(0);
+  });
+
+  it('never reaches a log line', () => {
+    expect(h.captured.lines.join('')).not.toMatch(/"cvc":"[0-9]{3,4}"/);
+  });
+});
+
+describe('without Redis', () => {
+  it('vaults the card all the same and says no CVC is held', async () => {
+    const store = new RedisCvcStore('redis://127.0.0.1:1');
+    const h = await buildHarness({ cvc: { store, ttlSeconds: 600 } });
+    try {
+      const { keys } = await h.tenant(['merchant']);
+      const res = await request(h.app).post('/v1/tokens').set(bearer(keys.merchant!)).send(cardBody(newPan(), { cvc: '737' }));
+      expect(res.status).toBe(201);
+      expect(res.body.cvc_held).toBe(false);
+    } finally {
+      await h.close();
+      await store.close();
+    }
+  });
+
+  it('expires CVCs from process memory too', async () => {
+    let now = 0;
+    const memory = new MemoryCvcStore(() => now);
+    const sealed = { dataKeyId: 'k', iv: Buffer.alloc(12), tag: Buffer.alloc(16), ciphertext: Buffer.from('abc') };
+    await memory.hold('t', 'tok', sealed, 10);
+    expect(await memory.held('t', 'tok')).toBe(true);
+    now += 10_001;
+    expect(await memory.held('t', 'tok')).toBe(false);
+    expect(await memory.take('t', 'tok')).toBeUndefined();
+  });
+});
