@@ -3,12 +3,14 @@ import { randomUUID } from 'node:crypto';
 import express, { type RequestHandler } from 'express';
 import helmet from 'helmet';
 import type { AuditService } from './audit/audit-service';
+import type { ClientEncryptionKeys } from './crypto/client-encryption';
 import type { AuditTrail } from './domain/ports';
 import type { Principals } from './domain/principals';
 import { auditRoutes, jwksRoute } from './http/audit-routes';
 import type { Vault } from './domain/vault';
 import { VaultError } from './errors';
 import { authenticate } from './http/authenticate';
+import { joseBodies } from './http/jose-body';
 import { problemHandler, sendProblem } from './http/problem';
 import type { RateLimiters } from './http/rate-limit';
 import { serviceRoutes, type ReadinessCheck } from './http/service-routes';
@@ -20,6 +22,8 @@ export interface AppDeps {
   principals: Principals;
   audit: AuditTrail;
   auditService: AuditService;
+  /** Decrypts application/jose tokenize bodies; its public keys join the checkpoint keys in the JWKS. */
+  clientEncryption: Pick<ClientEncryptionKeys, 'decrypt' | 'jwks'>;
   log: Logger;
   readiness: ReadinessCheck;
   bodyLimitBytes: number;
@@ -68,6 +72,8 @@ function jsonBodies(limit: number): RequestHandler {
   const parse = express.json({ limit, strict: true, type: 'application/json' });
   return (req, res, next) => {
     if (req.method !== 'POST' && req.method !== 'PATCH') return next();
+    // joseBodies already decrypted and parsed it.
+    if (res.locals.encryptedBody) return next();
     if (!req.is('application/json')) throw new VaultError('unsupported_media_type');
     parse(req, res, next);
   };
@@ -92,14 +98,25 @@ export function createApp(deps: AppDeps): express.Express {
     }),
   );
   app.use(serviceRoutes(deps.readiness));
-  app.use(jwksRoute(deps.auditService));
+  app.use(
+    jwksRoute({
+      // One key set: the encryption keys (the one to encrypt to first), then the checkpoint signing keys.
+      jwks: async () => {
+        const [encryption, signing] = await Promise.all([deps.clientEncryption.jwks(), deps.auditService.jwks()]);
+        return { keys: [...encryption.keys, ...signing.keys] };
+      },
+    }),
+  );
 
   const api = express.Router();
   api.use(noStore);
   // An address that keeps failing authentication is refused before its next key is even looked up.
   if (deps.rateLimits) api.use(deps.rateLimits.failedAuth);
   // Authenticate before reading a body: an anonymous caller cannot make the vault parse anything.
-  api.use(authenticate(deps.principals, deps.audit), jsonBodies(deps.bodyLimitBytes));
+  api.use(authenticate(deps.principals, deps.audit));
+  // Tokenize alone also takes its body as a JWE to the vault's key (hosted form, backends): application/jose.
+  api.use('/tokens', joseBodies(deps.clientEncryption, deps.bodyLimitBytes));
+  api.use(jsonBodies(deps.bodyLimitBytes));
   api.use('/tokens', tokenRoutes(deps.vault, deps.rateLimits));
   api.use('/audit', auditRoutes(deps.auditService, deps.rateLimits));
   app.use('/v1', api);

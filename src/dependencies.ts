@@ -13,11 +13,13 @@ import { AuditLog } from './audit/audit-log';
 import { AuditService } from './audit/audit-service';
 import { Checkpointer } from './audit/checkpointer';
 import { CheckpointSigner } from './crypto/checkpoint-signer';
+import { ClientEncryptionKeys } from './crypto/client-encryption';
 import { PgAuditStore } from './store/audit-store';
 import { MemoryCvcStore, RedisCvcStore } from './store/cvc-store';
 import { CvcHolder } from './domain/cvc';
 import type { CvcStore } from './domain/ports';
 import { PgSigningKeyStore } from './store/signing-key-store';
+import { PgEncryptionKeyStore } from './store/encryption-key-store';
 import { rateLimiters, type RateLimiters } from './http/rate-limit';
 import type { ReadinessCheck } from './http/service-routes';
 import type { Logger } from './log';
@@ -84,6 +86,7 @@ export function assembleVault(options: {
   const auditStore = new PgAuditStore(db);
   const audit = new AuditLog(auditStore, systemClock, log);
   const signer = new CheckpointSigner(kms, new PgSigningKeyStore(db), systemClock, audit);
+  const clientEncryption = new ClientEncryptionKeys(kms, new PgEncryptionKeyStore(db), systemClock, audit);
   const checkpointer = new Checkpointer(
     auditStore,
     signer,
@@ -111,7 +114,7 @@ export function assembleVault(options: {
     idempotencyTtlSeconds: config.idempotencyTtlSeconds,
   });
   const auditService = new AuditService(auditStore, checkpointer, signer, audit, config.audit.origin);
-  return { keyring, principals, vault, tenants, audit, auditStore, signer, checkpointer, auditService };
+  return { keyring, principals, vault, tenants, audit, auditStore, signer, clientEncryption, checkpointer, auditService };
 }
 
 export async function openRuntime(config: Config, log: Logger): Promise<Runtime> {
@@ -140,6 +143,7 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
   const cvcStore = config.redisUrl ? new RedisCvcStore(config.redisUrl) : new MemoryCvcStore();
   const parts = assembleVault({ db, cardDb, kms, policies, config, log, cvc: { store: cvcStore, ttlSeconds: config.cvcTtlSeconds } });
   await parts.signer.ensureKey();
+  await parts.clientEncryption.ensureKey();
   await parts.audit.record({ tenantId: null, principal: 'system', action: 'policy.load', outcome: 'success', details: { roles: [...policies.keys()] } });
 
   return {

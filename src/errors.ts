@@ -2,6 +2,7 @@
 
 const CATALOGUE = {
   malformed_json: { status: 400, title: 'The request body is not valid JSON' },
+  invalid_jwe: { status: 400, title: 'The request body is not a JWE this vault can decrypt' },
   invalid_request: { status: 400, title: 'The request is not valid' },
   missing_field: { status: 400, title: 'A required field is missing' },
   unknown_field: { status: 400, title: 'The request has a field this endpoint does not accept' },

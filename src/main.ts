@@ -29,6 +29,7 @@ async function serve(config: Config, log: Logger, runtime: Runtime): Promise<{ s
     principals: runtime.principals,
     audit: runtime.audit,
     auditService: runtime.auditService,
+    clientEncryption: runtime.clientEncryption,
     log,
     readiness: runtime.readiness,
     bodyLimitBytes: config.bodyLimitBytes,

@@ -3,7 +3,7 @@ import type { Pan } from './pan';
 import type { Secret } from './secret';
 import type { TokenFormat } from './token';
 
-export type KeyPurpose = 'card-data' | 'fingerprint' | 'signing';
+export type KeyPurpose = 'card-data' | 'fingerprint' | 'signing' | 'client-encryption';
 
 /** Bound into every KMS call as the encryption context: a wrapped key opens only for its tenant and purpose. */
 export interface KeyContext {
@@ -176,6 +176,8 @@ export const AUDIT_ACTIONS = [
   'policy.load',
   'key.data_key.create',
   'key.signing.create',
+  'key.encryption.create',
+  'key.encryption.retire',
   'audit.read',
   'audit.export',
   'service.start',

@@ -23,10 +23,10 @@ function time(value: unknown, name: string): Date | null {
   return parsed;
 }
 
-export function jwksRoute(audit: AuditService): Router {
+export function jwksRoute(keySet: { jwks(): Promise<{ keys: Record<string, unknown>[] }> }): Router {
   const router = Router();
   router.get('/.well-known/jwks.json', async (_req, res) => {
-    const jwks = await audit.jwks();
+    const jwks = await keySet.jwks();
     // Only a successful answer may be cached; an error must not stick for five minutes.
     res.setHeader('Cache-Control', 'public, max-age=300');
     res.json(jwks);

@@ -68,7 +68,7 @@ describe('on PostgreSQL', () => {
     expect(await pendingMigrations(db)).toEqual([]);
     expect(await tableNames(db)).toEqual([
       'api_keys', 'audit_checkpoints', 'audit_events', 'audit_head', 'cards', 'data_keys',
-      'idempotency_keys', 'schema_migrations', 'signing_keys', 'tenants',
+      'encryption_keys', 'idempotency_keys', 'schema_migrations', 'signing_keys', 'tenants',
     ]);
     const recorded = await db.query<{ name: string }>('SELECT name FROM schema_migrations ORDER BY name');
     expect(recorded.map((row) => row.name)).toEqual(ALL);

@@ -115,6 +115,7 @@ function buildApp() {
     principals: {} as never,
     audit: {} as never,
     auditService: {} as never,
+    clientEncryption: {} as never,
     log: silentLog,
     readiness: async () => ({ ready: true, checks: {} }),
     bodyLimitBytes: 16 * 1024,

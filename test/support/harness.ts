@@ -69,12 +69,16 @@ export async function buildHarness(options: HarnessOptions = {}): Promise<Harnes
       audit: { origin: AUDIT_ORIGIN, checkpointMaxEvents: 10_000, checkpointMaxAgeSeconds: 60 },
     },
   });
-  if (options.ensureSigningKey !== false) await parts.signer.ensureKey();
+  if (options.ensureSigningKey !== false) {
+    await parts.signer.ensureKey();
+    await parts.clientEncryption.ensureKey();
+  }
   const app = createApp({
     vault: parts.vault,
     principals: parts.principals,
     audit: parts.audit,
     auditService: parts.auditService,
+    clientEncryption: parts.clientEncryption,
     log,
     readiness: readinessCheck({ db, redis: undefined, rateLimitStore: options.rateLimitStore }),
     bodyLimitBytes: 16 * 1024,
