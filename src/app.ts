@@ -6,20 +6,24 @@ import type { AuditService } from './audit/audit-service';
 import type { ClientEncryptionKeys } from './crypto/client-encryption';
 import type { AuditTrail } from './domain/ports';
 import type { Principals } from './domain/principals';
+import type { ClientSessions } from './domain/client-sessions';
+import { clientSessionAuth, clientSessionRoutes, recordSessionToken } from './http/client-session-routes';
 import { auditRoutes, jwksRoute } from './http/audit-routes';
 import type { Vault } from './domain/vault';
 import { VaultError } from './errors';
 import { authenticate } from './http/authenticate';
 import { joseBodies } from './http/jose-body';
-import { problemHandler, sendProblem } from './http/problem';
+import { methodNotAllowed, problemHandler, sendProblem } from './http/problem';
 import type { RateLimiters } from './http/rate-limit';
 import { serviceRoutes, type ReadinessCheck } from './http/service-routes';
-import { tokenRoutes } from './http/tokens';
+import { tokenizeHandler, tokenRoutes } from './http/tokens';
 import type { Logger } from './log';
 
 export interface AppDeps {
   vault: Vault;
   principals: Principals;
+  /** Single-use grants for the hosted card form: POST /v1/client-sessions, POST /hosted/tokens. */
+  clientSessions: ClientSessions;
   audit: AuditTrail;
   auditService: AuditService;
   /** Decrypts application/jose tokenize bodies; its public keys join the checkpoint keys in the JWKS. */
@@ -119,7 +123,27 @@ export function createApp(deps: AppDeps): express.Express {
   api.use(jsonBodies(deps.bodyLimitBytes));
   api.use('/tokens', tokenRoutes(deps.vault, deps.rateLimits));
   api.use('/audit', auditRoutes(deps.auditService, deps.rateLimits));
+  api.use('/client-sessions', clientSessionRoutes(deps.clientSessions, deps.rateLimits));
   app.use('/v1', api);
+
+  // The hosted card form's one call: tokenize with a single-use client session instead of an API key. Only
+  // this route: redeeming uses the session up, so no other path may ever reach clientSessionAuth.
+  const hostedTokens = express.Router();
+  hostedTokens.post(
+    '/',
+    // Redeemed before the body is read, as /v1 checks the API key first.
+    clientSessionAuth(deps.clientSessions),
+    joseBodies(deps.clientEncryption, deps.bodyLimitBytes),
+    jsonBodies(deps.bodyLimitBytes),
+    deps.rateLimits?.forAction('tokenize') ?? ((_req, _res, next) => next()),
+    tokenizeHandler(deps.vault, recordSessionToken(deps.clientSessions)),
+  );
+  hostedTokens.all('/', methodNotAllowed('POST'));
+  const hosted = express.Router();
+  hosted.use(noStore);
+  if (deps.rateLimits) hosted.use(deps.rateLimits.failedAuth);
+  hosted.use('/tokens', hostedTokens);
+  app.use('/hosted', hosted);
 
   app.use((_req, res) => {
     sendProblem(res, new VaultError('not_found'));

@@ -13,6 +13,9 @@ import { AuditLog } from './audit/audit-log';
 import { AuditService } from './audit/audit-service';
 import { Checkpointer } from './audit/checkpointer';
 import { CheckpointSigner } from './crypto/checkpoint-signer';
+import { SessionTokens } from './crypto/session-signer';
+import { ClientSessions } from './domain/client-sessions';
+import { PgClientSessionStore } from './store/client-session-store';
 import { ClientEncryptionKeys } from './crypto/client-encryption';
 import { PgAuditStore } from './store/audit-store';
 import { MemoryCvcStore, RedisCvcStore } from './store/cvc-store';
@@ -114,7 +117,15 @@ export function assembleVault(options: {
     idempotencyTtlSeconds: config.idempotencyTtlSeconds,
   });
   const auditService = new AuditService(auditStore, checkpointer, signer, audit, config.audit.origin);
-  return { keyring, principals, vault, tenants, audit, auditStore, signer, clientEncryption, checkpointer, auditService };
+  // Signed by the checkpoint keys under their own typ and aud (crypto/session-signer.ts says why that is safe).
+  const clientSessions = new ClientSessions({
+    sessions: new PgClientSessionStore(db),
+    tokens: new SessionTokens((payload, typ) => signer.sign(payload, typ), (jws) => signer.verify(jws), systemClock),
+    tenants,
+    audit,
+    clock: systemClock,
+  });
+  return { keyring, principals, vault, tenants, audit, auditStore, signer, clientEncryption, checkpointer, auditService, clientSessions };
 }
 
 export async function openRuntime(config: Config, log: Logger): Promise<Runtime> {

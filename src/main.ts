@@ -27,6 +27,7 @@ async function serve(config: Config, log: Logger, runtime: Runtime): Promise<{ s
   const app = createApp({
     vault: runtime.vault,
     principals: runtime.principals,
+    clientSessions: runtime.clientSessions,
     audit: runtime.audit,
     auditService: runtime.auditService,
     clientEncryption: runtime.clientEncryption,

@@ -28,6 +28,7 @@ const aad = (kid: string) => Buffer.from(`cardvault/signing-key/v1\u0000${kid}`,
 
 export class CheckpointSigner {
   #active: { kid: string; key: jose.JWK.Key; activatesAt: number } | undefined;
+  #verifying: { keystore: jose.JWK.KeyStore; loadedAt: number } | undefined;
 
   constructor(
     private readonly kms: Kms,
@@ -50,6 +51,7 @@ export class CheckpointSigner {
       activatesAt: new Date(this.clock.now().getTime() + activateAfterMs),
     });
     this.#active = undefined;
+    this.#verifying = undefined;
     await this.audit?.record({
       tenantId: null,
       principal: 'system',
@@ -65,15 +67,34 @@ export class CheckpointSigner {
     if ((await this.store.listSigningKeys()).length === 0) await this.createKey();
   }
 
-  async sign(payload: Buffer): Promise<string> {
+  /** `typ` says what the payload is (a checkpoint, a client session), so no verifier takes one kind for another. */
+  async sign(payload: Buffer, typ: string = CHECKPOINT_TYP): Promise<string> {
     const active = await this.activeKey();
-    return jose.JWS.createSign({ format: 'compact', fields: { typ: CHECKPOINT_TYP, kid: active.kid } }, active.key)
+    return jose.JWS.createSign({ format: 'compact', fields: { typ, kid: active.kid } }, active.key)
       .update(payload)
       .final() as unknown as Promise<string>;
   }
 
+  /** Checks an ES256 signature by any published signing key and returns the header's `typ`; the caller checks it. */
+  async verify(jws: string): Promise<{ payload: Buffer; typ: string; kid: string }> {
+    const keystore = await this.verificationKeys(kidOf(jws));
+    const result = await jose.JWS.createVerify(keystore, { algorithms: ['ES256'] }).verify(jws);
+    const header = result.header as { typ?: unknown; kid?: unknown };
+    return { payload: result.payload, typ: typeof header.typ === 'string' ? header.typ : '', kid: String(header.kid) };
+  }
+
   async jwks(): Promise<{ keys: Record<string, unknown>[] }> {
     return { keys: (await this.store.listSigningKeys()).map((k) => k.publicJwk) };
+  }
+
+  /** Cached; a kid it lacks (a key another instance just created) reloads it, at most once a second. */
+  private async verificationKeys(kid: string | undefined): Promise<jose.JWK.KeyStore> {
+    const now = this.clock.now().getTime();
+    const cached = this.#verifying;
+    if (cached && ((kid !== undefined && cached.keystore.get(kid)) || now - cached.loadedAt < 1000)) return cached.keystore;
+    const keystore = await jose.JWK.asKeyStore({ keys: (await this.jwks()).keys } as never);
+    this.#verifying = { keystore, loadedAt: now };
+    return keystore;
   }
 
   /** The newest key already active; re-read when a newer one may have activated. */
@@ -93,8 +114,23 @@ export class CheckpointSigner {
   }
 }
 
+/** The protected header's kid, read without trusting it: it only picks which keys to load. */
+function kidOf(jws: string): string | undefined {
+  try {
+    const header: unknown = JSON.parse(Buffer.from(jws.split('.')[0] ?? '', 'base64url').toString('utf8'));
+    const kid = (header as { kid?: unknown } | null)?.kid;
+    return typeof kid === 'string' ? kid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Verifies a checkpoint JWS against a JWKS; returns its payload bytes and kid, or throws. */
 export async function verifyCheckpointJws(jws: string, jwks: { keys: unknown[] }): Promise<{ payload: Buffer; kid: string }> {
+  // One spelling per checkpoint: node-jose ignores bytes past an ES256 signature's 64, and non-canonical base64url.
+  const parts = jws.split('.');
+  const canonical = (part: string) => Buffer.from(part, 'base64url').toString('base64url') === part;
+  if (parts.length !== 3 || parts[2]!.length !== 86 || !parts.every(canonical)) throw new Error('not a compact ES256 JWS');
   const keystore = await jose.JWK.asKeyStore({ keys: jwks.keys as object[] } as never);
   const result = await jose.JWS.createVerify(keystore, { algorithms: ['ES256'] }).verify(jws);
   const header = result.header as { typ?: string; kid?: string };

@@ -180,6 +180,8 @@ export const AUDIT_ACTIONS = [
   'key.encryption.retire',
   'audit.read',
   'audit.export',
+  'client_session.create',
+  'client_session.redeem',
   'service.start',
   'service.stop',
 ] as const;

@@ -57,12 +57,11 @@ function idempotencyKey(res: Response, header: string | undefined): string | und
 
 const unlimited: RequestHandler = (_req, _res, next) => next();
 
-/** Each route counts against its own action's budget, so a burst of reads leaves detokenize untouched. */
-export function tokenRoutes(vault: Vault, limits?: Pick<RateLimiters, 'forAction'>): Router {
-  const router = Router();
-  const limit = (action: Action): RequestHandler => limits?.forAction(action) ?? unlimited;
+/** Called after the card is vaulted, before the answer: the hosted form's session records the token it produced. */
+export type AfterTokenize = (res: Response, card: CardMetadata) => Promise<void>;
 
-  router.post('/', limit('tokenize'), async (req, res) => {
+export function tokenizeHandler(vault: Vault, afterTokenize?: AfterTokenize): RequestHandler {
+  return async (req, res) => {
     const body = parseTokenize(req.body);
     const format = body.format ?? DEFAULT_TOKEN_FORMAT;
     if (!isTokenFormat(format)) throw new VaultError('unsupported_format', 'format must be bin6_last4, last4 or opaque', { pointer: '/format' });
@@ -71,8 +70,17 @@ export function tokenRoutes(vault: Vault, limits?: Pick<RateLimiters, 'forAction
     const cvc = body.card.cvc === undefined ? null : parseCvc(body.card.cvc, pan.brand);
     const card = { pan, expMonth: body.card.exp_month, expYear: body.card.exp_year, holderName: body.card.holder_name ?? null, cvc };
     const outcome = await vault.tokenize(principalOf(res), contextOf(req, res), card, format, key);
+    await afterTokenize?.(res, outcome.card);
     res.status(outcome.created ? 201 : 200).json(present(outcome.card));
-  });
+  };
+}
+
+/** Each route counts against its own action's budget, so a burst of reads leaves detokenize untouched. */
+export function tokenRoutes(vault: Vault, limits?: Pick<RateLimiters, 'forAction'>): Router {
+  const router = Router();
+  const limit = (action: Action): RequestHandler => limits?.forAction(action) ?? unlimited;
+
+  router.post('/', limit('tokenize'), tokenizeHandler(vault));
 
   router.get('/:token', limit('read'), async (req, res) => {
     res.json(present(await vault.getCard(principalOf(res), contextOf(req, res), tokenParam(req.params.token))));

@@ -67,7 +67,7 @@ describe('on PostgreSQL', () => {
     expect(await migrateUp(db)).toEqual(ALL);
     expect(await pendingMigrations(db)).toEqual([]);
     expect(await tableNames(db)).toEqual([
-      'api_keys', 'audit_checkpoints', 'audit_events', 'audit_head', 'cards', 'data_keys',
+      'api_keys', 'audit_checkpoints', 'audit_events', 'audit_head', 'cards', 'client_sessions', 'data_keys',
       'encryption_keys', 'idempotency_keys', 'schema_migrations', 'signing_keys', 'tenants',
     ]);
     const recorded = await db.query<{ name: string }>('SELECT name FROM schema_migrations ORDER BY name');

@@ -3,6 +3,7 @@ import Ajv2020 from 'ajv/dist/2020';
 import addFormats from 'ajv-formats';
 import request from 'supertest';
 import { createApp } from '../../src/app';
+import { CLIENT_SESSION_REQUEST } from '../../src/http/client-session-routes';
 import { luhnValid } from '../../src/domain/pan';
 import { describeError, ERROR_CODES, type ErrorCode } from '../../src/errors';
 import openapiJson from '../../src/http/openapi.json';
@@ -113,6 +114,7 @@ function buildApp() {
   return createApp({
     vault: {} as never,
     principals: {} as never,
+    clientSessions: {} as never,
     audit: {} as never,
     auditService: {} as never,
     clientEncryption: {} as never,
@@ -195,13 +197,19 @@ describe('openapi.json matches the app', () => {
   it('leaves exactly the service routes unauthenticated', () => {
     const open = operations.filter(({ op }) => Array.isArray(op.security) && op.security.length === 0);
     expect(open.map(({ path }) => path).sort()).toEqual(['/.well-known/jwks.json', '/healthz', '/openapi.json', '/readyz']);
-    for (const { op } of operations.filter((o) => !open.includes(o))) expect(op.security).toBeUndefined();
+    // The hosted form's one call authenticates with a single-use client session instead of an API key.
+    const hosted = operations.filter(({ method, path }) => method === 'post' && path === '/hosted/tokens');
+    expect(hosted).toHaveLength(1);
+    expect(hosted[0]!.op.security).toEqual([{ clientSession: [] }]);
+    expect(doc.components.securitySchemes!.clientSession).toMatchObject({ type: 'http', scheme: 'ClientSession' });
+    for (const { op } of operations.filter((o) => !open.includes(o) && !hosted.includes(o))) expect(op.security).toBeUndefined();
   });
 
   it('carries the request schemas of src/http/schemas.ts unchanged', () => {
     expect(doc.components.schemas!.TokenizeRequest).toEqual(TOKENIZE_REQUEST);
     expect(doc.components.schemas!.UpdateRequest).toEqual(UPDATE_REQUEST);
     expect(doc.components.schemas!.DetokenizeRequest).toEqual(DETOKENIZE_REQUEST);
+    expect(doc.components.schemas!.ClientSessionRequest).toEqual(CLIENT_SESSION_REQUEST);
   });
 
   it('lists every error code of src/errors.ts in the Problem schema, and no other', () => {

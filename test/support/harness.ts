@@ -76,6 +76,7 @@ export async function buildHarness(options: HarnessOptions = {}): Promise<Harnes
   const app = createApp({
     vault: parts.vault,
     principals: parts.principals,
+    clientSessions: parts.clientSessions,
     audit: parts.audit,
     auditService: parts.auditService,
     clientEncryption: parts.clientEncryption,
