@@ -17,6 +17,7 @@ import { methodNotAllowed, problemHandler, sendProblem } from './http/problem';
 import type { RateLimiters } from './http/rate-limit';
 import { serviceRoutes, type ReadinessCheck } from './http/service-routes';
 import { tokenizeHandler, tokenRoutes } from './http/tokens';
+import { hostedPageRoutes, type HostedPageDeps } from './hosted/http/hosted-page-routes';
 import type { Logger } from './log';
 
 export interface AppDeps {
@@ -34,6 +35,8 @@ export interface AppDeps {
   trustProxy: false | number;
   /** Absent: no rate limiting (tests that are not about it, and RATE_LIMITS=off). */
   rateLimits?: RateLimiters;
+  /** The hosted card form page and the merchant SDK (src/hosted/); absent, only POST /hosted/tokens is served. */
+  hostedPage?: HostedPageDeps;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{8,64}$/;
@@ -143,6 +146,8 @@ export function createApp(deps: AppDeps): express.Express {
   hosted.use(noStore);
   if (deps.rateLimits) hosted.use(deps.rateLimits.failedAuth);
   hosted.use('/tokens', hostedTokens);
+  // The one route that replaces the global frame-ancestors 'none', with the session's own origins.
+  if (deps.hostedPage) hosted.use(hostedPageRoutes(deps.hostedPage, deps.log));
   app.use('/hosted', hosted);
 
   app.use((_req, res) => {

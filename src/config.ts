@@ -34,6 +34,8 @@ export interface Config {
   audit: { origin: string; checkpointMaxEvents: number; checkpointMaxAgeSeconds: number };
   /** Outside production the vault migrates its own schema; in production a job does, and the vault checks. */
   migrateOnStart: boolean;
+  /** `npm start`'s demo merchant checkout (src/hosted/demo.ts) on this port; undefined: off, always in production. */
+  demoPort: number | undefined;
 }
 
 export class ConfigError extends Error {
@@ -56,6 +58,8 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Readonl
   const kmsProvider = read.oneOf('KMS_PROVIDER', ['local', 'aws'] as const, 'local');
   const kmsProviderValid = problems.length === problemsBeforeKms;
   const rateLimits = read.oneOf('RATE_LIMITS', ['on', 'off'] as const, 'on') === 'on';
+  const demoPortSetting = read.optional('DEMO_PORT');
+  const demoPort = demoPortSetting === 'off' ? undefined : read.integer('DEMO_PORT', 8081, 0, 65535);
 
   const database: DatabaseConfig = databaseUrl
     ? { kind: 'postgres', url: databaseUrl, poolSize: read.integer('DATABASE_POOL_SIZE', 20, 1, 500) }
@@ -79,6 +83,9 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Readonl
     }
     if (kms.provider === 'local' && kmsProviderValid) {
       problems.push('KMS_PROVIDER=local is not allowed in production: set KMS_PROVIDER=aws and KMS_KEY_ID');
+    }
+    if (demoPortSetting !== undefined && demoPortSetting !== 'off') {
+      problems.push('DEMO_PORT is not allowed in production: the demo checkout uses the development credentials');
     }
     if (!rateLimits) {
       problems.push('RATE_LIMITS=off is not allowed in production: the limits bound what a stolen key or a guessed one can do');
@@ -108,6 +115,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Readonl
     },
     devCredentials: nodeEnv !== 'production',
     migrateOnStart: read.boolean('MIGRATE_ON_START', nodeEnv !== 'production'),
+    demoPort: nodeEnv === 'production' ? undefined : demoPort,
     cvcTtlSeconds: read.integer('CVC_TTL_SECONDS', 600, 60, 3600),
     audit: {
       origin: read.string('AUDIT_ORIGIN', 'cardvault'),

@@ -6,6 +6,9 @@ import { ConfigError, loadConfig, type Config } from './config';
 import { openRuntime, type Runtime } from './dependencies';
 import { createLogger, type Logger } from './log';
 import { purgeExpiredIdempotencyKeys } from './store/card-store';
+import { loadHostedAssets } from './hosted/assets';
+import { demoMerchantKey, startDemo } from './hosted/demo';
+import { assembleHosted } from './hosted/dependencies';
 
 const PURGE_INTERVAL_MS = 10 * 60 * 1000;
 const SHUTDOWN_GRACE_MS = 10_000;
@@ -36,6 +39,7 @@ async function serve(config: Config, log: Logger, runtime: Runtime): Promise<{ s
     bodyLimitBytes: config.bodyLimitBytes,
     trustProxy: config.trustProxy,
     rateLimits: runtime.rateLimits,
+    hostedPage: assembleHosted({ db: runtime.db, signer: runtime.signer }),
   });
   const purge = setInterval(() => {
     purgeExpiredIdempotencyKeys(runtime.db).catch((err) => log.warn({ err }, 'idempotency purge failed'));
@@ -90,23 +94,49 @@ export async function main(): Promise<void> {
   }
   const log = createLogger({ level: config.logLevel });
   try {
-    const { stop } = await startVault(config, log);
+    const { server, stop } = await startVault(config, log);
+    const stopDemo = await startDemoCheckout(config, log, server);
     for (const signal of ['SIGTERM', 'SIGINT'] as const) {
       process.once(signal, () => {
         log.info({ signal }, 'shutting down');
-        stop().then(
-          () => process.exit(0),
-          (err) => {
-            log.error({ err }, 'shutdown failed');
-            process.exit(1);
-          },
-        );
+        stopDemo()
+          .then(stop)
+          .then(
+            () => process.exit(0),
+            (err) => {
+              log.error({ err }, 'shutdown failed');
+              process.exit(1);
+            },
+          );
       });
     }
   } catch (err) {
     log.fatal({ err }, `cardvault failed to start: ${err instanceof Error ? err.message : 'unknown error'}`);
     log.flush();
     setTimeout(() => process.exit(1), 100);
+  }
+}
+
+/** The demo merchant on its own origin (127.0.0.1, the vault being localhost); a busy port costs the demo, not the vault. */
+async function startDemoCheckout(config: Config, log: Logger, server: Server): Promise<() => Promise<void>> {
+  const address = server.address();
+  if (config.demoPort === undefined || typeof address !== 'object' || !address) return async () => undefined;
+  try {
+    const demo = await startDemo({
+      vaultOrigin: `http://localhost:${address.port}`,
+      vaultApiOrigin: `http://127.0.0.1:${address.port}`,
+      merchantKey: () => demoMerchantKey(config.dataDir),
+      assets: loadHostedAssets(),
+      listenHost: config.host,
+      publicHost: '127.0.0.1',
+      port: config.demoPort,
+      log,
+    });
+    log.info({ demo_port: config.demoPort }, `demo checkout on ${demo.origin} (DEMO_PORT=off turns it off)`);
+    return demo.stop;
+  } catch (err) {
+    log.warn({ err }, 'demo checkout not started');
+    return async () => undefined;
   }
 }
 

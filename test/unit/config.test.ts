@@ -114,6 +114,16 @@ describe('loadConfig switches', () => {
     ]);
   });
 
+  it('serves the demo checkout on 8081 outside production, not when DEMO_PORT=off, and refuses it in production', () => {
+    expect(loadConfig({}, CWD).demoPort).toBe(8081);
+    expect(loadConfig({ DEMO_PORT: 'off' }, CWD).demoPort).toBeUndefined();
+    expect(loadConfig({ DEMO_PORT: '9000' }, CWD).demoPort).toBe(9000);
+    expect(configError({ DEMO_PORT: 'eighty' }).problems[0]).toMatch(/DEMO_PORT/);
+    const production = { NODE_ENV: 'production', DATABASE_URL: 'postgres://db/vault', KMS_PROVIDER: 'aws', KMS_KEY_ID: 'k' };
+    expect(loadConfig(production, CWD).demoPort).toBeUndefined();
+    expect(configError({ ...production, DEMO_PORT: '8081' }).problems[0]).toMatch(/DEMO_PORT/);
+  });
+
   it('parses booleans and integers', () => {
     const config = loadConfig({ TRUST_PROXY: '1', MIGRATE_ON_START: 'false', PORT: '0', IDEMPOTENCY_TTL_HOURS: '48' }, CWD);
     expect(config.trustProxy).toBe(1);

@@ -1,0 +1,292 @@
+// The hosted card form in a real browser: the demo checkout end to end, origin isolation, session misuse, the CVC once.
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Server } from 'node:http';
+import type { Browser, BrowserContext, Frame, Page } from 'playwright-core';
+import { SessionTokens } from '../../src/crypto/session-signer';
+import { launchChromium, listen, originOf, startHostedStack, type HostedStack } from '../support/browser';
+import { countCards } from '../support/http';
+import { newPan, recordPan } from '../support/pans';
+import { RUN_DIR } from '../support/env';
+
+jest.setTimeout(60_000);
+
+interface Recorded {
+  origin: string;
+  data: string;
+}
+// What the in-page callbacks below touch; the project compiles without the DOM library.
+declare const window: {
+  __messages: Recorded[];
+  addEventListener(type: 'message', listener: (event: { origin: string; data: unknown }) => void, capture: boolean): void;
+};
+declare const document: {
+  querySelector(selector: string): { contentDocument: unknown; contentWindow: { document: unknown } };
+  getElementById(id: string): unknown;
+};
+
+/** A published test card (Stripe's Visa), as the README tells a newcomer to type. */
+const TEST_CARD = recordPan('4242424242424242');
+const CVC = '739';
+const EXP_YEAR = new Date().getUTCFullYear() + 3;
+// Every run captures into the run folder; UPDATE_SCREENSHOT=1 refreshes the copy the README shows.
+const SCREENSHOT = process.env.UPDATE_SCREENSHOT === '1' ? path.join(__dirname, 'hosted-form.png') : path.join(RUN_DIR, 'hosted-form.png');
+
+let stack: HostedStack;
+let browser: Browser;
+
+beforeAll(async () => {
+  [stack, browser] = await Promise.all([startHostedStack(), launchChromium()]);
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await stack?.close();
+});
+
+/** Every message either window receives, recorded before any page script runs (init scripts run in every frame). */
+async function recordingContext(): Promise<BrowserContext> {
+  const context = await browser.newContext();
+  await context.addInitScript(() => {
+    const seen: Recorded[] = [];
+    window.__messages = seen;
+    window.addEventListener('message', (event) => seen.push({ origin: event.origin, data: JSON.stringify(event.data) }), true);
+  });
+  return context;
+}
+
+const messagesIn = (frame: Page | Frame) => frame.evaluate(() => window.__messages);
+
+function formFrame(page: Page): Frame {
+  const frame = page.frames().find((f) => f.url().startsWith(`${stack.vaultOrigin}/hosted/card-form`));
+  if (!frame) throw new Error('the card form frame is not there');
+  return frame;
+}
+
+async function api(method: string, route: string, key: string | undefined, body?: unknown, headers: Record<string, string> = {}) {
+  const response = await fetch(`${stack.vaultOrigin}${route}`, {
+    method,
+    headers: { ...(key ? { Authorization: `Bearer ${key}` } : {}), ...(body ? { 'Content-Type': 'application/json' } : {}), ...headers },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const text = await response.text();
+  return { status: response.status, headers: response.headers, text, json: () => JSON.parse(text) as Record<string, any> };
+}
+
+const newSession = async (origins = [stack.demo.origin], ttl?: number) =>
+  (await api('POST', '/v1/client-sessions', stack.tenant.keys.merchant, { allowed_origins: origins, ...(ttl ? { ttl_seconds: ttl } : {}) })).json()
+    .session as string;
+
+const formUrl = (session: string, origin: string) =>
+  `/hosted/card-form?session=${encodeURIComponent(session)}&origin=${encodeURIComponent(origin)}`;
+
+/** What the form would POST, as JSON (the route takes JSON or JWE alike): here only the session is under test. */
+const hostedTokenize = (session: string, parentOrigin: string) =>
+  api('POST', '/hosted/tokens', undefined, { card: { number: newPan(), exp_month: 12, exp_year: EXP_YEAR, cvc: '123' } }, {
+    Authorization: `ClientSession ${session}`,
+    'X-Parent-Origin': parentOrigin,
+  });
+
+describe('the demo checkout, end to end', () => {
+  let page: Page;
+  let result: { token: string; brand: string; last4: string; exp_month: number; exp_year: number };
+  let usedSession: string;
+
+  beforeAll(async () => {
+    const context = await recordingContext();
+    page = await context.newPage();
+    await page.goto(stack.demo.origin);
+    const frame = page.frameLocator('#card-frame iframe');
+    await frame.locator('#card-number').pressSequentially(TEST_CARD);
+    await frame.locator('#card-expiry').pressSequentially(`12${String(EXP_YEAR).slice(2)}`);
+    await frame.locator('#card-cvc').pressSequentially(CVC);
+    await frame.locator('#card-name').fill('Ada Lovelace');
+    await expect(frame.locator('#card-number').inputValue()).resolves.toBe('4242 4242 4242 4242');
+    await expect(frame.locator('#card-brand').textContent()).resolves.toBe('Visa');
+    await page.locator('#card-frame iframe').screenshot({ path: SCREENSHOT });
+    expect(fs.statSync(SCREENSHOT).size).toBeGreaterThan(1000);
+    await page.click('#pay');
+    await page.waitForSelector('#result[data-state="token"]', { timeout: 15_000 });
+    result = JSON.parse((await page.textContent('#result'))!);
+    usedSession = (await page.getAttribute('#card-frame', 'data-session'))!;
+  });
+
+  afterAll(() => page?.context().close());
+
+  it('hands the parent the token, brand, last 4 and expiry, and a backend detokenizes it to the typed PAN', async () => {
+    expect(Object.keys(result).sort()).toEqual(['brand', 'exp_month', 'exp_year', 'last4', 'token']);
+    expect(result).toMatchObject({ brand: 'visa', last4: '4242', exp_month: 12, exp_year: EXP_YEAR });
+    const detokenized = await api('POST', `/v1/tokens/${result.token}/detokenize`, stack.tenant.keys.payments, { purpose: 'refund' });
+    expect(detokenized.status).toBe(200);
+    expect(detokenized.json().card.number).toBe(TEST_CARD);
+  });
+
+  it('reveals the CVC once, to an authorization, then never again', async () => {
+    const route = `/v1/tokens/${result.token}/detokenize`;
+    const first = await api('POST', route, stack.tenant.keys.payments, { purpose: 'authorization' });
+    expect(first.json().card).toMatchObject({ number: TEST_CARD, cvc: CVC });
+    const second = await api('POST', route, stack.tenant.keys.payments, { purpose: 'authorization' });
+    expect(second.status).toBe(200);
+    expect(second.json().card.cvc).toBeUndefined();
+  });
+
+  it('keeps the card fields out of the parent page: the frame is cross-origin', async () => {
+    const reach = await page.evaluate(() => {
+      const iframe = document.querySelector('#card-frame iframe');
+      let document_: string;
+      try {
+        document_ = iframe.contentWindow.document ? 'readable' : 'null';
+      } catch {
+        document_ = 'threw';
+      }
+      return { contentDocument: iframe.contentDocument === null, document: document_ };
+    });
+    expect(reach).toEqual({ contentDocument: true, document: 'threw' });
+  });
+
+  it('sends neither the PAN nor the CVC by postMessage, in either direction, and only between the two exact origins', async () => {
+    const parent = await messagesIn(page);
+    const form = await messagesIn(formFrame(page));
+    expect(parent.some((m) => m.data.includes('"result"'))).toBe(true);
+    expect(form.some((m) => m.data.includes('"submit"'))).toBe(true);
+    expect(new Set(parent.map((m) => m.origin))).toEqual(new Set([stack.vaultOrigin]));
+    expect(new Set(form.map((m) => m.origin))).toEqual(new Set([stack.demo.origin]));
+    for (const message of [...parent, ...form]) {
+      expect(message.data).not.toContain(TEST_CARD);
+      expect(message.data).not.toContain('4242 4242');
+      expect(message.data).not.toMatch(/"(number|cvc|card)"/);
+      expect(message.data).not.toContain(`"${CVC}"`);
+    }
+  });
+
+  it('refuses the used session, replayed, and stores nothing', async () => {
+    const before = await countCards(stack.h.db, stack.tenant.tenant.id);
+    const page_ = await api('GET', formUrl(usedSession, stack.demo.origin), undefined);
+    expect(page_.status).toBe(401);
+    expect(page_.text).not.toContain('card-number');
+    const replay = await hostedTokenize(usedSession, stack.demo.origin);
+    expect(replay.status).toBe(401);
+    expect(replay.json().code).toBe('session_used');
+    expect(await countCards(stack.h.db, stack.tenant.tenant.id)).toBe(before);
+  });
+});
+
+describe('the form as the shopper types', () => {
+  it('formats the number, names the brand, and explains a bad number, an old expiry and a short CVC accessibly', async () => {
+    const context = await browser.newContext();
+    try {
+      const page = await context.newPage();
+      await page.goto(stack.demo.origin);
+      const frame = page.frameLocator('#card-frame iframe');
+      await frame.locator('#card-number').pressSequentially('378282246310006');
+      expect(await frame.locator('#card-number').inputValue()).toBe('3782 822463 10006');
+      expect(await frame.locator('#card-brand').textContent()).toBe('American Express');
+      expect(await frame.locator('#card-number').getAttribute('aria-invalid')).toBe('true');
+      expect(await frame.locator('#card-number-error').textContent()).toMatch(/not valid/);
+      await frame.locator('#card-expiry').pressSequentially('0120');
+      expect(await frame.locator('#card-expiry-error').textContent()).toBe('The card has expired.');
+      await frame.locator('#card-cvc').pressSequentially('12');
+      await page.click('#pay');
+      await page.waitForSelector('#result[data-state="error"]');
+      expect(await frame.locator('#card-cvc-error').textContent()).toBe('Enter the 4-digit security code.');
+      expect(await frame.locator('#card-number').getAttribute('autocomplete')).toBe('cc-number');
+      expect(await frame.getByLabel('Security code').getAttribute('autocomplete')).toBe('cc-csc');
+    } finally {
+      await context.close();
+    }
+  });
+});
+
+describe('sessions and origins', () => {
+  it('frames the form only in the session origins, and nothing else in any page', async () => {
+    const session = await newSession();
+    const form = await api('GET', formUrl(session, stack.demo.origin), undefined);
+    expect(form.status).toBe(200);
+    const csp = form.headers.get('content-security-policy')!;
+    expect(csp).toContain(`frame-ancestors ${stack.demo.origin}`);
+    expect(csp).toContain("script-src 'self'");
+    expect(csp).toContain("connect-src 'self'");
+    expect(csp).not.toContain('unsafe-inline');
+    expect(form.headers.get('x-frame-options')).toBeNull();
+    expect(form.text).not.toMatch(/<script(?![^>]*\bsrc=)[^>]*>/);
+    for (const route of ['/healthz', '/hosted/sdk.json', formUrl(session, 'http://localhost:1')]) {
+      const other = await api('GET', route, undefined);
+      expect(other.headers.get('content-security-policy')).toContain("frame-ancestors 'none'");
+      expect(other.headers.get('x-frame-options')).toBe('DENY');
+    }
+  });
+
+  it('publishes the SDK at an immutable versioned URL with its sha384', async () => {
+    const published = (await api('GET', '/hosted/sdk.json', undefined)).json();
+    expect(published.version).toBe('1.0.0');
+    const sdk = await fetch(`${stack.vaultOrigin}/hosted/sdk/1.0.0.js`);
+    expect(sdk.headers.get('cache-control')).toContain('immutable');
+    const bytes = Buffer.from(await sdk.arrayBuffer());
+    expect(published.integrity).toBe(`sha384-${createHash('sha384').update(bytes).digest('base64')}`);
+    expect(bytes.toString('utf8')).toContain("SDK_VERSION = '1.0.0'");
+  });
+
+  it('refuses an expired session, for the page and for tokenize, and stores nothing', async () => {
+    const past = Date.now() - 2 * 3600_000;
+    const signer = stack.h.parts.signer;
+    const codec = new SessionTokens((p, typ) => signer.sign(p, typ), (jws) => signer.verify(jws), { now: () => new Date(past) });
+    const expired = await codec.issue({
+      id: globalThis.crypto.randomUUID(),
+      tenantId: stack.tenant.tenant.id,
+      allowedOrigins: [stack.demo.origin],
+      issuedAt: new Date(Math.floor(past / 1000) * 1000),
+      expiresAt: new Date(Math.floor(past / 1000) * 1000 + 900_000),
+    });
+    const before = await countCards(stack.h.db, stack.tenant.tenant.id);
+    const page = await api('GET', formUrl(expired, stack.demo.origin), undefined);
+    expect(page.status).toBe(401);
+    expect(page.text).not.toContain('card-number');
+    const tokenize = await hostedTokenize(expired, stack.demo.origin);
+    expect(tokenize.json().code).toBe('session_expired');
+    expect(await countCards(stack.h.db, stack.tenant.tenant.id)).toBe(before);
+  });
+
+  it('refuses a session used from an origin it was not issued for, and leaves it unused', async () => {
+    const session = await newSession();
+    const before = await countCards(stack.h.db, stack.tenant.tenant.id);
+    expect((await api('GET', formUrl(session, 'http://localhost:1'), undefined)).status).toBe(403);
+    const tokenize = await hostedTokenize(session, stack.vaultOrigin);
+    expect(tokenize.status).toBe(403);
+    expect(tokenize.json().code).toBe('session_origin_mismatch');
+    expect(await countCards(stack.h.db, stack.tenant.tenant.id)).toBe(before);
+    expect((await api('GET', formUrl(session, stack.demo.origin), undefined)).status).toBe(200);
+  });
+
+  it('is blocked by the browser when a page on another origin frames it, even claiming an allowed origin', async () => {
+    const session = await newSession();
+    const frameOf = (src: string) => `<!doctype html><title>shop</title><iframe src="${src.replace(/&/g, '&amp;')}"></iframe>`;
+    let allowed = '';
+    const rogue: Server = await listen((req, res) => {
+      const src = req.url === '/allowed' ? allowed : `${stack.vaultOrigin}${formUrl(session, stack.demo.origin)}`;
+      res.writeHead(200, { 'Content-Type': 'text/html' }).end(frameOf(src));
+    });
+    const rogueOrigin = originOf(rogue, 'localhost');
+    // The control: the same page, framing a session issued for its own origin, does show the form.
+    allowed = `${stack.vaultOrigin}${formUrl(await newSession([rogueOrigin]), rogueOrigin)}`;
+    const context = await browser.newContext();
+    try {
+      const page = await context.newPage();
+      const formIn = async (route: string) => {
+        await page.goto(`${rogueOrigin}${route}`, { waitUntil: 'load' });
+        const child = page.frames().find((f) => f !== page.mainFrame())!;
+        return { url: child.url(), form: await child.evaluate(() => document.getElementById('card-number') !== null) };
+      };
+      expect((await formIn('/allowed')).form).toBe(true);
+      const blocked = await formIn('/');
+      // Chromium swaps a frame refused by frame-ancestors for its own error document.
+      expect(blocked.form).toBe(false);
+      expect(blocked.url).not.toContain('/hosted/card-form');
+      // Serving (or refusing to frame) the page never consumed the session: its own merchant can still use it.
+      expect((await api('GET', formUrl(session, stack.demo.origin), undefined)).status).toBe(200);
+    } finally {
+      await context.close();
+      await new Promise<void>((resolve) => rogue.close(() => resolve()));
+    }
+  });
+});
