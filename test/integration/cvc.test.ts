@@ -111,3 +111,34 @@ describe('without Redis', () => {
     expect(await memory.take('t', 'tok')).toBeUndefined();
   });
 });
+
+describe('never in PostgreSQL', () => {
+  it('sends no parameter holding the CVC to the database while tokenizing with one', async () => {
+    const { openPostgres } = await import('../../src/store/db');
+    const { TEST_DATABASE_URL } = await import('../support/env');
+    const real = openPostgres({ url: TEST_DATABASE_URL, poolSize: 4 });
+    const sent: unknown[] = [];
+    const record = (params?: readonly unknown[]) => sent.push(...(params ?? []));
+    // Every statement on every path (pool and transactions) passes through here.
+    const spy = {
+      ...real,
+      query: <R>(sql: string, params?: readonly unknown[]) => (record(params), real.query<R>(sql, params)),
+      transaction: <T>(fn: Parameters<typeof real.transaction<T>>[0]) =>
+        real.transaction((tx) => fn({ ...tx, query: <R>(sql: string, params?: readonly unknown[]) => (record(params), tx.query<R>(sql, params)) })),
+    };
+    const h = await buildHarness({ db: spy, cvc: { store: new MemoryCvcStore(), ttlSeconds: 600 } });
+    try {
+      const { keys } = await h.tenant(['merchant', 'payments']);
+      sent.length = 0;
+      const cvc = '7391';
+      const created = await request(h.app).post('/v1/tokens').set(bearer(keys.merchant!)).send(cardBody(newPan('378282', 15), { cvc }));
+      expect(created.body.cvc_held).toBe(true);
+      expect(sent.length).toBeGreaterThan(3);
+      const leaked = sent.filter((p) => (typeof p === 'string' && p.includes(cvc)) || (Buffer.isBuffer(p) && p.includes(Buffer.from(cvc))));
+      expect(leaked).toEqual([]);
+    } finally {
+      await h.close();
+      await real.close();
+    }
+  });
+});
