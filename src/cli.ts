@@ -21,6 +21,10 @@ const USAGE = `usage: cardvault <command>
   keys list --tenant NAME                 list a tenant's keys (ids, roles, state; never secrets)
   keys revoke KEY_ID                      revoke a key (other instances drop it within API_KEY_CACHE_SECONDS)
   audit verify EXPORT --jwks FILE_OR_URL  check an audit export offline; exit 0 only if every check holds
+  encryption-key rotate [--overlap-hours H]
+                                          new client-side encryption key: published now, offered to clients
+                                          first after H hours (default 24); older keys still decrypt
+  encryption-key retire KID               stop decrypting with a key (once clients have moved off it)
   audit rotate-key [--overlap-hours H]    new checkpoint signing key: published now, signing after H hours
                                           (default 24), so verifiers fetch it first; old keys stay published
 
@@ -44,6 +48,8 @@ export async function run(argv: string[], env = process.env, out: Out = (l) => p
     if (command === 'tenants' && sub === 'create') return await tenants(config, rest, out);
     if (command === 'keys' && (sub === 'create' || sub === 'list' || sub === 'revoke')) return await keys(config, sub, rest, out);
     if (command === 'audit' && sub === 'rotate-key') return await rotateSigningKey(config, rest, out);
+    if (command === 'encryption-key' && sub === 'rotate') return await rotateEncryptionKey(config, rest, out);
+    if (command === 'encryption-key' && sub === 'retire') return await retireEncryptionKey(config, rest, out);
     throw new UsageError(command ? `unknown command: ${[command, sub].filter(Boolean).join(' ')}` : 'no command given');
   } catch (err) {
     if (err instanceof UsageError) {
@@ -62,10 +68,36 @@ async function auditVerify(args: string[], out: Out): Promise<number> {
   return verifyCommand(positionals[0]!, values.jwks, out);
 }
 
-async function rotateSigningKey(config: Config, args: string[], out: Out): Promise<number> {
+function overlapHours(args: string[]): number {
   const { values } = parseArgs({ args, strict: true, options: { 'overlap-hours': { type: 'string' } } });
   const hours = Number(values['overlap-hours'] ?? '24');
   if (!Number.isFinite(hours) || hours < 0 || hours > 24 * 30) throw new UsageError('--overlap-hours takes 0 to 720');
+  return hours;
+}
+
+async function rotateEncryptionKey(config: Config, args: string[], out: Out): Promise<number> {
+  const hours = overlapHours(args);
+  return withDb(config, async (db) => {
+    const { clientEncryption } = await openVault(config, db);
+    const kid = await clientEncryption.createKey(hours * 3600 * 1000);
+    out(JSON.stringify({ kid, offered_after_hours: hours }));
+    return 0;
+  });
+}
+
+async function retireEncryptionKey(config: Config, args: string[], out: Out): Promise<number> {
+  const { positionals } = parseArgs({ args, allowPositionals: true, strict: true });
+  if (positionals.length !== 1) throw new UsageError('encryption-key retire takes one KID');
+  return withDb(config, async (db) => {
+    const { clientEncryption } = await openVault(config, db);
+    await clientEncryption.retireKey(positionals[0]!);
+    out(JSON.stringify({ kid: positionals[0], retired: true }));
+    return 0;
+  });
+}
+
+async function rotateSigningKey(config: Config, args: string[], out: Out): Promise<number> {
+  const hours = overlapHours(args);
   return withDb(config, async (db) => {
     const { signer } = await openVault(config, db);
     const kid = await signer.createKey(hours * 3600 * 1000);

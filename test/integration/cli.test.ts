@@ -269,3 +269,23 @@ describe('operator input that could carry a card number', () => {
     expect(label.err).not.toContain(pan);
   });
 });
+
+describe('encryption-key rotate and retire', () => {
+  it('publishes a new client-side encryption key with an overlap, and retires one exactly once', async () => {
+    const rotated = await cardvault('encryption-key', 'rotate', '--overlap-hours', '2');
+    expect(rotated.code).toBe(0);
+    const { kid, offered_after_hours } = JSON.parse(rotated.out[0]!) as { kid: string; offered_after_hours: number };
+    expect(offered_after_hours).toBe(2);
+    const [row] = await db.query<{ hours: number; retired: boolean }>(
+      'SELECT extract(epoch FROM activates_at - created_at) / 3600 AS hours, retires_at IS NOT NULL AS retired FROM encryption_keys WHERE kid = $1',
+      [kid],
+    );
+    expect(Math.round(Number(row!.hours))).toBe(2);
+    expect(row!.retired).toBe(false);
+
+    expect((await cardvault('encryption-key', 'retire', kid)).code).toBe(0);
+    const [after] = await db.query<{ retired: boolean }>('SELECT retires_at IS NOT NULL AS retired FROM encryption_keys WHERE kid = $1', [kid]);
+    expect(after!.retired).toBe(true);
+    expect((await cardvault('encryption-key', 'retire', kid)).code).not.toBe(0);
+  });
+});
