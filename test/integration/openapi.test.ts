@@ -6,6 +6,7 @@ import { createApp } from '../../src/app';
 import { CLIENT_SESSION_REQUEST } from '../../src/http/client-session-routes';
 import { luhnValid } from '../../src/domain/pan';
 import { describeError, ERROR_CODES, type ErrorCode } from '../../src/errors';
+import { loadHostedAssets } from '../../src/hosted/assets';
 import openapiJson from '../../src/http/openapi.json';
 import { DETOKENIZE_REQUEST, TOKENIZE_REQUEST, UPDATE_REQUEST } from '../../src/http/schemas';
 import type { Logger } from '../../src/log';
@@ -109,7 +110,10 @@ function routesOf(stack: Layer[], prefix = ''): { routes: string[]; catchAlls: s
 
 const silentLog = { info: () => undefined, error: () => undefined } as unknown as Logger;
 
-/** Building the app does no I/O, so the vault and principals are never touched here. */
+/**
+ * Building the app does no network or database I/O, so the vault, principals and page sessions are never touched
+ * here; the hosted page's browser files are read from src/hosted/assets, as at startup.
+ */
 function buildApp() {
   return createApp({
     vault: {} as never,
@@ -122,6 +126,7 @@ function buildApp() {
     readiness: async () => ({ ready: true, checks: {} }),
     bodyLimitBytes: 16 * 1024,
     trustProxy: false,
+    hostedPage: { pageSessions: {} as never, assets: loadHostedAssets() },
   });
 }
 
@@ -194,9 +199,23 @@ describe('openapi.json matches the app', () => {
     expect([...new Set(app.catchAlls)].sort()).toEqual(Object.keys(doc.paths).sort());
   });
 
-  it('leaves exactly the service routes unauthenticated', () => {
+  it('leaves exactly the service routes and the hosted form page and its files unauthenticated', () => {
     const open = operations.filter(({ op }) => Array.isArray(op.security) && op.security.length === 0);
-    expect(open.map(({ path }) => path).sort()).toEqual(['/.well-known/jwks.json', '/healthz', '/openapi.json', '/readyz']);
+    expect(open.map(({ method, path }) => `${method.toUpperCase()} ${path}`).sort()).toEqual(
+      [
+        'GET /.well-known/jwks.json',
+        'GET /healthz',
+        'GET /openapi.json',
+        'GET /readyz',
+        // The hosted form page (its session in the query is its credential) and the public files it and merchants load.
+        'GET /hosted/card-form',
+        'GET /hosted/form.css',
+        'GET /hosted/form.js',
+        'GET /hosted/sdk.js',
+        'GET /hosted/sdk.json',
+        'GET /hosted/sdk/{file}',
+      ].sort(),
+    );
     // The hosted form's one call authenticates with a single-use client session instead of an API key.
     const hosted = operations.filter(({ method, path }) => method === 'post' && path === '/hosted/tokens');
     expect(hosted).toHaveLength(1);

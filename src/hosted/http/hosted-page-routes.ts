@@ -5,6 +5,7 @@ import type { Logger } from '../../log';
 import type { Asset, HostedAssets } from '../assets';
 import { formPolicy, renderError, renderForm } from '../form-page';
 import type { PageSessions } from '../page-session';
+import { methodNotAllowed } from '../../http/problem';
 
 export interface HostedPageDeps {
   pageSessions: PageSessions;
@@ -63,5 +64,8 @@ export function hostedPageRoutes(deps: HostedPageDeps, log: Logger): Router {
     res.setHeader('Access-Control-Allow-Origin', '*');
     res.json({ version: assets.sdk.version, url: `${req.protocol}://${req.get('host')}${sdkPath}`, path: sdkPath, integrity: assets.sdk.integrity });
   });
+  for (const path of ['/card-form', '/form.js', '/form.css', '/sdk.js', '/sdk/:file', '/sdk.json']) {
+    router.all(path, methodNotAllowed('GET, HEAD'));
+  }
   return router;
 }
