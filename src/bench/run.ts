@@ -1,4 +1,5 @@
 // `npm run bench`: the vault as deployed (cluster workers on PostgreSQL) under closed-loop load; prints ops/s and latency.
+import { randomInt } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import http from 'node:http';
@@ -151,7 +152,7 @@ async function main(): Promise<number> {
     const results = [await runPhase('tokenize', workload, options, () => 'tokenize', vault)];
     if (!options.skipAnalyze) await analyze(databaseUrl);
     results.push(await runPhase('detokenize', workload, options, () => 'detokenize', vault));
-    results.push(await runPhase('mixed', workload, options, () => (Math.random() < 0.5 ? 'tokenize' : 'detokenize'), vault));
+    results.push(await runPhase('mixed', workload, options, () => (randomInt(2) === 0 ? 'tokenize' : 'detokenize'), vault));
     process.stdout.write('rate limits: off (RATE_LIMITS=off), so these figures carry no limiter cost\n');
     printReport(options, results);
     return results.some((r) => r.errors.size > 0) ? 1 : 0;

@@ -103,7 +103,7 @@ export class Workload {
   }
 
   private async detokenize(): Promise<string | undefined> {
-    const card = this.#cards[Math.floor(Math.random() * this.#cards.length)];
+    const card = this.#cards[randomInt(this.#cards.length)];
     if (!card) return 'detokenize no-token-yet';
     const reply = await send(this.agent, this.port, 'POST', `/v1/tokens/${card.token}/detokenize`, this.keys.payments, DETOKENIZE_BODY);
     if (reply.status !== 200) return failureName('detokenize', reply);
