@@ -7,11 +7,11 @@ import { leafHash, verifyConsistency, verifyInclusion } from '../../src/audit/me
 import { verifyCheckpointJws } from '../../src/crypto/checkpoint-signer';
 import { AUDIT_ACTIONS } from '../../src/domain/ports';
 import { openPostgres } from '../../src/store/db';
-import { withAdmin } from '../support/admin-db';
 import { freshDatabase, type FreshDatabase } from '../support/fresh-database';
 import { buildHarness, type Harness } from '../support/harness';
 import { bearer, cardBody } from '../support/http';
 import { newPan } from '../support/pans';
+import { databaseWithRuntimeRole, type RuntimeRoleDatabase } from '../support/runtime-role';
 
 jest.setTimeout(60_000);
 
@@ -115,22 +115,14 @@ describe('no audit, no card', () => {
 });
 
 describe('the runtime role', () => {
-  let fresh: FreshDatabase;
-  const role = `cardvault_app_${process.pid}`;
+  let database: RuntimeRoleDatabase;
   beforeAll(async () => {
-    fresh = await freshDatabase('cardvault_role');
-    await withAdmin(async (c) => {
-      await c.query(`DROP ROLE IF EXISTS ${role}`);
-      await c.query(`CREATE ROLE ${role} LOGIN IN ROLE cardvault_runtime`);
-    });
+    database = await databaseWithRuntimeRole('cardvault_role');
   });
-  afterAll(async () => {
-    await fresh.drop();
-    await withAdmin((c) => c.query(`DROP ROLE IF EXISTS ${role}`));
-  });
+  afterAll(() => database.drop());
 
   it('runs the vault but may only insert and select audit rows', async () => {
-    const db = openPostgres({ url: `postgres://${role}@127.0.0.1:5432/${fresh.name}`, poolSize: 4 });
+    const db = openPostgres({ url: database.url, poolSize: 4 });
     const h = await buildHarness({ db });
     try {
       const { keys } = await h.tenant(['merchant', 'payments']);

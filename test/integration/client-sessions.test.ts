@@ -13,11 +13,10 @@ import { problemHandler } from '../../src/http/problem';
 import { tokenizeHandler, tokenRoutes } from '../../src/http/tokens';
 import { PgClientSessionStore } from '../../src/store/client-session-store';
 import { openPostgres } from '../../src/store/db';
-import { withAdmin } from '../support/admin-db';
-import { freshDatabase, type FreshDatabase } from '../support/fresh-database';
 import { buildHarness, type Harness } from '../support/harness';
 import { bearer, cardBody } from '../support/http';
 import { newPan } from '../support/pans';
+import { databaseWithRuntimeRole, type RuntimeRoleDatabase } from '../support/runtime-role';
 
 jest.setTimeout(60_000);
 
@@ -387,22 +386,14 @@ describe('the app as createApp mounts it', () => {
 });
 
 describe('the runtime role', () => {
-  let fresh: FreshDatabase;
-  const role = `cardvault_sessions_${process.pid}`;
+  let database: RuntimeRoleDatabase;
   beforeAll(async () => {
-    fresh = await freshDatabase('cardvault_sessions_role');
-    await withAdmin(async (c) => {
-      await c.query(`DROP ROLE IF EXISTS ${role}`);
-      await c.query(`CREATE ROLE ${role} LOGIN IN ROLE cardvault_runtime`);
-    });
+    database = await databaseWithRuntimeRole('cardvault_sessions');
   });
-  afterAll(async () => {
-    await fresh.drop();
-    await withAdmin((c) => c.query(`DROP ROLE IF EXISTS ${role}`));
-  });
+  afterAll(() => database.drop());
 
   it('creates, consumes and records sessions, but cannot change their origins or expiry, or delete them', async () => {
-    const db = openPostgres({ url: `postgres://${role}@127.0.0.1:5432/${fresh.name}`, poolSize: 2 });
+    const db = openPostgres({ url: database.url, poolSize: 2 });
     const rh = await buildHarness({ db });
     try {
       const { keys: own } = await rh.tenant(['merchant']);
