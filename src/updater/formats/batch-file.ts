@@ -1,0 +1,150 @@
+// The envelope both formats share (one header, detail records, one counting trailer) and the field checks they reuse.
+import { VaultError } from '../../errors';
+import { luhnValid } from '../../domain/pan';
+import type { Inquiry, NetworkResponse, ParseError, ParseErrorCode, ParseReport } from './types';
+
+/** A failure carries no value, so it passes up unchanged from a field reader to a record reader. */
+export type Failure = { ok: false; code: ParseErrorCode; message: string };
+export type Read<T> = { ok: true; value: T } | Failure;
+
+export function ok<T>(value: T): Read<T> {
+  return { ok: true, value };
+}
+
+export function fail(code: ParseErrorCode, message: string): Failure {
+  return { ok: false, code, message };
+}
+
+/** What a format knows about its own records; the envelope rules live once, in readBatch. */
+export interface RecordReader {
+  recordType(line: string): 'header' | 'detail' | 'trailer' | 'unknown';
+  readHeader(line: string): Read<string>;
+  readDetail(line: string): Read<NetworkResponse>;
+  readTrailer(line: string): Read<number>;
+  /** Names the valid record types for the unknown-record message (the line itself may be card data). */
+  recordTypes: string;
+}
+
+export function readBatch(text: string, reader: RecordReader): ParseReport {
+  const lines = text.split(/\r?\n/);
+  // A final newline (or several) is how text files end, not a blank record.
+  while (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
+  const errors: ParseError[] = [];
+  const responses: NetworkResponse[] = [];
+  const report = (line: number, code: ParseErrorCode, message: string): void => {
+    errors.push({ line, code, message });
+  };
+  if (lines.length === 0) {
+    report(0, 'empty_file', 'the file has no records');
+    return { responses, errors };
+  }
+
+  let batchId: string | undefined;
+  let trailerSeen = false;
+  let declaredCount: number | undefined;
+  let trailerLine = 0;
+  let detailCount = 0;
+  const refs = new Set<string>();
+
+  if (reader.recordType(lines[0]!) !== 'header') report(1, 'missing_header', 'the first record is not a header record');
+  for (const [index, line] of lines.entries()) {
+    const n = index + 1;
+    const type = line.trim() === '' ? 'blank' : reader.recordType(line);
+    if (trailerSeen) report(n, 'record_after_trailer', 'a record follows the trailer record');
+    else if (type === 'blank') report(n, 'blank_line', 'the line is blank');
+    else if (type === 'unknown') report(n, 'unknown_record_type', `the record type is not one of ${reader.recordTypes}`);
+    else if (type === 'header' && n !== 1) report(n, 'misplaced_header', 'a header record may only be the first record');
+    else if (type === 'header') {
+      const header = reader.readHeader(line);
+      if (header.ok) batchId = header.value;
+      else report(n, header.code, header.message);
+    } else if (type === 'trailer') {
+      trailerSeen = true;
+      trailerLine = n;
+      const trailer = reader.readTrailer(line);
+      if (trailer.ok) declaredCount = trailer.value;
+      else report(n, trailer.code, trailer.message);
+    } else {
+      // The trailer counts detail records as sent, so a rejected one still counts.
+      detailCount++;
+      const detail = reader.readDetail(line);
+      if (!detail.ok) report(n, detail.code, detail.message);
+      // Two answers for one card cannot both be applied, and picking one would be a guess.
+      else if (refs.has(detail.value.ref)) report(n, 'duplicate_reference', 'an earlier detail record answers the same reference');
+      else {
+        refs.add(detail.value.ref);
+        responses.push(detail.value);
+      }
+    }
+  }
+
+  if (!trailerSeen) report(0, 'missing_trailer', 'the file has no trailer record; it may be truncated');
+  else if (declaredCount !== undefined && declaredCount !== detailCount) {
+    report(trailerLine, 'count_mismatch', `the trailer counts ${declaredCount} detail records but the file has ${detailCount}`);
+  }
+  const usable = batchId !== undefined;
+  return { ...(usable ? { batchId } : {}), responses: usable ? responses : [], errors };
+}
+
+/** Letters, digits, `_` and `-`: safe in every layout, and never mistaken for a card number. */
+const REF = /^(?![0-9]+$)[A-Za-z0-9_-]{1,32}$/;
+const BATCH_ID = /^[A-Za-z0-9_-]{1,20}$/;
+const MERCHANT_ID = /^[A-Za-z0-9_-]{1,15}$/;
+
+export function isCardNumber(value: string): boolean {
+  return /^[0-9]{12,19}$/.test(value) && luhnValid(value);
+}
+
+export function readRef(value: string, field: number): Read<string> {
+  return REF.test(value) ? ok(value) : fail('invalid_reference', `field ${field} is not a valid reference`);
+}
+
+export function readBatchId(value: string, field: number): Read<string> {
+  return BATCH_ID.test(value) ? ok(value) : fail('invalid_header', `field ${field} is not a valid batch id`);
+}
+
+export function readCount(value: string, field: number): Read<number> {
+  return /^[0-9]{1,9}$/.test(value) ? ok(Number(value)) : fail('invalid_trailer', `field ${field} is not a record count`);
+}
+
+export function readNewPan(value: string, field: number): Read<string> {
+  return isCardNumber(value) ? ok(value) : fail('invalid_card_number', `field ${field} is not a valid card number`);
+}
+
+/** Two-digit years are 20YY: the updater only ever sees cards that expire this century. */
+export function readExpiry(value: string, order: 'MMYY' | 'YYMM', field: number): Read<{ month: number; year: number }> {
+  const month = Number(order === 'MMYY' ? value.slice(0, 2) : value.slice(2));
+  const year = 2000 + Number(order === 'MMYY' ? value.slice(2) : value.slice(0, 2));
+  if (!/^[0-9]{4}$/.test(value) || month < 1 || month > 12) {
+    return fail('invalid_expiry', `field ${field} is not a valid expiry date`);
+  }
+  return ok({ month, year });
+}
+
+export function requireEmpty(value: string, field: number, code: string): Read<undefined> {
+  return value === '' ? ok(undefined) : fail('unexpected_field', `field ${field} must be empty for response code ${code}`);
+}
+
+/** The writer refuses what it cannot carry rather than emit a file the network would reject whole. */
+export function checkInquiry(inquiry: Inquiry, index: number): void {
+  const where = `inquiry ${index + 1}`;
+  if (!REF.test(inquiry.ref)) throw new VaultError('invalid_field', `${where}: the reference must be 1-32 of A-Z a-z 0-9 _ - and not all digits`);
+  if (!MERCHANT_ID.test(inquiry.merchantId)) throw new VaultError('invalid_field', `${where}: the merchant id must be 1-15 of A-Z a-z 0-9 _ -`);
+  if (!isCardNumber(inquiry.pan)) throw new VaultError('invalid_card_number', `${where}: the card number is not 12-19 digits with a valid check digit`);
+  const { expMonth, expYear } = inquiry;
+  if (!Number.isInteger(expMonth) || expMonth < 1 || expMonth > 12 || !Number.isInteger(expYear) || expYear < 2000 || expYear > 2099) {
+    throw new VaultError('invalid_expiry', `${where}: the expiry must be a month 1-12 of a year 2000-2099`);
+  }
+}
+
+export function checkBatchId(batchId: string): void {
+  if (!BATCH_ID.test(batchId)) throw new VaultError('invalid_field', 'the batch id must be 1-20 of A-Z a-z 0-9 _ -');
+}
+
+export function yyyymmdd(date: Date): string {
+  return date.toISOString().slice(0, 10).replace(/-/g, '');
+}
+
+export function twoDigits(n: number): string {
+  return String(n % 100).padStart(2, '0');
+}
