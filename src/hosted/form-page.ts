@@ -48,7 +48,7 @@ ${field('card-number', 'Card number', 'type="text" inputmode="numeric" autocompl
 ${field('card-expiry', 'Expiry (MM / YY)', 'type="text" inputmode="numeric" autocomplete="cc-exp" maxlength="7" placeholder="MM / YY" required')}
 ${field('card-cvc', 'Security code', 'type="text" inputmode="numeric" autocomplete="cc-csc" maxlength="4" required', '3 digits on the back, 4 on the front for American Express')}
 </div>
-${field('card-name', 'Name on card (optional)', 'type="text" autocomplete="cc-name" maxlength="200"')}
+${field('card-name', 'Name on card (optional)', 'type="text" autocomplete="cc-name" maxlength="100"')}
 <p class="status" id="form-status" role="status" aria-live="polite"></p>
 </form>
 </body>
