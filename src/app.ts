@@ -12,6 +12,7 @@ import { auditRoutes, jwksRoute } from './http/audit-routes';
 import type { Vault } from './domain/vault';
 import { VaultError } from './errors';
 import { authenticate } from './http/authenticate';
+import { jsonBodies } from './http/json-body';
 import { joseBodies } from './http/jose-body';
 import { methodNotAllowed, problemHandler, sendProblem } from './http/problem';
 import type { RateLimiters } from './http/rate-limit';
@@ -71,18 +72,6 @@ function requestContext(log: Logger): RequestHandler {
       );
     });
     next();
-  };
-}
-
-/** POST and PATCH bodies must be JSON and are parsed; other methods' bodies are never read. */
-function jsonBodies(limit: number): RequestHandler {
-  const parse = express.json({ limit, strict: true, type: 'application/json' });
-  return (req, res, next) => {
-    if (req.method !== 'POST' && req.method !== 'PATCH') return next();
-    // joseBodies already decrypted and parsed it.
-    if (res.locals.encryptedBody) return next();
-    if (!req.is('application/json')) throw new VaultError('unsupported_media_type');
-    parse(req, res, next);
   };
 }
 

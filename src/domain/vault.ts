@@ -80,7 +80,10 @@ export class Vault {
       const { outcome, replayed } = await this.tokenizeOnce(principal, card, format, idempotencyKey);
       const { brand, bin, last4, token } = outcome.card;
       const tenantId = principal.tenant.id;
-      const cvcHeld = card.cvc ? await this.deps.cvc.hold(tenantId, token, card.cvc) : await this.deps.cvc.held(tenantId, token);
+      // A card vaulted just now cannot have a CVC held yet: ask the store only for a known card.
+      const cvcHeld = card.cvc
+        ? await this.deps.cvc.hold(tenantId, token, card.cvc)
+        : !outcome.created && (await this.deps.cvc.held(tenantId, token));
       const result = { ...outcome, card: { ...outcome.card, cvcHeld } };
       return { result, token, details: { format: outcome.card.format, brand, bin, last4, created: outcome.created, replayed, cvc_held: cvcHeld } };
     });

@@ -41,6 +41,15 @@ describe('the CVC, held in Redis', () => {
     expect((await request(h.app).get(`/v1/tokens/${token}`).set(bearer(keys.merchant!))).body.cvc_held).toBe(false);
   });
 
+  it('reports a CVC held from before when the same card comes back without one, and none for a new card', async () => {
+    const pan = newPan();
+    expect((await tokenize(pan, '246')).body.cvc_held).toBe(true);
+    const again = await tokenize(pan);
+    expect(again.status).toBe(200);
+    expect(again.body.cvc_held).toBe(true);
+    expect((await tokenize(newPan())).body.cvc_held).toBe(false);
+  });
+
   it('reveals it to exactly one of many concurrent authorizations', async () => {
     const token = (await tokenize(newPan(), '123')).body.token as string;
     const answers = await Promise.all(Array.from({ length: 10 }, () => detokenize(token)));

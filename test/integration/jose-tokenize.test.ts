@@ -7,7 +7,6 @@ import request from 'supertest';
 import { ClientEncryptionKeys } from '../../src/crypto/client-encryption';
 import { openLocalKms } from '../../src/crypto/local-kms';
 import type { Kms } from '../../src/domain/ports';
-import { VaultError } from '../../src/errors';
 import { joseBodies } from '../../src/http/jose-body';
 import { problemHandler } from '../../src/http/problem';
 import { createLogger } from '../../src/log';
@@ -18,6 +17,7 @@ import { RUN_DIR } from '../support/env';
 import { freshDatabase, type FreshDatabase } from '../support/fresh-database';
 import { captureLog, type CapturedLog } from '../support/log-capture';
 import { newPan } from '../support/pans';
+import { jsonBodies } from '../../src/http/json-body';
 
 jest.setTimeout(60_000);
 
@@ -30,17 +30,6 @@ let keys: ClientEncryptionKeys;
 let captured: CapturedLog;
 let received: Array<{ body: unknown; encrypted: unknown }>;
 let app: express.Express;
-
-/** app.ts's jsonBodies with its one added line: a body joseBodies decrypted is already parsed. */
-const jsonBodies = (limit: number): RequestHandler => {
-  const parse = express.json({ limit, strict: true, type: 'application/json' });
-  return (req, res, next) => {
-    if (req.method !== 'POST' && req.method !== 'PATCH') return next();
-    if (res.locals.encryptedBody) return next();
-    if (!req.is('application/json')) throw new VaultError('unsupported_media_type');
-    parse(req, res, next);
-  };
-};
 
 function buildApp(): express.Express {
   const api = express.Router();

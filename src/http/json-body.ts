@@ -1,0 +1,15 @@
+// JSON request bodies: read only for POST and PATCH, refused unless application/json, limited in size.
+import express, { type RequestHandler } from 'express';
+import { VaultError } from '../errors';
+
+/** POST and PATCH bodies must be JSON and are parsed; other methods' bodies are never read. */
+export function jsonBodies(limit: number): RequestHandler {
+  const parse = express.json({ limit, strict: true, type: 'application/json' });
+  return (req, res, next) => {
+    if (req.method !== 'POST' && req.method !== 'PATCH') return next();
+    // joseBodies already decrypted and parsed it.
+    if (res.locals.encryptedBody) return next();
+    if (!req.is('application/json')) throw new VaultError('unsupported_media_type');
+    parse(req, res, next);
+  };
+}
