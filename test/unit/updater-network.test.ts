@@ -3,11 +3,14 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { luhnValid } from '../../src/domain/pan';
+import { abu } from '../../src/updater/formats/abu';
+import { vau } from '../../src/updater/formats/vau';
 import { answerDrop } from '../../src/updater/network/answer-drop';
-import { OUTCOMES, type DropFormat, type Inquiry, type NetworkResponse } from '../../src/updater/network/contract';
+import { OUTCOMES, type DropFormat, type Inquiry, type NetworkResponse, type Outcome } from '../../src/updater/network/contract';
 import { FileDropTransport } from '../../src/updater/network/file-drop';
 import { deriveNewPan, NetworkSimulator } from '../../src/updater/network/simulator';
 import { loadSimulatorRules, parseSimulatorRules, SimulatorRulesError, type SimulatorRules } from '../../src/updater/network/simulator-rules';
+import { newPan } from '../support/pans';
 
 const tempDirs: string[] = [];
 
@@ -40,8 +43,9 @@ function inquiry(index: number, pan = testPan(index)): Inquiry {
   return { ref: `ref-${index}`, pan, expMonth: 1 + (index % 12), expYear: 2027 + (index % 5), merchantId: 'merchant-1' };
 }
 
+/** A request file is `{ batchId, inquiries }` as JSON: the smallest format answerDrop can work with. */
 const jsonFormat: DropFormat = {
-  parseInquiry: (text) => JSON.parse(text) as Inquiry[],
+  parseInquiry: (text) => ({ ...(JSON.parse(text) as { batchId: string; inquiries: Inquiry[] }), errors: [] }),
   writeResponse: (batchId, responses) => JSON.stringify({ batchId, responses }),
 };
 
@@ -277,18 +281,98 @@ describe('simulator rules', () => {
 });
 
 describe('answerDrop', () => {
+  /** What answerDrop makes of the simulator's answers: a reissue that names no new expiry keeps the one on file. */
+  function expectedAnswers(simulator: NetworkSimulator, batch: Inquiry[]): NetworkResponse[] {
+    return simulator.respond(batch).map((r, i) =>
+      r.outcome === 'new_account' && r.newExpYear === undefined ? { ...r, newExpMonth: batch[i]!.expMonth, newExpYear: batch[i]!.expYear } : r,
+    );
+  }
+
   it('answers a dropped request with the simulator and archives it, once', async () => {
     const vault = dropIn();
     const simulator = NetworkSimulator.fromFile();
     const batch = Array.from({ length: 50 }, (_, i) => inquiry(i));
-    await vault.send('batch-7', JSON.stringify(batch));
+    await vault.send('batch-7', JSON.stringify({ batchId: 'batch-7', inquiries: batch }));
 
     const written = await answerDrop(vault, jsonFormat, 'batch-7', simulator);
     expect(written).toBe(path.join(vault.inbox, 'batch-7.resp'));
     const received = JSON.parse((await vault.receive('batch-7'))!) as { batchId: string; responses: NetworkResponse[] };
-    expect(received).toEqual({ batchId: 'batch-7', responses: simulator.respond(batch) });
+    expect(received).toEqual({ batchId: 'batch-7', responses: expectedAnswers(simulator, batch) });
     expect(fs.existsSync(path.join(vault.outbox, 'processed', 'batch-7.req'))).toBe(true);
 
     expect(await answerDrop(vault, jsonFormat, 'batch-7', simulator)).toBeUndefined();
+  });
+
+  it('states the expiry on file for a card the simulator reissues without a new one', async () => {
+    const vault = dropIn();
+    const simulator = new NetworkSimulator({ default: { outcome: 'new_account' }, rules: [] });
+    const batch = [inquiry(1), inquiry(2)];
+    expect(simulator.respond(batch).every((r) => r.newExpYear === undefined)).toBe(true);
+    await vault.send('batch-8', JSON.stringify({ batchId: 'batch-8', inquiries: batch }));
+    await answerDrop(vault, jsonFormat, 'batch-8', simulator);
+    const { responses } = JSON.parse((await vault.receive('batch-8'))!) as { responses: NetworkResponse[] };
+    expect(responses.map(({ newExpMonth, newExpYear }) => ({ newExpMonth, newExpYear }))).toEqual(
+      batch.map(({ expMonth, expYear }) => ({ newExpMonth: expMonth, newExpYear: expYear })),
+    );
+  });
+});
+
+describe.each([
+  ['vau', vau, { unknown: 'no_match' }],
+  ['abu', abu, { non_participating: 'unknown', opted_out: 'unknown' }],
+] as const)('answerDrop with the %s format over a real folder', (_name, format, closest: Partial<Record<Outcome, Outcome>>) => {
+  /** Cards on the three test BINs, fresh each run; refs fixed, so the simulator's ref buckets give every outcome. */
+  function vaultBatch(size: number): Inquiry[] {
+    const bins = ['411111', '555555', '222300'];
+    return Array.from({ length: size }, (_, i) => ({
+      ref: i === 0 ? 'sim-unknown' : `card-${i}`,
+      pan: newPan(bins[i % 3], 16),
+      expMonth: 1 + (i % 12),
+      expYear: 2027 + (i % 4),
+      merchantId: 'merchant-1',
+    }));
+  }
+
+  it('answers every inquiry the vault sends, and the vault reads one response per inquiry', async () => {
+    const vault = dropIn();
+    const simulator = NetworkSimulator.fromFile();
+    const batch = vaultBatch(120);
+    await vault.send('B7', format.writeInquiry('B7', batch));
+
+    expect(await answerDrop(vault, format, 'B7', simulator)).toBe(path.join(vault.inbox, 'B7.resp'));
+    const report = format.parseResponse((await vault.receive('B7'))!);
+    expect(report.errors).toEqual([]);
+    expect(report.batchId).toBe('B7');
+    expect(report.responses.map(({ ref }) => ref)).toEqual(batch.map(({ ref }) => ref));
+
+    // What the simulator said, as this format can say it: the same outcome, or the documented closest one.
+    const said = simulator.respond(batch);
+    expect(new Set(said.map(({ outcome }) => outcome))).toEqual(new Set(OUTCOMES));
+    report.responses.forEach((heard, i) => {
+      const { outcome, newPan: reissued } = said[i]!;
+      expect(heard.outcome).toBe(closest[outcome] ?? outcome);
+      expect(heard.newPan).toBe(reissued);
+    });
+    expect(fs.existsSync(path.join(vault.outbox, 'processed', 'B7.req'))).toBe(true);
+  });
+
+  it('answers only the good inquiries of a request with bad records, in a file the vault reads without error', async () => {
+    const vault = dropIn();
+    const batch = vaultBatch(4);
+    const pan = batch[2]!.pan;
+    const broken = pan.slice(0, -1) + String((Number(pan.at(-1)) + 1) % 10);
+    await vault.send('B9', format.writeInquiry('B9', batch).replace(pan, broken));
+
+    await answerDrop(vault, format, 'B9', NetworkSimulator.fromFile());
+    const report = format.parseResponse((await vault.receive('B9'))!);
+    expect(report.errors).toEqual([]);
+    expect(report.responses.map(({ ref }) => ref)).toEqual([batch[0]!.ref, batch[1]!.ref, batch[3]!.ref]);
+  });
+
+  it('answers no card of a request whose header names another batch', async () => {
+    const vault = dropIn();
+    await vault.send('B10', format.writeInquiry('B11', vaultBatch(3)));
+    await answerDrop(vault, format, 'B10', NetworkSimulator.fromFile());
+    expect(format.parseResponse((await vault.receive('B10'))!)).toEqual({ batchId: 'B10', responses: [], errors: [] });
   });
 });

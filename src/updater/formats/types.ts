@@ -47,6 +47,7 @@ export type ParseErrorCode =
   | 'duplicate_reference'
   | 'unknown_response_code'
   | 'invalid_card_number'
+  | 'invalid_merchant_id'
   | 'invalid_expiry'
   | 'unexpected_field';
 
@@ -70,10 +71,25 @@ export interface ParseReport {
   errors: ParseError[];
 }
 
+/** What an inquiry file yielded, on the network's side; the same rules as ParseReport. */
+export interface InquiryReport {
+  batchId?: string;
+  inquiries: Inquiry[];
+  errors: ParseError[];
+}
+
+/** Both ends of the exchange: the vault writes inquiries and reads responses, a network (or its simulator) the reverse. */
 export interface BatchFormat {
   name: 'vau' | 'abu';
   /** Throws VaultError on an inquiry the format cannot carry; `createdAt` only stamps the header. */
   writeInquiry(batchId: string, inquiries: readonly Inquiry[], createdAt?: Date): string;
   /** Never throws on file content: every problem lands in the report. */
   parseResponse(text: string): ParseReport;
+  /** The network reading our inquiry file. Never throws on file content: every problem lands in the report. */
+  parseInquiry(text: string): InquiryReport;
+  /**
+   * The network writing its response file. Throws VaultError on a response the format cannot carry, so it never
+   * writes a file parseResponse would reject; `createdAt` only stamps the header.
+   */
+  writeResponse(batchId: string, responses: readonly NetworkResponse[], createdAt?: Date): string;
 }

@@ -1,5 +1,5 @@
 // What the network side needs from a batch format; the inquiry and response types are the formats' own.
-import type { Inquiry, NetworkResponse, UpdateOutcome } from '../formats/types';
+import type { BatchFormat, Inquiry, NetworkResponse, UpdateOutcome } from '../formats/types';
 
 export type { Inquiry, NetworkResponse };
 export type Outcome = UpdateOutcome;
@@ -16,8 +16,5 @@ export const OUTCOMES: readonly Outcome[] = [
   'unknown',
 ];
 
-/** What answerDrop needs from a batch format: read the request file, write the response file. */
-export interface DropFormat {
-  parseInquiry(text: string): Inquiry[];
-  writeResponse(batchId: string, responses: NetworkResponse[]): string;
-}
+/** What answerDrop needs from a batch format, the network's half of it: read the request file, write the response file. */
+export type DropFormat = Pick<BatchFormat, 'parseInquiry' | 'writeResponse'>;
