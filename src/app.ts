@@ -20,6 +20,10 @@ import { serviceRoutes, type ReadinessCheck } from './http/service-routes';
 import { tokenizeHandler, tokenRoutes } from './http/tokens';
 import { hostedPageRoutes, type HostedPageDeps } from './hosted/http/hosted-page-routes';
 import type { Logger } from './log';
+import type { WebhookEndpoints } from './updater/webhooks/webhook-endpoints';
+import { webhookDeliveryRoutes, webhookEndpointRoutes } from './http/webhook-routes';
+import type { AccountUpdater } from './updater/account-updater';
+import { cardUpdaterRoutes, updaterRoutes } from './http/updater-routes';
 
 export interface AppDeps {
   vault: Vault;
@@ -38,6 +42,10 @@ export interface AppDeps {
   rateLimits?: RateLimiters;
   /** The hosted card form page and the merchant SDK (src/hosted/); absent, only POST /hosted/tokens is served. */
   hostedPage?: HostedPageDeps;
+  /** Merchant webhook endpoints and deliveries (/v1/webhook-endpoints, /v1/webhook-deliveries); absent, not served. */
+  webhooks?: WebhookEndpoints;
+  /** The account updater (/v1/account-updater, /v1/tokens/{token}/account-updater|refresh|updates); absent, not served. */
+  updater?: AccountUpdater;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{8,64}$/;
@@ -113,9 +121,17 @@ export function createApp(deps: AppDeps): express.Express {
   // Tokenize alone also takes its body as a JWE to the vault's key (hosted form, backends): application/jose.
   api.use('/tokens', joseBodies(deps.clientEncryption, deps.bodyLimitBytes));
   api.use(jsonBodies(deps.bodyLimitBytes));
+  if (deps.updater) {
+    api.use('/account-updater', updaterRoutes(deps.updater, deps.rateLimits));
+    api.use('/tokens', cardUpdaterRoutes(deps.updater, deps.rateLimits));
+  }
   api.use('/tokens', tokenRoutes(deps.vault, deps.rateLimits));
   api.use('/audit', auditRoutes(deps.auditService, deps.rateLimits));
   api.use('/client-sessions', clientSessionRoutes(deps.clientSessions, deps.rateLimits));
+  if (deps.webhooks) {
+    api.use('/webhook-endpoints', webhookEndpointRoutes(deps.webhooks, deps.rateLimits));
+    api.use('/webhook-deliveries', webhookDeliveryRoutes(deps.webhooks, deps.rateLimits));
+  }
   app.use('/v1', api);
 
   // The hosted card form's one call: tokenize with a single-use client session instead of an API key. Only

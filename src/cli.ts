@@ -9,10 +9,19 @@ import { loadPolicies } from './policy/load-policies';
 import pino from 'pino';
 import { migrateDown, migrateUp } from './store/migrate';
 import type { Db } from './store/db';
+import { assembleUpdater } from './updater/dependencies';
+import { runOnce, runStatus, runWorker } from './updater/updater-command';
+import { WEBHOOK_DELIVERY_INTERVAL_MS } from './main';
 
 const USAGE = `usage: cardvault <command>
 
   serve                                   run the vault (as npm start)
+  worker                                  run the account-updater worker and webhook delivery until
+                                          SIGTERM (production runs it apart from the API: UPDATER_WORKER=off)
+  updater run --tenant NAME [--scope due|all] [--wait]
+                                          run the tenant's account updater now, with a progress bar; --wait
+                                          also waits for the networks' answers (file drop)
+  updater status RUN_ID --tenant NAME     print a run: state, progress and counts
   migrate [--down [--to NAME | --all]]    apply pending migrations; --down reverts the last one,
                                           --to NAME those after NAME, --all every one
   tenants create NAME                     create a tenant (its fingerprint key is wrapped by the KMS)
@@ -50,6 +59,8 @@ export async function run(argv: string[], env = process.env, out: Out = (l) => p
     if (command === 'audit' && sub === 'rotate-key') return await rotateSigningKey(config, rest, out);
     if (command === 'encryption-key' && sub === 'rotate') return await rotateEncryptionKey(config, rest, out);
     if (command === 'encryption-key' && sub === 'retire') return await retireEncryptionKey(config, rest, out);
+    if (command === 'worker') return await worker(config, [sub, ...rest].filter(Boolean) as string[]);
+    if (command === 'updater' && (sub === 'run' || sub === 'status')) return await updater(config, sub, rest, out);
     throw new UsageError(command ? `unknown command: ${[command, sub].filter(Boolean).join(' ')}` : 'no command given');
   } catch (err) {
     if (err instanceof UsageError) {
@@ -129,12 +140,57 @@ async function migrate(db: Db, args: string[], out: Out): Promise<number> {
   return 0;
 }
 
-async function openVault(config: Config, db: Db) {
+async function openVault(config: Config, db: Db, level: 'warn' | 'info' = 'warn') {
   const policies = loadPolicies(config.policiesDir);
   const kms = await openKms(config);
-  // Operator commands log warnings only, to stderr; their stdout is the command's JSON output.
-  const log = createLogger({ level: 'warn', destination: pino.destination(2) });
-  return assembleVault({ db, kms, policies, config, log });
+  // Operator commands log warnings only, to stderr; their stdout is the command's JSON output. The worker logs as the server does.
+  const log = level === 'info' ? createLogger({ level: config.logLevel }) : createLogger({ level, destination: pino.destination(2) });
+  return { ...assembleVault({ db, kms, policies, config, log }), log };
+}
+
+function openUpdater(config: Config, db: Db, vault: Awaited<ReturnType<typeof openVault>>) {
+  return assembleUpdater({ db, keyring: vault.keyring, tenants: vault.tenants, audit: vault.audit, log: vault.log, options: config.updater });
+}
+
+async function worker(config: Config, args: string[]): Promise<number> {
+  if (args.length > 0) throw new UsageError('worker takes no arguments');
+  return withDb(config, async (db) => {
+    const vault = await openVault(config, db, 'info');
+    const parts = openUpdater(config, db, vault);
+    vault.webhookDeliverer.start(WEBHOOK_DELIVERY_INTERVAL_MS);
+    try {
+      await runWorker(parts.worker, vault.log);
+    } finally {
+      await vault.webhookDeliverer.stop();
+      await vault.audit.flush();
+    }
+    return 0;
+  });
+}
+
+async function updater(config: Config, sub: 'run' | 'status', args: string[], out: Out): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    strict: true,
+    options: { tenant: { type: 'string' }, scope: { type: 'string' }, wait: { type: 'boolean' } },
+  });
+  if (!values.tenant) throw new UsageError(`updater ${sub} needs --tenant NAME`);
+  const scope = values.scope ?? 'due';
+  if (scope !== 'due' && scope !== 'all') throw new UsageError('--scope takes due or all');
+  if (sub === 'status' && positionals.length !== 1) throw new UsageError('updater status takes one RUN_ID');
+  return withDb(config, async (db) => {
+    const vault = await openVault(config, db);
+    const tenant = await vault.tenants.findTenantByName(values.tenant!);
+    if (!tenant) throw new Error(`no tenant named ${values.tenant}`);
+    const parts = openUpdater(config, db, vault);
+    try {
+      if (sub === 'status') return await runStatus(parts.store, tenant.id, positionals[0]!, out);
+      return await runOnce({ ...parts, audit: vault.audit }, tenant, { scope, wait: values.wait ?? false }, out, process.stderr);
+    } finally {
+      await vault.audit.flush();
+    }
+  });
 }
 
 async function tenants(config: Config, args: string[], out: Out): Promise<number> {

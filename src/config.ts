@@ -36,6 +36,21 @@ export interface Config {
   migrateOnStart: boolean;
   /** `npm start`'s demo merchant checkout (src/hosted/demo.ts) on this port; undefined: off, always in production. */
   demoPort: number | undefined;
+  /** allowInsecureUrls: webhook endpoints may be plain http:// (WEBHOOK_ALLOW_HTTP); never in production. */
+  webhooks: { allowInsecureUrls: boolean };
+  /** The account updater (src/updater/): where its worker runs, how it reaches the networks, how it paces itself. */
+  updater: {
+    /** `in-process`: this process runs the worker and webhook delivery too; `off`: `cardvault worker` does. */
+    worker: 'in-process' | 'off';
+    network: 'simulator' | 'file-drop';
+    dropDir: string;
+    simulatorRules: string | undefined;
+    pollSeconds: number;
+    lockTtlSeconds: number;
+    applyChunk: number;
+    responseTimeoutHours: number;
+    auditSweepSeconds: number;
+  };
 }
 
 export class ConfigError extends Error {
@@ -60,6 +75,8 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Readonl
   const rateLimits = read.oneOf('RATE_LIMITS', ['on', 'off'] as const, 'on') === 'on';
   const demoPortSetting = read.optional('DEMO_PORT');
   const demoPort = demoPortSetting === 'off' ? undefined : read.integer('DEMO_PORT', 8081, 0, 65535);
+  const updaterNetwork = read.oneOf('UPDATER_NETWORK', ['simulator', 'file-drop'] as const, nodeEnv === 'production' ? 'file-drop' : 'simulator');
+  const webhookAllowHttp = read.oneOf('WEBHOOK_ALLOW_HTTP', ['on', 'off'] as const, nodeEnv === 'production' ? 'off' : 'on') === 'on';
 
   const database: DatabaseConfig = databaseUrl
     ? { kind: 'postgres', url: databaseUrl, poolSize: read.integer('DATABASE_POOL_SIZE', 20, 1, 500) }
@@ -89,6 +106,12 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Readonl
     }
     if (!rateLimits) {
       problems.push('RATE_LIMITS=off is not allowed in production: the limits bound what a stolen key or a guessed one can do');
+    }
+    if (updaterNetwork === 'simulator') {
+      problems.push('UPDATER_NETWORK=simulator is not allowed in production: the simulator invents card updates');
+    }
+    if (webhookAllowHttp) {
+      problems.push('WEBHOOK_ALLOW_HTTP=on is not allowed in production: webhook events and their signatures would travel unencrypted');
     }
   }
 
@@ -121,6 +144,18 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Readonl
       origin: read.string('AUDIT_ORIGIN', 'cardvault'),
       checkpointMaxEvents: read.integer('CHECKPOINT_MAX_EVENTS', 10_000, 1, 10_000),
       checkpointMaxAgeSeconds: read.integer('CHECKPOINT_MAX_AGE_SECONDS', 60, 1, 60),
+    },
+    webhooks: { allowInsecureUrls: webhookAllowHttp },
+    updater: {
+      worker: read.oneOf('UPDATER_WORKER', ['in-process', 'off'] as const, nodeEnv === 'production' ? 'off' : 'in-process'),
+      network: updaterNetwork,
+      dropDir: path.resolve(cwd, read.string('UPDATER_DROP_DIR', path.join(dataDir, 'updater-drop'))),
+      simulatorRules: read.optional('UPDATER_SIMULATOR_RULES') && path.resolve(cwd, read.optional('UPDATER_SIMULATOR_RULES')!),
+      pollSeconds: read.integer('UPDATER_POLL_SECONDS', 10, 1, 3600),
+      lockTtlSeconds: read.integer('UPDATER_LOCK_TTL_SECONDS', 60, 5, 600),
+      applyChunk: read.integer('UPDATER_APPLY_CHUNK', 200, 1, 5000),
+      responseTimeoutHours: read.integer('UPDATER_RESPONSE_TIMEOUT_HOURS', 72, 1, 720),
+      auditSweepSeconds: read.integer('UPDATER_AUDIT_SWEEP_SECONDS', 60, 1, 3600),
     },
   };
   if (problems.length > 0) throw new ConfigError(problems);

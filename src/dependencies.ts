@@ -33,6 +33,10 @@ import { migrateUp, pendingMigrations } from './store/migrate';
 import { RateLimitStore } from './store/rate-limit-store';
 import { openRedis, type RedisHandle } from './store/redis';
 import { PgTenantStore } from './store/tenant-store';
+import { PgWebhookStore } from './store/webhook-store';
+import { WebhookDeliverer } from './updater/webhooks/deliverer';
+import { WebhookEndpoints } from './updater/webhooks/webhook-endpoints';
+import { assembleUpdater, type UpdaterParts } from './updater/dependencies';
 
 export interface Runtime extends VaultParts {
   /** Synchronous commits: audit log, checkpoints, signing keys, migrations, readiness. */
@@ -45,6 +49,8 @@ export interface Runtime extends VaultParts {
   /** Undefined when RATE_LIMITS=off (the bench); pass to createApp. */
   rateLimits: RateLimiters | undefined;
   readiness: ReadinessCheck;
+  /** The account updater: its use cases for the API, and the worker main.ts or `cardvault worker` runs. */
+  updater: UpdaterParts;
   close(): Promise<void>;
 }
 
@@ -81,7 +87,8 @@ export function assembleVault(options: {
   kms: Kms;
   policies: Policies;
   log: Logger;
-  config: Pick<Config, 'apiKeyCacheSeconds' | 'idempotencyTtlSeconds' | 'dataKeys' | 'audit'>;
+  /** `webhooks` absent: https:// endpoints only. */
+  config: Pick<Config, 'apiKeyCacheSeconds' | 'idempotencyTtlSeconds' | 'dataKeys' | 'audit'> & Partial<Pick<Config, 'webhooks'>>;
 }) {
   const { db, kms, policies, config, log } = options;
   const cardDb = options.cardDb ?? db;
@@ -125,7 +132,16 @@ export function assembleVault(options: {
     audit,
     clock: systemClock,
   });
-  return { keyring, principals, vault, tenants, audit, auditStore, signer, clientEncryption, checkpointer, auditService, clientSessions };
+  const webhookStore = new PgWebhookStore(db);
+  const webhooks = new WebhookEndpoints({
+    store: webhookStore,
+    crypto,
+    audit,
+    options: { allowInsecureUrls: config.webhooks?.allowInsecureUrls ?? false },
+  });
+  // Runs beside the account-updater worker (main.ts in-process, or `cardvault worker`); claims are leased, SKIP LOCKED.
+  const webhookDeliverer = new WebhookDeliverer({ store: webhookStore, crypto, log });
+  return { keyring, principals, vault, tenants, audit, auditStore, signer, clientEncryption, checkpointer, auditService, clientSessions, webhooks, webhookDeliverer };
 }
 
 export async function openRuntime(config: Config, log: Logger): Promise<Runtime> {
@@ -155,6 +171,7 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
   const parts = assembleVault({ db, cardDb, kms, policies, config, log, cvc: { store: cvcStore, ttlSeconds: config.cvcTtlSeconds } });
   await parts.signer.ensureKey();
   await parts.clientEncryption.ensureKey();
+  const updater = assembleUpdater({ db, keyring: parts.keyring, tenants: parts.tenants, audit: parts.audit, log, options: config.updater });
   await parts.audit.record({ tenantId: null, principal: 'system', action: 'policy.load', outcome: 'success', details: { roles: [...policies.keys()] } });
 
   return {
@@ -166,8 +183,11 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
     rateLimits: rateLimitStore && rateLimiters({ stores: rateLimitStore, log }),
     readiness: readinessCheck({ db, redis, rateLimitStore }),
     ...parts,
+    updater,
     async close() {
+      await updater.worker.stop();
       await parts.checkpointer.stop();
+      await parts.webhookDeliverer.stop();
       await parts.audit.flush();
       await rateLimitStore?.close();
       await redis?.close();

@@ -22,6 +22,10 @@ const CATALOGUE = {
   session_used: { status: 401, title: 'The client session has already been used' },
   session_origin_mismatch: { status: 403, title: 'The client session does not allow this parent origin' },
   token_not_found: { status: 404, title: 'No such token' },
+  card_closed: { status: 409, title: 'The card account is closed; the issuer reported it through the account updater' },
+  card_not_enrolled: { status: 409, title: 'The card is not enrolled in the account updater' },
+  updater_not_configured: { status: 409, title: 'The account updater is not set up for this tenant' },
+  network_not_supported: { status: 409, title: 'The account updater does not cover this card network' },
   not_found: { status: 404, title: 'No such resource' },
   method_not_allowed: { status: 405, title: 'Method not allowed on this resource' },
   tenant_exists: { status: 409, title: 'A tenant with this name already exists' },
@@ -32,6 +36,7 @@ const CATALOGUE = {
   token_space_exhausted: { status: 503, title: 'No free token could be generated; retry later' },
   database_unavailable: { status: 503, title: 'The database is unavailable; retry later' },
   audit_unavailable: { status: 503, title: 'The audit log is unavailable; nothing was revealed; retry later' },
+  network_unavailable: { status: 503, title: 'The card network did not answer; retry later' },
   kms_unavailable: { status: 503, title: 'The key management service is unavailable; retry later' },
   internal_error: { status: 500, title: 'Internal error' },
 } as const satisfies Record<string, { status: number; title: string }>;

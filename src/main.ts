@@ -12,6 +12,7 @@ import { assembleHosted } from './hosted/dependencies';
 
 const PURGE_INTERVAL_MS = 10 * 60 * 1000;
 const SHUTDOWN_GRACE_MS = 10_000;
+export const WEBHOOK_DELIVERY_INTERVAL_MS = 5_000;
 
 export async function startVault(config: Config, log: Logger): Promise<{ server: Server; stop: () => Promise<void> }> {
   const runtime = await openRuntime(config, log);
@@ -40,6 +41,8 @@ async function serve(config: Config, log: Logger, runtime: Runtime): Promise<{ s
     trustProxy: config.trustProxy,
     rateLimits: runtime.rateLimits,
     hostedPage: assembleHosted({ db: runtime.db, signer: runtime.signer }),
+    webhooks: runtime.webhooks,
+    updater: runtime.updater.updater,
   });
   const purge = setInterval(() => {
     purgeExpiredIdempotencyKeys(runtime.db).catch((err) => log.warn({ err }, 'idempotency purge failed'));
@@ -54,6 +57,11 @@ async function serve(config: Config, log: Logger, runtime: Runtime): Promise<{ s
   server.headersTimeout = 66_000;
   server.requestTimeout = 30_000;
   runtime.checkpointer.start();
+  // Outbound calls (networks, merchants' webhooks) come from the worker; in production that is `cardvault worker`.
+  if (config.updater.worker === 'in-process') {
+    runtime.updater.worker.start();
+    runtime.webhookDeliverer.start(WEBHOOK_DELIVERY_INTERVAL_MS);
+  }
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   log.info({ port, database: runtime.db.kind, kms: runtime.kms.provider }, `cardvault listening on http://localhost:${port}`);

@@ -17,6 +17,11 @@ function cvcAad(tenantId: string, token: string): Buffer {
   return Buffer.from(`cardvault/cvc/v1\u0000${tenantId}\u0000${token}`, 'utf8');
 }
 
+/** A webhook secret opens only for its endpoint, and never as a card or a CVC. */
+function webhookSecretAad(tenantId: string, endpointId: string): Buffer {
+  return Buffer.from(`cardvault/webhook-secret/v1\u0000${tenantId}\u0000${endpointId}`, 'utf8');
+}
+
 export function createCardCrypto(keyring: Keyring): CardCrypto {
   return {
     async seal(tenantId, token, secret: CardSecret): Promise<SealedCard> {
@@ -48,6 +53,16 @@ export function createCardCrypto(keyring: Keyring): CardCrypto {
     async openCvc(tenantId, token, sealed: SealedCard): Promise<Secret<string>> {
       const key = await keyring.openingKey(tenantId, sealed.dataKeyId);
       return new Secret(open(key, sealed, cvcAad(tenantId, token)).toString('utf8'), 'cvc');
+    },
+
+    async sealWebhookSecret(tenantId, endpointId, secret: Secret<string>): Promise<SealedCard> {
+      const { id, key } = await keyring.sealingKey(tenantId);
+      return { dataKeyId: id, ...seal(key, Buffer.from(secret.reveal(), 'utf8'), webhookSecretAad(tenantId, endpointId)) };
+    },
+
+    async openWebhookSecret(tenantId, endpointId, sealed: SealedCard): Promise<Secret<string>> {
+      const key = await keyring.openingKey(tenantId, sealed.dataKeyId);
+      return new Secret(open(key, sealed, webhookSecretAad(tenantId, endpointId)).toString('utf8'), 'webhook secret');
     },
 
     async fingerprint(tenant: Tenant, pan: Pan): Promise<string> {

@@ -2,7 +2,8 @@
 import { VaultError } from '../errors';
 import type { Tenant } from './ports';
 
-export const ACTIONS = ['tokenize', 'read', 'update', 'delete', 'detokenize', 'audit.read', 'admin'] as const;
+/** `updater`: enrollment, settings, runs and refreshes of the account updater; `webhooks`: endpoints and deliveries. */
+export const ACTIONS = ['tokenize', 'read', 'update', 'delete', 'detokenize', 'audit.read', 'admin', 'updater', 'webhooks'] as const;
 export type Action = (typeof ACTIONS)[number];
 
 /** `cvc` is revealed only for purpose authorization, and only once: see domain/cvc.ts. */
@@ -27,6 +28,8 @@ export const DEFAULT_RATE_LIMITS: Readonly<Record<Action, number>> = {
   detokenize: 600,
   'audit.read': 60,
   admin: 60,
+  updater: 600,
+  webhooks: 60,
 };
 
 export function rateLimitOf(role: Role, action: Action): number {

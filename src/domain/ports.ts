@@ -72,7 +72,8 @@ export interface SealedCard {
   ciphertext: Buffer;
 }
 
-export type CardStatus = 'active' | 'deleted';
+/** closed: the issuer closed the account (kept, refused by detokenize); merged: resolves to `mergedInto`. */
+export type CardStatus = 'active' | 'closed' | 'merged' | 'deleted';
 
 export interface CardRecord {
   tenantId: string;
@@ -85,12 +86,21 @@ export interface CardRecord {
   expMonth: number;
   expYear: number;
   status: CardStatus;
-  sealed: SealedCard;
+  /** Null for a merged card: its number lives on the card it was merged into. */
+  sealed: SealedCard | null;
   createdAt: Date;
   updatedAt: Date;
+  /** 1 when vaulted; each change the account updater applies adds one. */
+  version: number;
+  contactCardholder: boolean;
+  updater: { enrolledAt: Date | null; consentRef: string | null; lastInquiredAt: Date | null };
+  closedAt: Date | null;
+  mergedInto: string | null;
 }
 
-export type NewCard = Omit<CardRecord, 'status' | 'createdAt' | 'updatedAt'>;
+export type NewCard = Pick<CardRecord, 'tenantId' | 'token' | 'format' | 'fingerprint' | 'brand' | 'bin' | 'last4' | 'expMonth' | 'expYear'> & {
+  sealed: SealedCard;
+};
 
 export interface IdempotencyRecord {
   requestDigest: string;
@@ -103,8 +113,10 @@ export interface CardStore {
   transaction<T>(fn: (tx: CardStore) => Promise<T>): Promise<T>;
   /** Inserts unless the token or the tenant's active fingerprint is taken; undefined on either conflict. */
   insertCard(card: NewCard): Promise<CardRecord | undefined>;
-  findActiveCardByFingerprint(tenantId: string, fingerprint: string): Promise<CardRecord | undefined>;
-  findActiveCard(tenantId: string, token: string): Promise<CardRecord | undefined>;
+  /** The active or closed card holding this number. */
+  findCardByFingerprint(tenantId: string, fingerprint: string): Promise<CardRecord | undefined>;
+  /** Any card but a deleted one: active, closed, or merged (which the caller resolves). */
+  findCard(tenantId: string, token: string): Promise<CardRecord | undefined>;
   /** Moves the expiry forward only: a later expiry replaces an earlier one, never the reverse. */
   extendExpiry(tenantId: string, token: string, expMonth: number, expYear: number): Promise<CardRecord | undefined>;
   updateCard(
@@ -145,6 +157,9 @@ export interface CardCrypto {
   requestDigest(tenant: Tenant, canonicalRequest: string): Promise<string>;
   sealCvc(tenantId: string, token: string, cvc: Secret<string>): Promise<SealedCard>;
   openCvc(tenantId: string, token: string, sealed: SealedCard): Promise<Secret<string>>;
+  /** A webhook endpoint's HMAC secret, bound to its tenant and endpoint id. */
+  sealWebhookSecret(tenantId: string, endpointId: string, secret: Secret<string>): Promise<SealedCard>;
+  openWebhookSecret(tenantId: string, endpointId: string, sealed: SealedCard): Promise<Secret<string>>;
 }
 
 /** Where CVCs wait for their one authorization: Redis (or process memory) with a TTL, never PostgreSQL. */
@@ -184,6 +199,17 @@ export const AUDIT_ACTIONS = [
   'client_session.redeem',
   'service.start',
   'service.stop',
+  'updater.settings.update',
+  'updater.enroll',
+  'updater.unenroll',
+  'updater.run.start',
+  'updater.run.finish',
+  'updater.card_update',
+  'card.refresh',
+  'card.updates.read',
+  'webhook.endpoint.create',
+  'webhook.endpoint.disable',
+  'webhook.redrive',
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 

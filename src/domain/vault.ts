@@ -6,7 +6,7 @@ import { authorize, authorizeDetokenize, type Principal, type RevealableField } 
 import { audited } from './audited';
 import { CVC_PURPOSE, type CvcHolder } from './cvc';
 import type { Secret } from './secret';
-import type { AuditTrail, CardCrypto, CardRecord, CardStore, Clock, RequestContext, Tenant } from './ports';
+import type { AuditTrail, CardCrypto, CardRecord, CardStore, Clock, RequestContext, SealedCard, Tenant } from './ports';
 import { generateToken, type TokenFormat, type TokenRandomness } from './token';
 
 export interface CardInput {
@@ -22,7 +22,7 @@ export interface CardMetadata {
   token: string;
   format: TokenFormat;
   fingerprint: string;
-  status: 'active';
+  status: 'active' | 'closed';
   brand: string;
   bin: string;
   last4: string;
@@ -30,6 +30,11 @@ export interface CardMetadata {
   expYear: number;
   createdAt: string;
   updatedAt: string;
+  version: number;
+  contactCardholder: boolean;
+  accountUpdater: { enrolled: boolean; enrolledAt: string | null; consentRef: string | null; lastInquiredAt: string | null };
+  /** When this token was merged into another card (README, "Account updater"): the token it resolves to. */
+  mergedInto?: string;
   /** Whether a CVC is held for this card right now; read live, never stored. */
   cvcHeld?: boolean;
 }
@@ -53,13 +58,18 @@ export interface VaultDeps {
 
 /** Token collisions are rare (≥ 100 free values even for a 12-digit PAN); a few fresh draws settle them. */
 const MAX_TOKEN_ATTEMPTS = 8;
+/** A merged token points at its survivor, which a later merge may point on again; never more than a few hops. */
+const MAX_MERGE_HOPS = 8;
 
-function toMetadata(card: CardRecord): CardMetadata {
-  return {
-    token: card.token,
+const iso = (date: Date | null) => (date ? date.toISOString() : null);
+
+/** `card` is the card itself, or the survivor a merged token resolves to; `token` stays the one asked for. */
+export function toMetadata(card: CardRecord, token = card.token): CardMetadata {
+  const metadata: CardMetadata = {
+    token,
     format: card.format,
     fingerprint: card.fingerprint,
-    status: 'active',
+    status: card.status === 'closed' ? 'closed' : 'active',
     brand: card.brand,
     bin: card.bin,
     last4: card.last4,
@@ -67,10 +77,34 @@ function toMetadata(card: CardRecord): CardMetadata {
     expYear: card.expYear,
     createdAt: card.createdAt.toISOString(),
     updatedAt: card.updatedAt.toISOString(),
+    version: card.version,
+    contactCardholder: card.contactCardholder,
+    accountUpdater: {
+      enrolled: card.updater.enrolledAt !== null,
+      enrolledAt: iso(card.updater.enrolledAt),
+      consentRef: card.updater.consentRef,
+      lastInquiredAt: iso(card.updater.lastInquiredAt),
+    },
   };
+  if (token !== card.token) metadata.mergedInto = card.token;
+  return metadata;
 }
 
 const notFound = () => new VaultError('token_not_found');
+
+/** The card a token stands for: itself, or (merged) the card it was merged into; undefined when deleted or unknown. */
+export async function resolveCard(cards: Pick<CardStore, 'findCard'>, tenantId: string, token: string): Promise<CardRecord | undefined> {
+  let card = await cards.findCard(tenantId, token);
+  for (let hop = 0; card?.status === 'merged' && hop < MAX_MERGE_HOPS; hop++) {
+    card = await cards.findCard(tenantId, card.mergedInto!);
+  }
+  return card && card.status !== 'merged' && card.sealed ? card : undefined;
+}
+
+function sealedOf(card: CardRecord): SealedCard {
+  if (!card.sealed) throw new VaultError('internal_error', 'a resolved card has no ciphertext');
+  return card.sealed;
+}
 
 export class Vault {
   constructor(private readonly deps: VaultDeps) {}
@@ -92,9 +126,9 @@ export class Vault {
   async getCard(principal: Principal, ctx: RequestContext, token: string): Promise<CardMetadata> {
     return audited(this.deps.audit, principal, ctx, 'card.read', token, async () => {
       authorize(principal, 'read');
-      const card = await this.deps.cards.findActiveCard(principal.tenant.id, token);
+      const card = await resolveCard(this.deps.cards, principal.tenant.id, token);
       if (!card) throw notFound();
-      return { result: { ...toMetadata(card), cvcHeld: await this.deps.cvc.held(principal.tenant.id, token) } };
+      return { result: { ...toMetadata(card, token), cvcHeld: await this.deps.cvc.held(principal.tenant.id, card.token) } };
     });
   }
 
@@ -110,19 +144,20 @@ export class Vault {
       if (changes.expMonth !== undefined && changes.expYear !== undefined) {
         checkExpiry(changes.expMonth, changes.expYear, this.deps.clock.now());
       }
-      const card = await this.deps.cards.findActiveCard(tenantId, token);
+      const card = await resolveCard(this.deps.cards, tenantId, token);
       if (!card) throw notFound();
+      if (card.status === 'closed') throw new VaultError('card_closed');
       let sealed;
       if (changes.holderName !== undefined) {
-        const secret = await this.deps.crypto.open(tenantId, token, card.sealed);
-        sealed = await this.deps.crypto.seal(tenantId, token, { pan: secret.pan, holderName: changes.holderName });
+        const secret = await this.deps.crypto.open(tenantId, card.token, sealedOf(card));
+        sealed = await this.deps.crypto.seal(tenantId, card.token, { pan: secret.pan, holderName: changes.holderName });
       }
-      const updated = await this.deps.cards.updateCard(tenantId, token, { expMonth: changes.expMonth, expYear: changes.expYear, sealed });
+      const updated = await this.deps.cards.updateCard(tenantId, card.token, { expMonth: changes.expMonth, expYear: changes.expYear, sealed });
       if (!updated) throw notFound();
       const fields = Object.entries({ exp_month: changes.expMonth, exp_year: changes.expYear, holder_name: changes.holderName })
         .filter(([, value]) => value !== undefined)
         .map(([name]) => name);
-      return { result: { ...toMetadata(updated), cvcHeld: await this.deps.cvc.held(tenantId, token) }, details: { fields } };
+      return { result: { ...toMetadata(updated, token), cvcHeld: await this.deps.cvc.held(tenantId, card.token) }, details: { fields } };
     });
   }
 
@@ -130,11 +165,13 @@ export class Vault {
   async detokenize(principal: Principal, ctx: RequestContext, token: string, purpose: string): Promise<{ token: string; card: RevealedCard }> {
     return audited(this.deps.audit, principal, ctx, 'card.detokenize', token, async () => {
       const fields = authorizeDetokenize(principal, purpose);
-      const card = await this.deps.cards.findActiveCard(principal.tenant.id, token);
+      const card = await resolveCard(this.deps.cards, principal.tenant.id, token);
       if (!card) throw notFound();
-      const secret = await this.deps.crypto.open(principal.tenant.id, token, card.sealed);
+      // The issuer closed the account: no acquirer call can succeed, and none should be attempted with it.
+      if (card.status === 'closed') throw new VaultError('card_closed');
+      const secret = await this.deps.crypto.open(principal.tenant.id, card.token, sealedOf(card));
       // Taken (and so deleted) only when it may be shown: for an authorization, to a role that reveals it.
-      const cvc = fields.includes('cvc') && purpose === CVC_PURPOSE ? await this.deps.cvc.take(principal.tenant.id, token) : undefined;
+      const cvc = fields.includes('cvc') && purpose === CVC_PURPOSE ? await this.deps.cvc.take(principal.tenant.id, card.token) : undefined;
       const all: Required<RevealedCard> = {
         number: secret.pan.reveal(),
         exp_month: card.expMonth,
@@ -215,7 +252,8 @@ export class Vault {
       });
       if (inserted) return { created: true, card: toMetadata(inserted) };
 
-      const existing = await store.findActiveCardByFingerprint(tenant.id, fingerprint);
+      const existing = await store.findCardByFingerprint(tenant.id, fingerprint);
+      if (existing?.status === 'closed') return { created: false, card: toMetadata(existing) };
       if (existing) {
         // A later expiry on a known PAN means a reissued card: keep the later one, never move it back.
         const extended = await store.extendExpiry(tenant.id, existing.token, card.expMonth, card.expYear);

@@ -25,13 +25,22 @@ export function present(card: CardMetadata) {
     status: card.status,
     card: { brand: card.brand, bin: card.bin, last4: card.last4, exp_month: card.expMonth, exp_year: card.expYear },
     cvc_held: card.cvcHeld ?? false,
+    version: card.version,
+    contact_cardholder: card.contactCardholder,
+    account_updater: {
+      enrolled: card.accountUpdater.enrolled,
+      enrolled_at: card.accountUpdater.enrolledAt,
+      consent_reference: card.accountUpdater.consentRef,
+      last_inquired_at: card.accountUpdater.lastInquiredAt,
+    },
+    ...(card.mergedInto ? { merged_into: card.mergedInto } : {}),
     created_at: card.createdAt,
     updated_at: card.updatedAt,
   };
 }
 
 /** An unknown token, a malformed one and another tenant's all answer the same. */
-function tokenParam(value: unknown): string {
+export function tokenParam(value: unknown): string {
   if (typeof value !== 'string' || !looksLikeToken(value)) throw new VaultError('token_not_found');
   // No numeric token passes Luhn; a value that does may be a card number sent by mistake, and must go no
   // further — not into a lookup, a log line or the append-only audit trail.

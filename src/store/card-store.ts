@@ -1,5 +1,5 @@
 // Cards and idempotency records in PostgreSQL: one method per query, named for its intent.
-import type { CardRecord, CardStore, IdempotencyRecord, NewCard, SealedCard } from '../domain/ports';
+import type { CardRecord, CardStatus, CardStore, IdempotencyRecord, NewCard, SealedCard } from '../domain/ports';
 import type { TokenFormat } from '../domain/token';
 import type { Db, Queryable } from './db';
 
@@ -7,7 +7,7 @@ interface CardRow {
   tenant_id: string;
   token: string;
   format: TokenFormat;
-  status: 'active' | 'deleted';
+  status: CardStatus;
   fingerprint: string;
   brand: string;
   bin: string;
@@ -20,12 +20,20 @@ interface CardRow {
   ciphertext: Buffer;
   created_at: Date;
   updated_at: Date;
+  version: number;
+  contact_cardholder: boolean;
+  updater_enrolled_at: Date | null;
+  updater_consent_ref: string | null;
+  last_inquired_at: Date | null;
+  closed_at: Date | null;
+  merged_into: string | null;
 }
 
-const CARD_COLUMNS =
-  'tenant_id, token, format, status, fingerprint, brand, bin, last4, exp_month, exp_year, data_key_id, iv, tag, ciphertext, created_at, updated_at';
+export const CARD_COLUMNS =
+  'tenant_id, token, format, status, fingerprint, brand, bin, last4, exp_month, exp_year, data_key_id, iv, tag, ciphertext, ' +
+  'created_at, updated_at, version, contact_cardholder, updater_enrolled_at, updater_consent_ref, last_inquired_at, closed_at, merged_into';
 
-function toRecord(row: CardRow): CardRecord {
+export function toCardRecord(row: CardRow): CardRecord {
   return {
     tenantId: row.tenant_id,
     token: row.token,
@@ -37,13 +45,21 @@ function toRecord(row: CardRow): CardRecord {
     last4: row.last4,
     expMonth: row.exp_month,
     expYear: row.exp_year,
-    sealed: { dataKeyId: row.data_key_id, iv: row.iv, tag: row.tag, ciphertext: row.ciphertext },
+    // Only active and closed cards keep their ciphertext (the table's CHECK says so).
+    sealed: row.ciphertext ? { dataKeyId: row.data_key_id, iv: row.iv, tag: row.tag, ciphertext: row.ciphertext } : null,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
+    version: row.version,
+    contactCardholder: row.contact_cardholder,
+    updater: { enrolledAt: row.updater_enrolled_at, consentRef: row.updater_consent_ref, lastInquiredAt: row.last_inquired_at },
+    closedAt: row.closed_at,
+    mergedInto: row.merged_into,
   };
 }
 
-const first = (rows: CardRow[]) => (rows[0] ? toRecord(rows[0]) : undefined);
+export type { CardRow };
+
+const first = (rows: CardRow[]) => (rows[0] ? toCardRecord(rows[0]) : undefined);
 
 export class PgCardStore implements CardStore {
   constructor(
@@ -71,19 +87,19 @@ export class PgCardStore implements CardStore {
     return first(rows);
   }
 
-  async findActiveCardByFingerprint(tenantId: string, fingerprint: string): Promise<CardRecord | undefined> {
+  async findCardByFingerprint(tenantId: string, fingerprint: string): Promise<CardRecord | undefined> {
     return first(
       await this.q.query<CardRow>(
-        `SELECT ${CARD_COLUMNS} FROM cards WHERE tenant_id = $1 AND fingerprint = $2 AND status = 'active'`,
+        `SELECT ${CARD_COLUMNS} FROM cards WHERE tenant_id = $1 AND fingerprint = $2 AND status IN ('active', 'closed')`,
         [tenantId, fingerprint],
       ),
     );
   }
 
-  async findActiveCard(tenantId: string, token: string): Promise<CardRecord | undefined> {
+  async findCard(tenantId: string, token: string): Promise<CardRecord | undefined> {
     return first(
       await this.q.query<CardRow>(
-        `SELECT ${CARD_COLUMNS} FROM cards WHERE tenant_id = $1 AND token = $2 AND status = 'active'`,
+        `SELECT ${CARD_COLUMNS} FROM cards WHERE tenant_id = $1 AND token = $2 AND status <> 'deleted'`,
         [tenantId, token],
       ),
     );
@@ -122,8 +138,8 @@ export class PgCardStore implements CardStore {
   async destroyCard(tenantId: string, token: string): Promise<boolean> {
     const rows = await this.q.query(
       `UPDATE cards SET status = 'deleted', fingerprint = NULL, data_key_id = NULL, iv = NULL, tag = NULL,
-                        ciphertext = NULL, deleted_at = now(), updated_at = now()
-       WHERE tenant_id = $1 AND token = $2 AND status = 'active'
+                        ciphertext = NULL, merged_into = NULL, updater_enrolled_at = NULL, deleted_at = now(), updated_at = now()
+       WHERE tenant_id = $1 AND token = $2 AND status <> 'deleted'
        RETURNING token`,
       [tenantId, token],
     );

@@ -9,6 +9,8 @@ import { describeError, ERROR_CODES, type ErrorCode } from '../../src/errors';
 import { loadHostedAssets } from '../../src/hosted/assets';
 import openapiJson from '../../src/http/openapi.json';
 import { DETOKENIZE_REQUEST, TOKENIZE_REQUEST, UPDATE_REQUEST } from '../../src/http/schemas';
+import { ENROLLMENT_REQUEST, RUN_REQUEST, UPDATER_SETTINGS_REQUEST } from '../../src/http/updater-routes';
+import { REDRIVE_REQUEST, WEBHOOK_ENDPOINT_REQUEST } from '../../src/http/webhook-routes';
 import type { Logger } from '../../src/log';
 
 type Json = Record<string, unknown>;
@@ -127,6 +129,8 @@ function buildApp() {
     bodyLimitBytes: 16 * 1024,
     trustProxy: false,
     hostedPage: { pageSessions: {} as never, assets: loadHostedAssets() },
+    webhooks: {} as never,
+    updater: {} as never,
   });
 }
 
@@ -229,6 +233,11 @@ describe('openapi.json matches the app', () => {
     expect(doc.components.schemas!.UpdateRequest).toEqual(UPDATE_REQUEST);
     expect(doc.components.schemas!.DetokenizeRequest).toEqual(DETOKENIZE_REQUEST);
     expect(doc.components.schemas!.ClientSessionRequest).toEqual(CLIENT_SESSION_REQUEST);
+    expect(doc.components.schemas!.WebhookEndpointRequest).toEqual(WEBHOOK_ENDPOINT_REQUEST);
+    expect(doc.components.schemas!.RedriveRequest).toEqual(REDRIVE_REQUEST);
+    expect(doc.components.schemas!.UpdaterSettingsRequest).toEqual(UPDATER_SETTINGS_REQUEST);
+    expect(doc.components.schemas!.EnrollmentRequest).toEqual(ENROLLMENT_REQUEST);
+    expect(doc.components.schemas!.RunRequest).toEqual(RUN_REQUEST);
   });
 
   it('lists every error code of src/errors.ts in the Problem schema, and no other', () => {

@@ -226,7 +226,7 @@ describe('rate_limits in policies/', () => {
     expect(limits).toEqual({
       admin: { admin: 60, read: 600, 'audit.read': 60 },
       auditor: { 'audit.read': 60 },
-      merchant: { tokenize: 1200, read: 1200, update: 600, delete: 600 },
+      merchant: { tokenize: 1200, read: 1200, update: 600, delete: 600, updater: 600, webhooks: 60 },
       payments: { detokenize: 600 },
     });
   });

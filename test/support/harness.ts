@@ -12,6 +12,9 @@ import { loadPolicies } from '../../src/policy/load-policies';
 import { openPostgres, type Db } from '../../src/store/db';
 import { PgTenantStore } from '../../src/store/tenant-store';
 import { REPO_ROOT, RUN_DIR, TEST_DATABASE_URL } from './env';
+import fs from 'node:fs';
+import os from 'node:os';
+import { assembleUpdater, type UpdaterOptions, type UpdaterParts } from '../../src/updater/dependencies';
 import { captureLog, type CapturedLog } from './log-capture';
 
 export interface Harness {
@@ -21,6 +24,12 @@ export interface Harness {
   log: Logger;
   captured: CapturedLog;
   parts: ReturnType<typeof assembleVault>;
+  /** The account updater over this harness's database, answered by the simulator unless the options said file-drop. */
+  updater: UpdaterParts;
+  /** Its file-drop folders: a temporary directory outside .test-run (batch files hold card numbers). */
+  updaterDropDir: string;
+  /** Another updater (a second worker) over the same database and drop folders. */
+  newUpdater(): UpdaterParts;
   /** A new tenant with one API key per requested role. */
   tenant(roles?: string[]): Promise<{ tenant: Tenant; keys: Record<string, string> }>;
   close(): Promise<void>;
@@ -28,7 +37,7 @@ export interface Harness {
 
 // One key file for the whole run, as every vault instance shares one KMS key: signing keys are global to
 // the database, so a worker must be able to unwrap what another created. Global setup empties the folder.
-const sharedKeyFile = path.join(RUN_DIR, 'kms', 'local-kms.key');
+export const sharedKeyFile = path.join(RUN_DIR, 'kms', 'local-kms.key');
 
 /** The origin test vaults sign checkpoints for. */
 export const AUDIT_ORIGIN = 'cardvault-test';
@@ -48,6 +57,8 @@ export interface HarnessOptions {
   cvc?: { store: CvcStore; ttlSeconds: number };
   /** Off for a harness whose database is meant to be unreachable. */
   ensureSigningKey?: boolean;
+  /** Account-updater settings over the test defaults (simulator, chunks of 50). */
+  updater?: Partial<UpdaterOptions>;
 }
 
 export async function buildHarness(options: HarnessOptions = {}): Promise<Harness> {
@@ -67,12 +78,28 @@ export async function buildHarness(options: HarnessOptions = {}): Promise<Harnes
       idempotencyTtlSeconds: 24 * 3600,
       dataKeys: { maxAgeSeconds: 3600, maxUses: 1_000_000, cacheEntries: 1000 },
       audit: { origin: AUDIT_ORIGIN, checkpointMaxEvents: 10_000, checkpointMaxAgeSeconds: 60 },
+      // Tests run their webhook receivers on http://127.0.0.1.
+      webhooks: { allowInsecureUrls: true },
     },
   });
   if (options.ensureSigningKey !== false) {
     await parts.signer.ensureKey();
     await parts.clientEncryption.ensureKey();
   }
+  const updaterDropDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cardvault-drop-'));
+  const updaterOptions: UpdaterOptions = {
+    network: 'simulator',
+    dropDir: updaterDropDir,
+    pollSeconds: 1,
+    lockTtlSeconds: 30,
+    applyChunk: 50,
+    responseTimeoutHours: 72,
+    // Long enough that no sweep audits another test file's change while its own worker is still auditing it.
+    auditSweepSeconds: 60,
+    ...options.updater,
+  };
+  const newUpdater = () => assembleUpdater({ db, keyring: parts.keyring, tenants: parts.tenants, audit: parts.audit, log, options: updaterOptions });
+  const updater = newUpdater();
   const app = createApp({
     vault: parts.vault,
     principals: parts.principals,
@@ -85,9 +112,14 @@ export async function buildHarness(options: HarnessOptions = {}): Promise<Harnes
     bodyLimitBytes: 16 * 1024,
     trustProxy: options.trustProxy ?? false,
     rateLimits: options.rateLimits,
+    webhooks: parts.webhooks,
+    updater: updater.updater,
   });
   return {
     app,
+    updater,
+    updaterDropDir,
+    newUpdater,
     db,
     kms,
     log,
@@ -100,6 +132,8 @@ export async function buildHarness(options: HarnessOptions = {}): Promise<Harnes
       return { tenant, keys };
     },
     async close() {
+      await updater.worker.stop();
+      fs.rmSync(updaterDropDir, { recursive: true, force: true });
       await parts.audit.flush();
       if (!options.db) await db.close();
     },

@@ -52,9 +52,9 @@ describe('the shipped policies/', () => {
     }
   });
 
-  it('lets merchant tokenize, read, update and delete but never detokenize', () => {
+  it('lets merchant tokenize, read, update, delete and run the account updater and webhooks, but never detokenize', () => {
     const merchant = policies.get('merchant')!;
-    expect([...merchant.actions].sort()).toEqual(['delete', 'read', 'tokenize', 'update']);
+    expect([...merchant.actions].sort()).toEqual(['delete', 'read', 'tokenize', 'update', 'updater', 'webhooks']);
     expect(merchant.detokenize).toBeUndefined();
   });
 

@@ -141,6 +141,45 @@ export class FileDropTransport {
     await syncDir(this.inbox);
     return to;
   }
+
+  /** Batch ids of the other side's files waiting in the inbox, oldest name first. */
+  async list(): Promise<string[]> {
+    const suffix = SUFFIX[this.side].receives;
+    let names: string[];
+    try {
+      names = await fs.readdir(this.inbox);
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return [];
+      throw err;
+    }
+    return names
+      .filter((name) => name.endsWith(suffix) && !name.startsWith('.'))
+      .map((name) => name.slice(0, -suffix.length))
+      .filter((batchId) => BATCH_ID.test(batchId))
+      .sort();
+  }
+
+  /**
+   * Deletes this batch's files on this side, received and archived: batch files hold card numbers, and once a
+   * batch is applied nothing needs them. Idempotent.
+   */
+  async discard(batchId: string): Promise<void> {
+    checkBatchId(batchId);
+    const name = `${batchId}${SUFFIX[this.side].receives}`;
+    const removed = await Promise.all([removeIfPresent(path.join(this.inbox, name)), removeIfPresent(path.join(this.inbox, 'processed', name))]);
+    if (removed.some(Boolean)) await syncDir(this.inbox);
+  }
+}
+
+/** Removes a file if it is there; a second removal is not an error. */
+async function removeIfPresent(file: string): Promise<boolean> {
+  try {
+    await fs.unlink(file);
+    return true;
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return false;
+    throw err;
+  }
 }
 
 async function lstatOrUndefined(file: string): Promise<Stats | undefined> {

@@ -1,0 +1,172 @@
+// Applies one network answer to one card inside the caller's transaction: the change, its version, its webhook.
+import { randomUUID } from 'node:crypto';
+import { Pan } from '../domain/pan';
+import type { CardCrypto, CardRecord, Clock, Tenant } from '../domain/ports';
+import { isVaultError } from '../errors';
+import type { Queryable } from '../store/db';
+import { updaterTx } from '../store/updater-store';
+import type { NetworkResponse } from './formats/types';
+import type { CardUpdate, NetworkName, UpdateEvent, UpdateSource } from './model';
+import type { CardEventData, WebhookEvent, WebhookEventType } from './webhooks/events';
+
+/** Where an answer came from: a batch inquiry (with its run, batch and reference) or a real-time refresh. */
+export interface AnswerOrigin {
+  network: NetworkName;
+  source: UpdateSource;
+  runId: string | null;
+  batchId: string | null;
+  ref: string | null;
+}
+
+export interface ApplierDeps {
+  crypto: CardCrypto;
+  clock: Clock;
+  /** Writes the event to the webhook outbox in the same transaction (store/webhook-store.ts). */
+  enqueue: (tx: Queryable, event: WebhookEvent) => Promise<unknown>;
+}
+
+const masked = (card: CardRecord) => ({ bin: card.bin, last4: card.last4, exp_month: card.expMonth, exp_year: card.expYear });
+
+export class UpdateApplier {
+  constructor(private readonly deps: ApplierDeps) {}
+
+  /**
+   * Changes the card as the answer says and returns the versions written (none for an answer that changes
+   * nothing, or for a card deleted, closed or merged since it was inquired). A new number the tenant already
+   * holds under another token is merged: that token resolves to this one from now on (README, "Account updater").
+   */
+  async apply(tx: Queryable, tenant: Tenant, token: string, answer: NetworkResponse, origin: AnswerOrigin): Promise<CardUpdate[]> {
+    const card = await updaterTx.lockCard(tx, tenant.id, token);
+    if (!card || card.status !== 'active' || !card.sealed) return [];
+    switch (answer.outcome) {
+      case 'new_account':
+        return this.newAccount(tx, tenant, card, answer, origin);
+      case 'new_expiry': {
+        const { newExpMonth: month, newExpYear: year } = answer;
+        if (month === undefined || year === undefined || (month === card.expMonth && year === card.expYear)) return [];
+        const next = { ...card, expMonth: month, expYear: year, contactCardholder: false };
+        return [await this.write(tx, card, next, 'card.expiry_updated', answer, origin, { previous_expiry: expiryOf(card), new_expiry: expiryOf(next) })];
+      }
+      case 'closed': {
+        const next: CardRecord = { ...card, status: 'closed', closedAt: this.deps.clock.now(), updater: { ...card.updater, enrolledAt: null } };
+        return [await this.write(tx, card, next, 'card.closed', answer, origin, { status: { from: 'active', to: 'closed' } })];
+      }
+      case 'contact_cardholder': {
+        if (card.contactCardholder) return [];
+        const next = { ...card, contactCardholder: true };
+        return [await this.write(tx, card, next, 'card.contact_cardholder', answer, origin, { contact_cardholder: true })];
+      }
+      case 'opted_out': {
+        // The cardholder opted out at the issuer: consent is gone, so the card leaves the updater.
+        const next = { ...card, updater: { ...card.updater, enrolledAt: null, consentRef: null } };
+        return [await this.write(tx, card, next, 'card.updater_opted_out', answer, origin, { enrolled: { from: true, to: false } })];
+      }
+      default:
+        return [];
+    }
+  }
+
+  private async newAccount(tx: Queryable, tenant: Tenant, card: CardRecord, answer: NetworkResponse, origin: AnswerOrigin): Promise<CardUpdate[]> {
+    let pan: Pan;
+    try {
+      pan = Pan.parse(answer.newPan ?? '');
+    } catch (err) {
+      if (isVaultError(err)) return []; // the formats check numbers; one that still fails is not applied
+      throw err;
+    }
+    const fingerprint = await this.deps.crypto.fingerprint(tenant, pan);
+    if (fingerprint === card.fingerprint) return [];
+    const written: CardUpdate[] = [];
+    let mergedToken: string | undefined;
+    const holder = await updaterTx.lockCardByFingerprint(tx, tenant.id, fingerprint);
+    if (holder && holder.token !== card.token) {
+      // Released first, so the number's fingerprint is free when this card takes it (one active card per number).
+      const alias: CardRecord = { ...holder, status: 'merged', sealed: null, mergedInto: card.token, updater: { enrolledAt: null, consentRef: null, lastInquiredAt: holder.updater.lastInquiredAt } };
+      written.push(await this.write(tx, holder, alias, 'card.merged', answer, origin, { status: { from: holder.status, to: 'merged' }, merged_into: card.token }));
+      mergedToken = holder.token;
+    }
+    const secret = await this.deps.crypto.open(tenant.id, card.token, card.sealed!);
+    const sealed = await this.deps.crypto.seal(tenant.id, card.token, { pan, holderName: secret.holderName });
+    const next: CardRecord = {
+      ...card,
+      fingerprint,
+      sealed,
+      brand: pan.brand,
+      bin: pan.bin,
+      last4: pan.last4,
+      expMonth: answer.newExpMonth ?? card.expMonth,
+      expYear: answer.newExpYear ?? card.expYear,
+      contactCardholder: false,
+    };
+    const changes = { previous: masked(card), current: masked(next), ...(mergedToken ? { merged_token: mergedToken } : {}) };
+    written.push(await this.write(tx, card, next, 'card.updated', answer, origin, changes, mergedToken));
+    return written;
+  }
+
+  /** Writes the card, its history row and (for the four merchant events) its webhook, all in `tx`. */
+  private async write(
+    tx: Queryable,
+    before: CardRecord,
+    after: CardRecord,
+    event: UpdateEvent,
+    answer: NetworkResponse,
+    origin: AnswerOrigin,
+    changes: Record<string, unknown>,
+    mergedToken?: string,
+  ): Promise<CardUpdate> {
+    const version = await updaterTx.writeCard(tx, after);
+    const update = await updaterTx.insertUpdate(tx, {
+      tenantId: after.tenantId,
+      token: after.token,
+      version,
+      event,
+      network: origin.network,
+      networkCode: answer.networkCode,
+      source: origin.source,
+      runId: origin.runId,
+      batchId: origin.batchId,
+      ref: origin.ref,
+      changes: { ...changes, outcome: answer.outcome },
+    });
+    if (isMerchantEvent(event)) {
+      await this.deps.enqueue(tx, {
+        id: randomUUID(),
+        type: event,
+        tenantId: after.tenantId,
+        createdAt: this.deps.clock.now(),
+        data: eventData(before, after, version, answer, origin, event, mergedToken),
+      });
+    }
+    return update;
+  }
+}
+
+function expiryOf(card: CardRecord) {
+  return { exp_month: card.expMonth, exp_year: card.expYear };
+}
+
+function isMerchantEvent(event: UpdateEvent): event is WebhookEventType {
+  return event === 'card.updated' || event === 'card.expiry_updated' || event === 'card.closed' || event === 'card.contact_cardholder';
+}
+
+function eventData(
+  before: CardRecord,
+  after: CardRecord,
+  version: number,
+  answer: NetworkResponse,
+  origin: AnswerOrigin,
+  event: WebhookEventType,
+  mergedToken: string | undefined,
+): CardEventData {
+  const data: CardEventData = {
+    token: after.token,
+    card: { brand: after.brand, bin: after.bin, last4: after.last4, exp_month: after.expMonth, exp_year: after.expYear, status: after.status },
+    reason: { outcome: answer.outcome, network: origin.network, network_code: answer.networkCode },
+    source: origin.source,
+    version,
+  };
+  if (event === 'card.updated') data.previous = masked(before);
+  if (event === 'card.updated' || event === 'card.expiry_updated') data.new_expiry = expiryOf(after);
+  if (mergedToken) data.merged_token = mergedToken;
+  return data;
+}

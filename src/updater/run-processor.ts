@@ -1,0 +1,214 @@
+// Moves one account-updater run through its states; every step is a fenced transaction, so a crash anywhere resumes.
+//
+// pending → (batches and inquiries written, cards marked inquired) → sending → (each batch's file sent, the batch
+// marked sent) → awaiting_response → (each answer applied in chunks; an inquiry is applied and marked in one
+// transaction) → completed. A file is re-sent or re-read after a crash; the inquiry marks make that harmless.
+import { randomBytes } from 'node:crypto';
+import type { AuditTrail, CardCrypto, Clock, Tenant, TenantStore } from '../domain/ports';
+import type { Logger } from '../log';
+import type { Queryable } from '../store/db';
+import { batchesOf, findBatch, inquiredCards, updaterTx, type PgUpdaterStore } from '../store/updater-store';
+import type { AnswerOrigin, UpdateApplier } from './apply-update';
+import type { Inquiry, NetworkResponse } from './formats/types';
+import { brandsOf, NETWORKS, type CardUpdate, type NetworkName, type RunError, type UpdaterRun } from './model';
+import type { NetworkAdapter } from './network/adapter';
+
+export interface RunProcessorDeps {
+  store: PgUpdaterStore;
+  tenants: Pick<TenantStore, 'findTenantById'>;
+  crypto: CardCrypto;
+  applier: UpdateApplier;
+  adapters: Readonly<Record<NetworkName, NetworkAdapter>>;
+  audit: AuditTrail;
+  clock: Clock;
+  log: Logger;
+  /** Answers applied per transaction. */
+  applyChunk: number;
+  /** A run whose answers have not all arrived after this long is failed; its unanswered cards wait for the next. */
+  responseTimeoutMs: number;
+}
+
+/** Batch ids go into file names and headers: 20 characters of the formats' alphabet. */
+function newBatchId(): string {
+  return `B${randomBytes(12).toString('base64url').replace(/[^A-Za-z0-9]/g, 'x').slice(0, 19)}`;
+}
+
+export class RunProcessor {
+  constructor(private readonly deps: RunProcessorDeps) {}
+
+  /** Takes the run as far as it can go now; returns once it waits on a network or is finished. */
+  async advance(run: UpdaterRun, fence: number): Promise<void> {
+    const fenced = <T>(work: (tx: Queryable) => Promise<T>) => this.deps.store.fenced(run.tenantId, fence, work);
+    if (run.state === 'pending') {
+      if (!(await this.build(run, fenced))) return;
+      run = { ...run, state: 'sending' };
+    }
+    if (run.state === 'sending') {
+      await this.sendAll(run, fenced);
+      await fenced((tx) => updaterTx.setRunState(tx, run.id, 'awaiting_response'));
+      run = { ...run, state: 'awaiting_response' };
+    }
+    if (run.state === 'awaiting_response') await this.collect(run, fence, fenced);
+  }
+
+  /** Ingests a response file for any batch; one whose batch is already applied changes nothing. */
+  async ingest(batchId: string, text: string, fence: number): Promise<void> {
+    const batch = await findBatch(this.deps.store.db, batchId);
+    if (!batch) return;
+    const fenced = <T>(work: (tx: Queryable) => Promise<T>) => this.deps.store.fenced(batch.tenantId, fence, work);
+    if (batch.state === 'applied') {
+      await this.deps.adapters[batch.network].discard(batchId);
+      return;
+    }
+    const tenant = await this.tenant(batch.tenantId);
+    const adapter = this.deps.adapters[batch.network];
+    const report = adapter.format.parseResponse(text);
+    const errors: RunError[] = report.errors.map(({ line, code }) => ({ batch: batchId, line, code }));
+    // A file whose header names another batch answers nothing here: every card of this batch goes unanswered.
+    const answers = report.batchId === batchId ? report.responses : [];
+    if (report.batchId !== undefined && report.batchId !== batchId) errors.push({ batch: batchId, line: 1, code: 'batch_mismatch' });
+    for (let i = 0; i < answers.length; i += this.deps.applyChunk) {
+      const chunk = answers.slice(i, i + this.deps.applyChunk);
+      const origin = (ref: string): AnswerOrigin => ({ network: batch.network, source: 'batch', runId: batch.runId, batchId, ref });
+      const { updates, unknown } = await this.retryOnConflict(() =>
+        fenced(async (tx) => {
+          const result = await this.applyChunk(tx, tenant, batchId, chunk, origin);
+          await updaterTx.addProgress(tx, batch.runId, result.applied, []);
+          return result;
+        }),
+      );
+      for (let n = 0; n < unknown.length; n++) errors.push({ batch: batchId, line: 0, code: 'unknown_reference' });
+      await this.auditUpdates(updates);
+    }
+    await fenced(async (tx) => {
+      const unanswered = await updaterTx.closeUnanswered(tx, batchId);
+      await updaterTx.addProgress(tx, batch.runId, unanswered, errors);
+      await updaterTx.markBatch(tx, batchId, 'applied');
+    });
+    await adapter.discard(batchId);
+  }
+
+  private async build(run: UpdaterRun, fenced: <T>(work: (tx: Queryable) => Promise<T>) => Promise<T>): Promise<boolean> {
+    const settings = await this.deps.store.settings(run.tenantId);
+    if (!settings || !settings.enabled) {
+      await fenced((tx) => updaterTx.setRunState(tx, run.id, 'failed', { failure: 'updater_not_configured' }));
+      return false;
+    }
+    await fenced(async (tx) => {
+      for (const network of NETWORKS) {
+        if (!settings.networks[network]) continue;
+        const batch = { id: newBatchId(), runId: run.id, tenantId: run.tenantId, network, brands: brandsOf([network]) };
+        const count = await updaterTx.createBatch(tx, { ...batch, scope: run.scope, cadenceDays: settings.cadenceDays });
+        // Nothing to ask this network: the batch is done without a file.
+        if (count === 0) await updaterTx.markBatch(tx, batch.id, 'applied');
+      }
+      await updaterTx.setRunTotal(tx, run.id);
+      await updaterTx.setRunState(tx, run.id, 'sending');
+    });
+    return true;
+  }
+
+  private async sendAll(run: UpdaterRun, fenced: <T>(work: (tx: Queryable) => Promise<T>) => Promise<T>): Promise<void> {
+    const settings = await this.deps.store.settings(run.tenantId);
+    for (const batch of await batchesOf(this.deps.store.db, run.id)) {
+      if (batch.state !== 'created') continue;
+      const merchantId = settings?.networks[batch.network]?.merchant_id ?? '';
+      const inquiries: Inquiry[] = [];
+      for (const { ref, card } of await inquiredCards(this.deps.store.db, batch.id)) {
+        // Deleted or changed since the batch was built: not asked, and closed as no_response when the answer comes.
+        if (card.status !== 'active' || !card.sealed) continue;
+        const secret = await this.deps.crypto.open(run.tenantId, card.token, card.sealed);
+        inquiries.push({ ref, pan: secret.pan.reveal(), expMonth: card.expMonth, expYear: card.expYear, merchantId });
+      }
+      const adapter = this.deps.adapters[batch.network];
+      await adapter.send(batch.id, adapter.format.writeInquiry(batch.id, inquiries, this.deps.clock.now()));
+      await fenced((tx) => updaterTx.markBatch(tx, batch.id, 'sent'));
+      this.deps.log.info({ run_id: run.id, batch_id: batch.id, network: batch.network, cards: inquiries.length }, 'account-updater batch sent');
+    }
+  }
+
+  private async collect(run: UpdaterRun, fence: number, fenced: <T>(work: (tx: Queryable) => Promise<T>) => Promise<T>): Promise<void> {
+    let waiting = 0;
+    for (const batch of await batchesOf(this.deps.store.db, run.id)) {
+      if (batch.state === 'applied') continue;
+      const text = await this.deps.adapters[batch.network].receive(batch.id);
+      if (text === undefined) {
+        waiting += 1;
+        continue;
+      }
+      await this.ingest(batch.id, text, fence);
+    }
+    if (waiting === 0) {
+      await fenced((tx) => updaterTx.finishRun(tx, run.id));
+      const finished = await this.deps.store.findRun(run.tenantId, run.id);
+      await this.deps.audit.record({
+        tenantId: run.tenantId,
+        principal: 'system',
+        action: 'updater.run.finish',
+        outcome: 'success',
+        details: { run_id: run.id, total: finished?.total ?? 0, counts: finished?.counts ?? {}, errors: finished?.errors.length ?? 0 },
+      });
+    } else if (run.startedAt && this.deps.clock.now().getTime() - run.startedAt.getTime() > this.deps.responseTimeoutMs) {
+      await fenced((tx) => updaterTx.setRunState(tx, run.id, 'failed', { failure: 'response_timeout' }));
+      await this.deps.audit.record({ tenantId: run.tenantId, principal: 'system', action: 'updater.run.finish', outcome: 'failure', details: { run_id: run.id, code: 'response_timeout' } });
+    }
+  }
+
+  private async applyChunk(
+    tx: Queryable,
+    tenant: Tenant,
+    batchId: string,
+    answers: readonly NetworkResponse[],
+    origin: (ref: string) => AnswerOrigin,
+  ): Promise<{ applied: number; updates: CardUpdate[]; unknown: string[] }> {
+    let applied = 0;
+    const updates: CardUpdate[] = [];
+    const unknown: string[] = [];
+    for (const answer of answers) {
+      const inquiry = await updaterTx.claimInquiry(tx, batchId, answer.ref);
+      if (!inquiry) {
+        // Applied already (a file read twice) is silent; a reference we never sent is reported (not echoed).
+        if (!(await updaterTx.knownRef(tx, batchId, answer.ref))) unknown.push(answer.ref);
+        continue;
+      }
+      updates.push(...(await this.deps.applier.apply(tx, tenant, inquiry.token, answer, origin(answer.ref))));
+      await updaterTx.completeInquiry(tx, batchId, answer.ref, answer.outcome, answer.networkCode);
+      applied += 1;
+    }
+    return { applied, updates, unknown };
+  }
+
+  /** A tokenize of the same new number can race a merge (unique fingerprint); the chunk is simply tried again. */
+  private async retryOnConflict<T>(work: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await work();
+      } catch (err) {
+        if ((err as { code?: string }).code !== '23505' || attempt >= 3) throw err;
+      }
+    }
+  }
+
+  /** Audits committed changes, then marks them; a crash in between leaves them for the worker's sweep. */
+  async auditUpdates(updates: readonly CardUpdate[]): Promise<void> {
+    await Promise.all(
+      updates.map((u) =>
+        this.deps.audit.record({
+          tenantId: u.tenantId,
+          principal: 'system',
+          action: 'updater.card_update',
+          outcome: 'success',
+          token: u.token,
+          details: { update_id: u.id, version: u.version, event: u.event, network: u.network, network_code: u.networkCode, source: u.source, run_id: u.runId, changes: u.changes },
+        }),
+      ),
+    );
+    await this.deps.store.markAudited(updates.map((u) => u.id));
+  }
+
+  private async tenant(id: string): Promise<Tenant> {
+    const tenant = await this.deps.tenants.findTenantById(id);
+    if (!tenant) throw new Error('a run names a tenant that does not exist');
+    return tenant;
+  }
+}

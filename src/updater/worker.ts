@@ -1,0 +1,124 @@
+// The account-updater worker: starts scheduled runs, advances open ones under a fenced per-tenant lock, sweeps.
+import { randomBytes, randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { AuditTrail } from '../domain/ports';
+import type { Logger } from '../log';
+import { FencedOut, type PgUpdaterStore } from '../store/updater-store';
+import { brandsOf, NETWORKS, type NetworkName } from './model';
+import type { NetworkAdapter } from './network/adapter';
+import type { RunProcessor } from './run-processor';
+
+export interface WorkerDeps {
+  store: PgUpdaterStore;
+  processor: RunProcessor;
+  adapters: Readonly<Record<NetworkName, NetworkAdapter>>;
+  audit: AuditTrail;
+  log: Logger;
+  lockTtlSeconds: number;
+  pollMs: number;
+  /** Changes a crash left unaudited are swept once they are this old, so a live worker's own audit is not doubled. */
+  auditSweepMs: number;
+}
+
+export class UpdaterWorker {
+  /** Names this worker in the lock table: host, pid and a random part, so two workers in one process differ. */
+  readonly holder = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
+  #timer: NodeJS.Timeout | undefined;
+  #running: Promise<void> | undefined;
+  #stopped = true;
+
+  constructor(private readonly deps: WorkerDeps) {}
+
+  start(): void {
+    this.#stopped = false;
+    const loop = () => {
+      if (this.#stopped) return;
+      this.#running = this.tick()
+        .catch((err) => this.deps.log.error({ err }, 'account-updater tick failed'))
+        .finally(() => {
+          this.#running = undefined;
+          if (!this.#stopped) this.#timer = setTimeout(loop, this.deps.pollMs);
+        });
+    };
+    loop();
+  }
+
+  /** Lets the current step finish (each is a transaction) and stops; a run in flight resumes on the next start. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    await this.#running;
+  }
+
+  /**
+   * One pass: schedule, advance every open run this worker can lock, re-read stray files, sweep audits. With
+   * `onlyTenant` (the CLI's `updater run`), only that tenant is scheduled and advanced.
+   */
+  async tick(onlyTenant?: string): Promise<void> {
+    await this.schedule(onlyTenant);
+    for (const run of await this.deps.store.openRuns()) {
+      if (onlyTenant !== undefined && run.tenantId !== onlyTenant) continue;
+      if (this.#stoppedMidway()) return;
+      await this.withLock(run.tenantId, (fence) => this.deps.processor.advance(run, fence));
+    }
+    await this.rereadStrayFiles();
+    await this.sweepUnaudited();
+  }
+
+  #stoppedMidway(): boolean {
+    return this.#stopped && this.#running !== undefined;
+  }
+
+  private async schedule(onlyTenant: string | undefined): Promise<void> {
+    for (const tenantId of await this.deps.store.dueTenants(brandsOf)) {
+      if (onlyTenant !== undefined && tenantId !== onlyTenant) continue;
+      const { run, created } = await this.deps.store.openRun({ id: randomUUID(), tenantId, trigger: 'schedule', scope: 'due', requestedBy: 'schedule' });
+      if (!created) continue;
+      await this.deps.audit.record({ tenantId, principal: 'system', action: 'updater.run.start', outcome: 'success', details: { run_id: run.id, trigger: 'schedule', scope: 'due' } });
+      this.deps.log.info({ run_id: run.id, tenant_id: tenantId }, 'account-updater run scheduled');
+    }
+  }
+
+  /** Runs `work` holding the tenant's lock, renewing it meanwhile; does nothing when another worker holds it. */
+  private async withLock(tenantId: string, work: (fence: number) => Promise<void>): Promise<void> {
+    const { store, lockTtlSeconds, log } = this.deps;
+    const fence = await store.acquireLock(tenantId, this.holder, lockTtlSeconds);
+    if (fence === undefined) return;
+    const renew = setInterval(() => {
+      store.renewLock(tenantId, fence, lockTtlSeconds).catch((err) => log.warn({ err }, 'account-updater lock renewal failed'));
+    }, (lockTtlSeconds * 1000) / 3);
+    try {
+      await work(fence);
+    } catch (err) {
+      if (!(err instanceof FencedOut)) throw err;
+      log.warn({ tenant_id: tenantId, fence }, 'account-updater lock lost to another worker; stopped');
+    } finally {
+      clearInterval(renew);
+      await store.releaseLock(tenantId, fence).catch(() => undefined);
+    }
+  }
+
+  /** A response file for a batch that is not waiting (applied already, or dropped twice) is read and changes nothing. */
+  private async rereadStrayFiles(): Promise<void> {
+    for (const network of NETWORKS) {
+      const adapter = this.deps.adapters[network];
+      for (const batchId of await adapter.waiting()) {
+        const batch = await this.deps.store.batch(batchId);
+        if (!batch || batch.state !== 'applied') continue;
+        await this.withLock(batch.tenantId, async (fence) => {
+          const text = await adapter.receive(batchId);
+          if (text !== undefined) await this.deps.processor.ingest(batchId, text, fence);
+        });
+      }
+    }
+  }
+
+  /** Audits what a crashed worker committed but did not audit; what it audited but did not mark is only marked. */
+  private async sweepUnaudited(): Promise<void> {
+    const stale = (await this.deps.store.unauditedUpdates(500)).filter((u) => Date.now() - u.createdAt.getTime() > this.deps.auditSweepMs);
+    if (stale.length === 0) return;
+    const audited = await this.deps.store.alreadyAudited(stale);
+    await this.deps.store.markAudited([...audited]);
+    await this.deps.processor.auditUpdates(stale.filter((u) => !audited.has(String(u.id))));
+  }
+}

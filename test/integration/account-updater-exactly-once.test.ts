@@ -1,0 +1,183 @@
+// Exactly once: a response file read twice, two workers at once, a fenced-out worker, and the merge of two tokens.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import request from 'supertest';
+import { answerDrop } from '../../src/updater/network/answer-drop';
+import { dropTransport } from '../../src/updater/network/adapter';
+import { deriveNewPan, NetworkSimulator } from '../../src/updater/network/simulator';
+import { vau } from '../../src/updater/formats/vau';
+import { FencedOut } from '../../src/store/updater-store';
+import { buildHarness, type Harness } from '../support/harness';
+import { bearer, cardBody } from '../support/http';
+import { newPan, recordPan } from '../support/pans';
+
+const VISA_ONLY = { networks: { visa: { merchant_id: 'M-VISA-1' } } };
+
+async function setUpTenant(h: Harness, cards: number) {
+  const { tenant, keys } = await h.tenant(['merchant', 'payments']);
+  const auth = bearer(keys.merchant!);
+  expect((await request(h.app).put('/v1/account-updater/settings').set(auth).send(VISA_ONLY)).status).toBe(200);
+  const tokens: Array<{ token: string; pan: string }> = [];
+  for (let i = 0; i < cards; i++) {
+    const pan = newPan('411111');
+    const token = (await request(h.app).post('/v1/tokens').set(auth).send(cardBody(pan))).body.token as string;
+    expect((await request(h.app).put(`/v1/tokens/${token}/account-updater`).set(auth).send({ enrolled: true })).status).toBe(200);
+    tokens.push({ token, pan });
+  }
+  return { tenant, keys, auth, tokens };
+}
+
+/** What a run has changed so far: every card's version, the history rows and the outbox rows. */
+async function snapshot(h: Harness, tenantId: string) {
+  const [versions, updates, outbox] = await Promise.all([
+    h.db.query<{ token: string; version: number }>('SELECT token, version FROM cards WHERE tenant_id = $1 ORDER BY token', [tenantId]),
+    h.db.query<{ n: number }>('SELECT count(*)::int AS n FROM card_updates WHERE tenant_id = $1', [tenantId]),
+    h.db.query<{ n: number }>('SELECT count(*)::int AS n FROM webhook_outbox WHERE tenant_id = $1', [tenantId]),
+  ]);
+  return { versions, updates: updates[0]!.n, outbox: outbox[0]!.n };
+}
+
+describe('with the network answering out of band (file drop)', () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await buildHarness({ updater: { network: 'file-drop' } });
+  });
+  afterAll(() => h.close());
+
+  it('waits for the answer, applies it once, and reading the same file again changes nothing', async () => {
+    const { tenant, auth } = await setUpTenant(h, 40);
+    const endpoint = await request(h.app).post('/v1/webhook-endpoints').set(auth).send({ url: 'http://127.0.0.1:9/hook' });
+    expect(endpoint.status).toBe(201);
+    const started = await request(h.app).post('/v1/account-updater/runs').set(auth).send({});
+    await h.updater.worker.tick(tenant.id);
+    const waiting = (await request(h.app).get(`/v1/account-updater/runs/${started.body.id}`).set(auth)).body;
+    expect(waiting).toMatchObject({ state: 'awaiting_response', progress: { done: 0, total: 40 } });
+
+    const [batch] = await h.db.query<{ id: string }>('SELECT id FROM updater_batches WHERE run_id = $1', [started.body.id]);
+    const transport = dropTransport(h.updaterDropDir, 'visa');
+    const answered = await answerDrop(transport, vau, batch!.id, NetworkSimulator.fromFile());
+    const responseText = fs.readFileSync(answered!, 'utf8');
+    await h.updater.worker.tick(tenant.id);
+    const done = (await request(h.app).get(`/v1/account-updater/runs/${started.body.id}`).set(auth)).body;
+    expect(done).toMatchObject({ state: 'completed', progress: { done: 40, total: 40 } });
+    const after = await snapshot(h, tenant.id);
+    expect(after.updates).toBeGreaterThan(0);
+    expect(after.outbox).toBeGreaterThan(0);
+
+    // The same response dropped again, by a network retry or an operator.
+    fs.writeFileSync(answered!, responseText, { mode: 0o600 });
+    await h.updater.worker.tick(tenant.id);
+    expect(await snapshot(h, tenant.id)).toEqual(after);
+    expect(fs.existsSync(answered!)).toBe(false);
+    // And handed straight to the processor, mid-run style: still nothing.
+    const fence = (await h.updater.store.acquireLock(tenant.id, 'test', 30))!;
+    await h.updater.processor.ingest(batch!.id, responseText, fence);
+    await h.updater.store.releaseLock(tenant.id, fence);
+    expect(await snapshot(h, tenant.id)).toEqual(after);
+  });
+
+  it('reports malformed records by line and code and still applies the rest', async () => {
+    const { tenant, auth } = await setUpTenant(h, 10);
+    const started = await request(h.app).post('/v1/account-updater/runs').set(auth).send({});
+    await h.updater.worker.tick(tenant.id);
+    const [batch] = await h.db.query<{ id: string }>('SELECT id FROM updater_batches WHERE run_id = $1', [started.body.id]);
+    const answered = (await answerDrop(dropTransport(h.updaterDropDir, 'visa'), vau, batch!.id, NetworkSimulator.fromFile()))!;
+    const lines = fs.readFileSync(answered, 'utf8').split('\n');
+    lines[3] = 'D|c3|ZZ||'; // an unknown response code
+    lines[5] = 'D|not-a-ref-we-sent||'; // a broken record
+    fs.writeFileSync(answered, lines.join('\n'));
+    await h.updater.worker.tick(tenant.id);
+    const run = (await request(h.app).get(`/v1/account-updater/runs/${started.body.id}`).set(auth)).body;
+    expect(run.state).toBe('completed');
+    expect(run.progress).toEqual({ done: 10, total: 10 });
+    expect(run.errors).toEqual(expect.arrayContaining([expect.objectContaining({ line: 4, code: 'unknown_response_code' }), expect.objectContaining({ line: 6 })]));
+    expect(run.counts.no_response).toBe(2);
+    const inquired = await h.db.query<{ n: number }>("SELECT count(*)::int AS n FROM cards WHERE tenant_id = $1 AND last_inquired_at IS NOT NULL", [tenant.id]);
+    expect(inquired[0]!.n).toBe(10);
+  });
+});
+
+describe('one worker per tenant', () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await buildHarness();
+  });
+  afterAll(() => h.close());
+
+  it('starts one run when two workers find the same tenant due at once, and applies each answer once', async () => {
+    const { tenant } = await setUpTenant(h, 60);
+    const second = h.newUpdater();
+    await Promise.all([h.updater.worker.tick(tenant.id), second.worker.tick(tenant.id), h.updater.worker.tick(tenant.id)]);
+    const runs = await h.db.query<{ state: string; total: number; done: number }>('SELECT state, total, done FROM updater_runs WHERE tenant_id = $1', [tenant.id]);
+    expect(runs).toEqual([{ state: 'completed', total: 60, done: 60 }]);
+    const perAnswer = await h.db.query<{ n: number }>(
+      'SELECT count(*)::int AS n FROM card_updates WHERE tenant_id = $1 GROUP BY batch_id, ref, token HAVING count(*) > 1',
+      [tenant.id],
+    );
+    expect(perAnswer).toEqual([]);
+    const versions = await h.db.query<{ token: string; version: number; n: number }>(
+      `SELECT c.token, c.version, (SELECT count(*)::int FROM card_updates u WHERE u.tenant_id = c.tenant_id AND u.token = c.token) AS n
+       FROM cards c WHERE c.tenant_id = $1`,
+      [tenant.id],
+    );
+    for (const v of versions) expect(v.version).toBe(1 + v.n);
+  });
+
+  it('fences out a worker whose lease passed to another: its next write fails and nothing is written', async () => {
+    const { tenant } = await setUpTenant(h, 1);
+    const store = h.updater.store;
+    const first = (await store.acquireLock(tenant.id, 'worker-a', 30))!;
+    expect(await store.acquireLock(tenant.id, 'worker-b', 30)).toBeUndefined();
+    await h.db.query("UPDATE updater_locks SET expires_at = now() - interval '1 second' WHERE tenant_id = $1", [tenant.id]);
+    const second = (await store.acquireLock(tenant.id, 'worker-b', 30))!;
+    expect(second).toBe(first + 1);
+    await expect(store.fenced(tenant.id, first, async (tx) => tx.query('UPDATE cards SET version = version + 100 WHERE tenant_id = $1', [tenant.id]))).rejects.toBeInstanceOf(FencedOut);
+    const [card] = await h.db.query<{ version: number }>('SELECT version FROM cards WHERE tenant_id = $1', [tenant.id]);
+    expect(card!.version).toBe(1);
+    expect(await store.renewLock(tenant.id, first, 30)).toBe(false);
+    expect(await store.renewLock(tenant.id, second, 30)).toBe(true);
+    await store.releaseLock(tenant.id, second);
+  });
+});
+
+describe('merging two tokens of one card', () => {
+  let h: Harness;
+  let rulesDir: string;
+  const oldPan = newPan('411111');
+  const reissued = recordPan(deriveNewPan(oldPan));
+
+  beforeAll(async () => {
+    rulesDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cardvault-rules-'));
+    const rules = path.join(rulesDir, 'rules.yaml');
+    fs.writeFileSync(rules, `default: { outcome: no_change }\nrules:\n  - { name: reissued, match: { panPrefix: "${oldPan.slice(0, 11)}", last4: "${oldPan.slice(-4)}" }, outcome: new_account }\n`);
+    h = await buildHarness({ updater: { simulatorRules: rules } });
+  });
+  afterAll(async () => {
+    await h.close();
+    fs.rmSync(rulesDir, { recursive: true, force: true });
+  });
+
+  it('keeps the updated token, and the token that already held the new number resolves to it', async () => {
+    const { keys, auth } = await setUpTenant(h, 0);
+    const updated = (await request(h.app).post('/v1/tokens').set(auth).send(cardBody(oldPan))).body.token as string;
+    const existing = (await request(h.app).post('/v1/tokens').set(auth).send(cardBody(reissued))).body.token as string;
+    await request(h.app).put(`/v1/tokens/${updated}/account-updater`).set(auth).send({ enrolled: true });
+    const refreshed = await request(h.app).post(`/v1/tokens/${updated}/refresh`).set(auth).send();
+    expect(refreshed.status).toBe(200);
+    expect(refreshed.body.updates.map((u: any) => [u.token, u.event])).toEqual([[existing, 'card.merged'], [updated, 'card.updated']]);
+    expect(refreshed.body.updates[1].changes.merged_token).toBe(existing);
+
+    const detokenize = (token: string) => request(h.app).post(`/v1/tokens/${token}/detokenize`).set(bearer(keys.payments!)).send({ purpose: 'authorization' });
+    expect((await detokenize(updated)).body.card.number).toBe(reissued);
+    expect((await detokenize(existing)).body.card.number).toBe(reissued);
+    const alias = (await request(h.app).get(`/v1/tokens/${existing}`).set(auth)).body;
+    expect(alias).toMatchObject({ token: existing, merged_into: updated, status: 'active' });
+    const history = (await request(h.app).get(`/v1/tokens/${existing}/updates`).set(auth)).body;
+    expect(history.updates.map((u: any) => [u.token, u.event])).toEqual([[existing, 'card.merged'], [updated, 'card.updated']]);
+    // The reissued number now belongs to the surviving token: vaulting it again finds that one.
+    const again = await request(h.app).post('/v1/tokens').set(auth).send(cardBody(reissued));
+    expect(again.status).toBe(200);
+    expect(again.body.token).toBe(updated);
+  });
+});

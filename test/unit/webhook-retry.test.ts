@@ -1,0 +1,39 @@
+// The deliverer's retry schedule and failure codes, without a network.
+import { DEFAULT_DELIVERER_OPTIONS, failureCode, retryDelayMs } from '../../src/updater/webhooks/deliverer';
+
+describe('retryDelayMs', () => {
+  const options = DEFAULT_DELIVERER_OPTIONS;
+
+  it('doubles from 30 s, keeping half and drawing the other half at random', () => {
+    expect([1, 2, 3].map((n) => retryDelayMs(n, options, () => 0))).toEqual([15_000, 30_000, 60_000]);
+    expect([1, 2, 3].map((n) => retryDelayMs(n, options, () => 0.999_999))).toEqual([
+      expect.closeTo(30_000, 0),
+      expect.closeTo(60_000, 0),
+      expect.closeTo(120_000, 0),
+    ]);
+  });
+
+  it('never exceeds six hours, however many attempts failed', () => {
+    for (const n of [10, 20, 100, 10_000]) expect(retryDelayMs(n, options, () => 0.999_999)).toBeLessThanOrEqual(6 * 3600 * 1000);
+  });
+});
+
+describe('failureCode', () => {
+  const fetchFailure = (code: string) => Object.assign(new TypeError('fetch failed'), { cause: Object.assign(new Error('x'), { code }) });
+
+  it.each([
+    ['ECONNREFUSED', 'connection_refused'],
+    ['ECONNRESET', 'connection_reset'],
+    ['ENOTFOUND', 'dns_failure'],
+    ['UND_ERR_CONNECT_TIMEOUT', 'timeout'],
+    ['DEPTH_ZERO_SELF_SIGNED_CERT', 'tls_error'],
+    ['ERR_TLS_CERT_ALTNAME_INVALID', 'tls_error'],
+    ['EWHATEVER', 'network_error'],
+  ])('names %s as %s', (code, expected) => {
+    expect(failureCode(fetchFailure(code))).toBe(expected);
+  });
+
+  it('names an AbortSignal.timeout as timeout', () => {
+    expect(failureCode(new DOMException('The operation was aborted due to timeout', 'TimeoutError'))).toBe('timeout');
+  });
+});
