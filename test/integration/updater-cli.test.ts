@@ -1,0 +1,77 @@
+// `cardvault updater run` and `updater status` through run(): a real run on a database of its own, with progress.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import request from 'supertest';
+import { run } from '../../src/cli';
+import { freshDatabase, type FreshDatabase } from '../support/fresh-database';
+import { buildHarness, sharedKeyFile, type Harness } from '../support/harness';
+import { bearer, cardBody } from '../support/http';
+import { newPan } from '../support/pans';
+
+jest.setTimeout(60_000);
+
+let fresh: FreshDatabase;
+let h: Harness;
+let dropDir: string;
+
+beforeAll(async () => {
+  fresh = await freshDatabase('cardvault_updater_cli');
+  h = await buildHarness({ db: fresh.db });
+  dropDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cardvault-cli-drop-'));
+});
+afterAll(async () => {
+  await h.close();
+  await fresh.drop();
+  fs.rmSync(dropDir, { recursive: true, force: true });
+});
+
+async function cardvault(...argv: string[]): Promise<{ code: number; out: string[]; err: string }> {
+  const env = { DATABASE_URL: fresh.url, LOCAL_KMS_KEY_FILE: sharedKeyFile, UPDATER_DROP_DIR: dropDir, UPDATER_APPLY_CHUNK: '7' };
+  const out: string[] = [];
+  let err = '';
+  const write = jest.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    err += chunk.toString();
+    return true;
+  });
+  try {
+    return { code: await run(argv, env, (line) => out.push(line)), out, err };
+  } finally {
+    write.mockRestore();
+  }
+}
+
+it('runs a tenant’s account updater with a progress bar, then reports the run by id', async () => {
+  const { tenant, keys } = await h.tenant(['merchant']);
+  const auth = bearer(keys.merchant!);
+  await request(h.app).put('/v1/account-updater/settings').set(auth).send({ networks: { visa: { merchant_id: 'M1' }, mastercard: { merchant_id: 'M2' } } }).expect(200);
+  for (let i = 0; i < 120; i++) {
+    const token = (await request(h.app).post('/v1/tokens').set(auth).send(cardBody(newPan(i % 2 ? '411111' : '555555')))).body.token;
+    await request(h.app).put(`/v1/tokens/${token}/account-updater`).set(auth).send({ enrolled: true }).expect(200);
+  }
+
+  const result = await cardvault('updater', 'run', '--tenant', tenant.name, '--scope', 'all');
+  expect(result.code).toBe(0);
+  const printed = JSON.parse(result.out[0]!);
+  expect(printed).toMatchObject({ state: 'completed', trigger: 'cli', scope: 'all', progress: { done: 120, total: 120 } });
+  // Not a terminal here: one line per tenth reached, ending at 100%.
+  const bars = result.err.split('\n').filter((line) => line.startsWith(`run ${printed.id.slice(0, 8)} [`));
+  expect(bars.length).toBeGreaterThanOrEqual(2);
+  expect(bars[bars.length - 1]).toContain('120/120  100%');
+
+  const status = await cardvault('updater', 'status', printed.id, '--tenant', tenant.name);
+  expect(status.code).toBe(0);
+  expect(JSON.parse(status.out[0]!)).toEqual(printed);
+  const started = await fresh.db.query<{ n: number }>(
+    "SELECT count(*)::int AS n FROM audit_events WHERE tenant_id = $1 AND event::jsonb ->> 'action' = 'updater.run.start' AND event::jsonb ->> 'principal' = 'cli'",
+    [tenant.id],
+  );
+  expect(started[0]!.n).toBe(1);
+});
+
+it('explains its usage mistakes with exit code 64', async () => {
+  expect((await cardvault('updater', 'run')).code).toBe(64);
+  expect((await cardvault('updater', 'run', '--tenant', 'x', '--scope', 'some')).code).toBe(64);
+  expect((await cardvault('updater', 'status', '--tenant', 'x')).code).toBe(64);
+  expect((await cardvault('worker', 'now')).code).toBe(64);
+});
