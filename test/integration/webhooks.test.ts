@@ -218,6 +218,19 @@ describe('webhook endpoints over HTTP', () => {
     expect((await createEndpoint(key, 'http://127.0.0.1:9/x')).url).toBe('http://127.0.0.1:9/x');
   });
 
+  it('refuses loopback, private and link-local hosts when https is required, and takes a public name', async () => {
+    const { key } = await merchant();
+    const principal = await h.parts.principals.authenticate(key);
+    const strict = new WebhookEndpoints({ store, crypto: createCardCrypto(h.parts.keyring), audit: h.parts.audit, options: { allowInsecureUrls: false } });
+    const internal = ['https://127.0.0.1/x', 'https://localhost/x', 'https://api.localhost/x', 'https://10.1.2.3/x', 'https://172.20.0.1/x',
+      'https://192.168.1.1/x', 'https://169.254.169.254/latest/meta-data', 'https://[::1]/x', 'https://[fd00::1]/x', 'https://[::ffff:10.0.0.1]/x'];
+    for (const url of internal) {
+      await expect(strict.createEndpoint(principal, SYSTEM_CONTEXT, { url })).rejects.toMatchObject({ code: 'invalid_field', pointer: '/url' });
+    }
+    const created = await strict.createEndpoint(principal, SYSTEM_CONTEXT, { url: 'https://hooks.shop.example/cardvault' });
+    expect(created.endpoint.url).toBe('https://hooks.shop.example/cardvault');
+  });
+
   it('refuses a key whose role does not grant webhooks with 403', async () => {
     const { tenant, keys } = await h.tenant(['payments']);
     const res = await request(h.app).post('/v1/webhook-endpoints').set(bearer(keys.payments!)).send({ url: 'https://hooks.example/x' });
