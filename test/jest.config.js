@@ -4,7 +4,7 @@ module.exports = {
   testEnvironment: 'node',
   // Transpile only: `npm run typecheck` checks types once for the whole tree.
   transform: { '^.+\\.ts$': ['ts-jest', { isolatedModules: true }] },
-  testMatch: ['<rootDir>/test/unit/**/*.test.ts', '<rootDir>/test/integration/**/*.test.ts', '<rootDir>/test/browser/**/*.test.ts'],
+  testMatch: ['<rootDir>/test/unit/**/*.test.ts', '<rootDir>/test/integration/**/*.test.ts', '<rootDir>/test/browser/**/*.test.ts', '<rootDir>/test/helm/**/*.test.ts'],
   globalSetup: '<rootDir>/test/support/global-setup.ts',
   testTimeout: 30000,
   maxWorkers: 2,
