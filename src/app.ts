@@ -20,6 +20,8 @@ import { serviceRoutes, type ReadinessCheck } from './http/service-routes';
 import { tokenizeHandler, tokenRoutes } from './http/tokens';
 import { hostedPageRoutes, type HostedPageDeps } from './hosted/http/hosted-page-routes';
 import type { Logger } from './log';
+import type { VaultMetrics } from './metrics/metrics';
+import { continueTrace, formatTraceparent } from './http/trace-context';
 import type { WebhookEndpoints } from './updater/webhooks/webhook-endpoints';
 import { webhookDeliveryRoutes, webhookEndpointRoutes } from './http/webhook-routes';
 import type { AccountUpdater } from './updater/account-updater';
@@ -46,6 +48,8 @@ export interface AppDeps {
   webhooks?: WebhookEndpoints;
   /** The account updater (/v1/account-updater, /v1/tokens/{token}/account-updater|refresh|updates); absent, not served. */
   updater?: AccountUpdater;
+  /** Counts and times each response by route template (served on METRICS_PORT, never here); absent, nothing is counted. */
+  metrics?: Pick<VaultMetrics, 'request'>;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{8,64}$/;
@@ -55,24 +59,34 @@ function newRequestId(): string {
   return randomUUID().replace(/-/g, '').replace(/[0-9]/g, (d) => 'ghijklmnop'[Number(d)]!);
 }
 
-function requestContext(log: Logger): RequestHandler {
+function requestContext(log: Logger, metrics: AppDeps['metrics']): RequestHandler {
   return (req, res, next) => {
     const incoming = req.get('X-Request-Id');
     // A caller's id is kept only if it cannot carry a card number: it is written to logs and the audit trail.
     const requestId = incoming && REQUEST_ID.test(incoming) && !/[0-9]{12}/.test(incoming) ? incoming : newRequestId();
     res.locals.requestId = requestId;
     res.setHeader('X-Request-Id', requestId);
+    // The caller's trace continued with a span of ours, or a new trace; the header echoed is rebuilt, never the raw one.
+    const trace = continueTrace(req.get('traceparent'), req.get('tracestate'));
+    res.locals.trace = trace;
+    res.setHeader('traceparent', formatTraceparent(trace));
     const started = process.hrtime.bigint();
     res.on('finish', () => {
       const principal = res.locals.principal;
+      // The route template, not the URL: paths carry tokens.
+      const route = req.route ? `${req.baseUrl}${req.route.path}` : 'unmatched';
+      const elapsedNs = Number(process.hrtime.bigint() - started);
+      metrics?.request(req.method, route, res.statusCode, elapsedNs / 1e9);
       log.info(
         {
           request_id: requestId,
+          trace_id: trace.traceId,
+          span_id: trace.spanId,
           method: req.method,
-          // The route template, not the URL: paths carry tokens.
-          route: req.route ? `${req.baseUrl}${req.route.path}` : 'unmatched',
+          route,
           status: res.statusCode,
-          duration_ms: Number(process.hrtime.bigint() - started) / 1e6,
+          // Whole nanoseconds over 1e6: at most 6 decimals, never a digit run the PAN scrubber would mask.
+          duration_ms: elapsedNs / 1e6,
           tenant: principal?.tenant.name,
           api_key_id: principal?.apiKeyId,
         },
@@ -94,7 +108,7 @@ export function createApp(deps: AppDeps): express.Express {
   app.set('etag', false);
   app.disable('x-powered-by');
 
-  app.use(requestContext(deps.log));
+  app.use(requestContext(deps.log, deps.metrics));
   app.use(
     helmet({
       contentSecurityPolicy: { useDefaults: false, directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },

@@ -3,7 +3,7 @@
 import { parseArgs } from 'node:util';
 import { verifyCommand } from './audit/verify-command';
 import { ConfigError, loadConfig, type Config } from './config';
-import { assembleVault, openDatabase, openKms } from './dependencies';
+import { assembleVault, openDatabase, openKms, watchKeyRotations } from './dependencies';
 import { createLogger } from './log';
 import { loadPolicies } from './policy/load-policies';
 import pino from 'pino';
@@ -11,7 +11,10 @@ import { migrateDown, migrateUp } from './store/migrate';
 import type { Db } from './store/db';
 import { assembleUpdater } from './updater/dependencies';
 import { runOnce, runStatus, runWorker } from './updater/updater-command';
-import { WEBHOOK_DELIVERY_INTERVAL_MS } from './main';
+import { ProgressBar } from './updater/progress-bar';
+import { addLocalKmsKey } from './crypto/local-kms';
+import { startMetrics, WEBHOOK_DELIVERY_INTERVAL_MS } from './main';
+import { createMetrics } from './metrics/metrics';
 
 const USAGE = `usage: cardvault <command>
 
@@ -29,6 +32,12 @@ const USAGE = `usage: cardvault <command>
                                           issue an API key; the secret is printed once
   keys list --tenant NAME                 list a tenant's keys (ids, roles, state; never secrets)
   keys revoke KEY_ID                      revoke a key (other instances drop it within API_KEY_CACHE_SECONDS)
+  keys rotate [--kms-key-id ID] [--reencrypt-cards] [--batch-size N]
+                                          rotate the KMS key: new data keys under ID at once (every instance
+                                          within 5 s), every wrapped key re-wrapped with ReEncrypt, and with
+                                          --reencrypt-cards every card sealed again under a new data key.
+                                          Resumable: run it again to finish an interrupted rotation. Local key
+                                          file: without --kms-key-id a new key is added to the file
   audit verify EXPORT --jwks FILE_OR_URL  check an audit export offline; exit 0 only if every check holds
   encryption-key rotate [--overlap-hours H]
                                           new client-side encryption key: published now, offered to clients
@@ -56,6 +65,7 @@ export async function run(argv: string[], env = process.env, out: Out = (l) => p
     if (command === 'migrate') return await withDb(config, (db) => migrate(db, [sub, ...rest].filter(Boolean) as string[], out));
     if (command === 'tenants' && sub === 'create') return await tenants(config, rest, out);
     if (command === 'keys' && (sub === 'create' || sub === 'list' || sub === 'revoke')) return await keys(config, sub, rest, out);
+    if (command === 'keys' && sub === 'rotate') return await rotateKeys(config, rest, out);
     if (command === 'audit' && sub === 'rotate-key') return await rotateSigningKey(config, rest, out);
     if (command === 'encryption-key' && sub === 'rotate') return await rotateEncryptionKey(config, rest, out);
     if (command === 'encryption-key' && sub === 'retire') return await retireEncryptionKey(config, rest, out);
@@ -140,12 +150,15 @@ async function migrate(db: Db, args: string[], out: Out): Promise<number> {
   return 0;
 }
 
-async function openVault(config: Config, db: Db, level: 'warn' | 'info' = 'warn') {
+async function openVault(config: Config, db: Db) {
   const policies = loadPolicies(config.policiesDir);
   const kms = await openKms(config);
-  // Operator commands log warnings only, to stderr; their stdout is the command's JSON output. The worker logs as the server does.
-  const log = level === 'info' ? createLogger({ level: config.logLevel }) : createLogger({ level, destination: pino.destination(2) });
-  return { ...assembleVault({ db, kms, policies, config, log }), log };
+  // Operator commands log warnings only, to stderr; their stdout is the command's JSON output.
+  const log = createLogger({ level: 'warn', destination: pino.destination(2) });
+  const parts = assembleVault({ db, kms, policies, config, log });
+  // Keys a command creates (a tenant's fingerprint key, a signing key) go under the KMS key of the latest rotation.
+  await parts.keyRotation.sync();
+  return { ...parts, log };
 }
 
 function openUpdater(config: Config, db: Db, vault: Awaited<ReturnType<typeof openVault>>) {
@@ -155,14 +168,23 @@ function openUpdater(config: Config, db: Db, vault: Awaited<ReturnType<typeof op
 async function worker(config: Config, args: string[]): Promise<number> {
   if (args.length > 0) throw new UsageError('worker takes no arguments');
   return withDb(config, async (db) => {
-    const vault = await openVault(config, db, 'info');
-    const parts = openUpdater(config, db, vault);
+    // As openVault and openUpdater, with the worker's own metrics wired in: its KMS calls, audit commits, updater
+    // outcomes and webhook deliveries are scraped from METRICS_PORT here, as the API's are from the server.
+    const log = createLogger({ level: config.logLevel });
+    const metrics = config.metrics ? createMetrics() : undefined;
+    const kms = await openKms(config, metrics);
+    const vault = assembleVault({ db, kms, policies: loadPolicies(config.policiesDir), config, log, metrics });
+    const parts = assembleUpdater({ db, keyring: vault.keyring, tenants: vault.tenants, audit: vault.audit, log, options: config.updater, metrics });
+    const stopWatchingRotations = await watchKeyRotations(vault.keyRotation, log);
+    const metricsServer = await startMetrics(config, log, metrics);
     vault.webhookDeliverer.start(WEBHOOK_DELIVERY_INTERVAL_MS);
     try {
-      await runWorker(parts.worker, vault.log);
+      await runWorker(parts.worker, log);
     } finally {
+      stopWatchingRotations();
       await vault.webhookDeliverer.stop();
       await vault.audit.flush();
+      await metricsServer?.stop();
     }
     return 0;
   });
@@ -187,6 +209,34 @@ async function updater(config: Config, sub: 'run' | 'status', args: string[], ou
     try {
       if (sub === 'status') return await runStatus(parts.store, tenant.id, positionals[0]!, out);
       return await runOnce({ ...parts, audit: vault.audit }, tenant, { scope, wait: values.wait ?? false }, out, process.stderr);
+    } finally {
+      await vault.audit.flush();
+    }
+  });
+}
+
+async function rotateKeys(config: Config, args: string[], out: Out): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    options: { 'kms-key-id': { type: 'string' }, 'reencrypt-cards': { type: 'boolean' }, 'batch-size': { type: 'string' } },
+  });
+  const batchSize = Number(values['batch-size'] ?? '200');
+  if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 10_000) throw new UsageError('--batch-size takes 1 to 10000');
+  return withDb(config, async (db) => {
+    const vault = await openVault(config, db);
+    const open = await vault.keyRotation.store.latest();
+    let keyId = values['kms-key-id'] ?? (open && open.state !== 'completed' ? open.kmsKeyId : undefined);
+    if (!keyId && config.kms.provider === 'aws') throw new UsageError('keys rotate needs --kms-key-id with KMS_PROVIDER=aws');
+    keyId ??= await addLocalKmsKey((config.kms as { keyFile: string }).keyFile);
+    const bars = { rewrap: new ProgressBar(process.stderr, 're-wrap keys'), reencrypt: new ProgressBar(process.stderr, 're-seal cards') };
+    const rotator = vault.keyRotation.rotator(batchSize, ({ phase, done, total }) => bars[phase].update(done, total));
+    try {
+      const done = await rotator.rotate(keyId, { reencryptCards: values['reencrypt-cards'] ?? false }, () => vault.keyRotation.sync());
+      bars.rewrap.finish();
+      bars.reencrypt.finish();
+      out(JSON.stringify({ generation: done.generation, kms_key_id: done.kmsKeyId, state: done.state, rewrapped: done.rewrapped, reencrypted: done.reencrypted }));
+      return 0;
     } finally {
       await vault.audit.flush();
     }

@@ -36,6 +36,8 @@ export interface Config {
   migrateOnStart: boolean;
   /** `npm start`'s demo merchant checkout (src/hosted/demo.ts) on this port; undefined: off, always in production. */
   demoPort: number | undefined;
+  /** GET /metrics (Prometheus) on a listener of its own, never the API's; undefined: off (METRICS_PORT=off). */
+  metrics: { host: string; port: number } | undefined;
   /** allowInsecureUrls: webhook endpoints may be plain http:// (WEBHOOK_ALLOW_HTTP); never in production. */
   webhooks: { allowInsecureUrls: boolean };
   /** The account updater (src/updater/): where its worker runs, how it reaches the networks, how it paces itself. */
@@ -75,6 +77,11 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Readonl
   const rateLimits = read.oneOf('RATE_LIMITS', ['on', 'off'] as const, 'on') === 'on';
   const demoPortSetting = read.optional('DEMO_PORT');
   const demoPort = demoPortSetting === 'off' ? undefined : read.integer('DEMO_PORT', 8081, 0, 65535);
+  const apiPort = read.integer('PORT', 8080, 0, 65535);
+  const metricsPort = read.optional('METRICS_PORT') === 'off' ? undefined : read.integer('METRICS_PORT', 9464, 0, 65535);
+  if (metricsPort !== undefined && metricsPort !== 0 && metricsPort === apiPort) {
+    problems.push('METRICS_PORT must differ from PORT: metrics are never served on the API port');
+  }
   const updaterNetwork = read.oneOf('UPDATER_NETWORK', ['simulator', 'file-drop'] as const, nodeEnv === 'production' ? 'file-drop' : 'simulator');
   const webhookAllowHttp = read.oneOf('WEBHOOK_ALLOW_HTTP', ['on', 'off'] as const, nodeEnv === 'production' ? 'off' : 'on') === 'on';
 
@@ -118,7 +125,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Readonl
   const config: Config = {
     env: nodeEnv,
     host: read.string('HOST', '0.0.0.0'),
-    port: read.integer('PORT', 8080, 0, 65535),
+    port: apiPort,
     logLevel: read.oneOf('LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info'),
     dataDir,
     database,
@@ -139,6 +146,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Readonl
     devCredentials: nodeEnv !== 'production',
     migrateOnStart: read.boolean('MIGRATE_ON_START', nodeEnv !== 'production'),
     demoPort: nodeEnv === 'production' ? undefined : demoPort,
+    metrics: metricsPort === undefined ? undefined : { host: read.string('METRICS_HOST', '0.0.0.0'), port: metricsPort },
     cvcTtlSeconds: read.integer('CVC_TTL_SECONDS', 600, 60, 3600),
     audit: {
       origin: read.string('AUDIT_ORIGIN', 'cardvault'),

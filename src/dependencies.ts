@@ -37,13 +37,22 @@ import { PgWebhookStore } from './store/webhook-store';
 import { WebhookDeliverer } from './updater/webhooks/deliverer';
 import { WebhookEndpoints } from './updater/webhooks/webhook-endpoints';
 import { assembleUpdater, type UpdaterParts } from './updater/dependencies';
+import { createMetrics, type VaultMetrics } from './metrics/metrics';
+import { instrumentKms } from './metrics/instrumented-kms';
+import { ActiveKeyKms } from './crypto/active-kms';
+import { KeyRotator, type KeyRotatorDeps } from './crypto/key-rotation';
+import { PgKeyRotationStore } from './store/key-rotation-store';
+
+/** How often an instance looks for a new KMS key rotation: new writes move to the new key within this time. */
+const KEY_ROTATION_POLL_MS = 5000;
 
 export interface Runtime extends VaultParts {
   /** Synchronous commits: audit log, checkpoints, signing keys, migrations, readiness. */
   db: Db;
   /** Asynchronous commits, made durable by the audit commit that precedes every acknowledgement. */
   cardDb: Db;
-  kms: Kms;
+  /** The configured KMS behind the rotation-aware wrapper (assembleVault's `kms`). */
+  kms: ActiveKeyKms;
   policies: Policies;
   redis: RedisHandle | undefined;
   /** Undefined when RATE_LIMITS=off (the bench); pass to createApp. */
@@ -51,6 +60,8 @@ export interface Runtime extends VaultParts {
   readiness: ReadinessCheck;
   /** The account updater: its use cases for the API, and the worker main.ts or `cardvault worker` runs. */
   updater: UpdaterParts;
+  /** The process's metrics, for createApp and the METRICS_PORT listener; undefined when METRICS_PORT=off. */
+  metrics: VaultMetrics | undefined;
   close(): Promise<void>;
 }
 
@@ -89,12 +100,17 @@ export function assembleVault(options: {
   log: Logger;
   /** `webhooks` absent: https:// endpoints only. */
   config: Pick<Config, 'apiKeyCacheSeconds' | 'idempotencyTtlSeconds' | 'dataKeys' | 'audit'> & Partial<Pick<Config, 'webhooks'>>;
+  /** Audit commits, data-key cache lookups and webhook deliveries are counted here; absent, nothing is. */
+  metrics?: VaultMetrics;
 }) {
-  const { db, kms, policies, config, log } = options;
+  const { db, policies, config, log } = options;
+  // New data keys go under the KMS key the latest rotation made active; keyRotation.sync() keeps it current.
+  const kms = new ActiveKeyKms(options.kms);
   const cardDb = options.cardDb ?? db;
   const tenants = new PgTenantStore(cardDb);
   const auditStore = new PgAuditStore(db);
-  const audit = new AuditLog(auditStore, systemClock, log);
+  const metrics = options.metrics;
+  const audit = new AuditLog(auditStore, systemClock, log, metrics?.auditCommitted);
   const signer = new CheckpointSigner(kms, new PgSigningKeyStore(db), systemClock, audit);
   const clientEncryption = new ClientEncryptionKeys(kms, new PgEncryptionKeyStore(db), systemClock, audit);
   const checkpointer = new Checkpointer(
@@ -110,6 +126,7 @@ export function assembleVault(options: {
     { maxAgeMs: config.dataKeys.maxAgeSeconds * 1000, maxUses: config.dataKeys.maxUses, maxEntries: config.dataKeys.cacheEntries },
     Date.now,
     audit,
+    metrics?.dataKeyLookup,
   );
   const principals = new Principals({ tenants, audit, kms, policies, apiKeys: apiKeyCodec, cacheMs: config.apiKeyCacheSeconds * 1000 });
   const crypto = createCardCrypto(keyring);
@@ -140,14 +157,40 @@ export function assembleVault(options: {
     options: { allowInsecureUrls: config.webhooks?.allowInsecureUrls ?? false },
   });
   // Runs beside the account-updater worker (main.ts in-process, or `cardvault worker`); claims are leased, SKIP LOCKED.
-  const webhookDeliverer = new WebhookDeliverer({ store: webhookStore, crypto, log });
-  return { keyring, principals, vault, tenants, audit, auditStore, signer, clientEncryption, checkpointer, auditService, clientSessions, webhooks, webhookDeliverer };
+  const webhookDeliverer = new WebhookDeliverer({ store: webhookStore, crypto, log, onDelivery: metrics?.webhookDelivery });
+  const keyRotationStore = new PgKeyRotationStore(db);
+  const keyRotation = {
+    store: keyRotationStore,
+    /** Picks up a rotation made by `cardvault keys rotate` anywhere: the new KMS key, and fresh sealing keys. */
+    async sync(): Promise<void> {
+      const latest = await keyRotationStore.latest();
+      kms.setActiveKey(latest?.kmsKeyId);
+      keyring.useGeneration(latest?.generation ?? 0);
+    },
+    rotator: (batchSize: number, onProgress?: KeyRotatorDeps['onProgress']) =>
+      new KeyRotator({ kms, store: keyRotationStore, crypto, audit, batchSize, onProgress }),
+  };
+  return { keyring, principals, vault, tenants, audit, auditStore, signer, clientEncryption, checkpointer, auditService, clientSessions, webhooks, webhookDeliverer, keyRotation, kms };
+}
+
+/**
+ * Applies the latest KMS key rotation now, then checks for a newer one every 5 s, so new writes in this process
+ * move to a new KMS key within that time of `cardvault keys rotate`. Returns the function that stops watching.
+ */
+export async function watchKeyRotations(rotation: VaultParts['keyRotation'], log: Logger): Promise<() => void> {
+  await rotation.sync();
+  const poll = setInterval(() => {
+    rotation.sync().catch((err) => log.warn({ err }, 'could not check for a key rotation'));
+  }, KEY_ROTATION_POLL_MS);
+  poll.unref();
+  return () => clearInterval(poll);
 }
 
 export async function openRuntime(config: Config, log: Logger): Promise<Runtime> {
   const policies = loadPolicies(config.policiesDir);
   log.info({ roles: [...policies.keys()] }, 'policies loaded');
-  const kms = await openKms(config);
+  const metrics = config.metrics ? createMetrics() : undefined;
+  const kms = await openKms(config, metrics);
   const db = await openDatabase(config);
   try {
     if (config.migrateOnStart) {
@@ -168,23 +211,25 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
   const cardDb = openCardDatabase(config, db);
   // With Redis, every instance sees the CVC; without it (the embedded default) one process holds it.
   const cvcStore = config.redisUrl ? new RedisCvcStore(config.redisUrl) : new MemoryCvcStore();
-  const parts = assembleVault({ db, cardDb, kms, policies, config, log, cvc: { store: cvcStore, ttlSeconds: config.cvcTtlSeconds } });
+  const parts = assembleVault({ db, cardDb, kms, policies, config, log, metrics, cvc: { store: cvcStore, ttlSeconds: config.cvcTtlSeconds } });
+  const stopWatchingRotations = await watchKeyRotations(parts.keyRotation, log);
   await parts.signer.ensureKey();
   await parts.clientEncryption.ensureKey();
-  const updater = assembleUpdater({ db, keyring: parts.keyring, tenants: parts.tenants, audit: parts.audit, log, options: config.updater });
+  const updater = assembleUpdater({ db, keyring: parts.keyring, tenants: parts.tenants, audit: parts.audit, log, options: config.updater, metrics });
   await parts.audit.record({ tenantId: null, principal: 'system', action: 'policy.load', outcome: 'success', details: { roles: [...policies.keys()] } });
 
   return {
     db,
     cardDb,
-    kms,
     policies,
     redis,
-    rateLimits: rateLimitStore && rateLimiters({ stores: rateLimitStore, log }),
+    rateLimits: rateLimitStore && rateLimiters({ stores: rateLimitStore, log, onReject: metrics?.rateLimitRejection }),
     readiness: readinessCheck({ db, redis, rateLimitStore }),
     ...parts,
     updater,
+    metrics,
     async close() {
+      stopWatchingRotations();
       await updater.worker.stop();
       await parts.checkpointer.stop();
       await parts.webhookDeliverer.stop();
@@ -217,8 +262,13 @@ export function readinessCheck(deps: {
   };
 }
 
-export async function openKms(config: Config): Promise<Kms> {
-  const kms = config.kms;
+/** The configured KMS; with `metrics`, every call is counted and timed (metrics/instrumented-kms.ts). */
+export async function openKms(config: Config, metrics?: Pick<VaultMetrics, 'kmsCall'>): Promise<Kms> {
+  const kms = await openProviderKms(config.kms);
+  return metrics ? instrumentKms(kms, metrics) : kms;
+}
+
+async function openProviderKms(kms: Config['kms']): Promise<Kms> {
   if (kms.provider === 'aws') {
     // Loaded only when used: the SDK is large and the embedded default never needs it.
     const { createAwsKms } = await import('./crypto/aws-kms');

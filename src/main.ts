@@ -9,12 +9,21 @@ import { purgeExpiredIdempotencyKeys } from './store/card-store';
 import { loadHostedAssets } from './hosted/assets';
 import { demoMerchantKey, startDemo } from './hosted/demo';
 import { assembleHosted } from './hosted/dependencies';
+import { serveMetrics, type MetricsServer } from './metrics/metrics-server';
+import type { VaultMetrics } from './metrics/metrics';
 
 const PURGE_INTERVAL_MS = 10 * 60 * 1000;
 const SHUTDOWN_GRACE_MS = 10_000;
 export const WEBHOOK_DELIVERY_INTERVAL_MS = 5_000;
 
-export async function startVault(config: Config, log: Logger): Promise<{ server: Server; stop: () => Promise<void> }> {
+export interface RunningVault {
+  server: Server;
+  /** GET /metrics on METRICS_PORT; undefined when off or when the port could not be bound. */
+  metricsServer: MetricsServer | undefined;
+  stop: () => Promise<void>;
+}
+
+export async function startVault(config: Config, log: Logger): Promise<RunningVault> {
   const runtime = await openRuntime(config, log);
   try {
     return await serve(config, log, runtime);
@@ -24,7 +33,7 @@ export async function startVault(config: Config, log: Logger): Promise<{ server:
   }
 }
 
-async function serve(config: Config, log: Logger, runtime: Runtime): Promise<{ server: Server; stop: () => Promise<void> }> {
+async function serve(config: Config, log: Logger, runtime: Runtime): Promise<RunningVault> {
   if (config.devCredentials) {
     await createDevCredentials({ dataDir: config.dataDir, principals: runtime.principals, tenants: runtime.tenants, policies: runtime.policies, log });
   }
@@ -43,6 +52,7 @@ async function serve(config: Config, log: Logger, runtime: Runtime): Promise<{ s
     hostedPage: assembleHosted({ db: runtime.db, signer: runtime.signer }),
     webhooks: runtime.webhooks,
     updater: runtime.updater.updater,
+    metrics: runtime.metrics,
   });
   const purge = setInterval(() => {
     purgeExpiredIdempotencyKeys(runtime.db).catch((err) => log.warn({ err }, 'idempotency purge failed'));
@@ -66,6 +76,7 @@ async function serve(config: Config, log: Logger, runtime: Runtime): Promise<{ s
   const port = typeof address === 'object' && address ? address.port : config.port;
   log.info({ port, database: runtime.db.kind, kms: runtime.kms.provider }, `cardvault listening on http://localhost:${port}`);
   await runtime.audit.record({ tenantId: null, principal: 'system', action: 'service.start', outcome: 'success', details: { pid: process.pid, port } });
+  const metricsServer = await startMetrics(config, log, runtime.metrics);
 
   let stopping: Promise<void> | undefined;
   const stop = () =>
@@ -84,9 +95,26 @@ async function serve(config: Config, log: Logger, runtime: Runtime): Promise<{ s
       // The last checkpoint covers everything this instance wrote.
       await runtime.checkpointer.checkpointNow().catch((err) => log.warn({ err }, 'final checkpoint failed'));
       await runtime.close();
+      await metricsServer?.stop();
       log.info('cardvault stopped');
     })());
-  return { server, stop };
+  return { server, metricsServer, stop };
+}
+
+/**
+ * The METRICS_PORT listener, for the API process and `cardvault worker` alike. A port that cannot be bound costs
+ * the metrics, not the vault: the error is logged and the scrape target shows down.
+ */
+export async function startMetrics(config: Config, log: Logger, metrics: VaultMetrics | undefined): Promise<MetricsServer | undefined> {
+  if (!config.metrics || !metrics) return undefined;
+  try {
+    const served = await serveMetrics({ registry: metrics.registry, host: config.metrics.host, port: config.metrics.port, log });
+    log.info({ metrics_port: served.port }, `metrics on http://${config.metrics.host}:${served.port}/metrics`);
+    return served;
+  } catch (err) {
+    log.error({ err, metrics_port: config.metrics.port }, 'metrics not served: the port could not be bound');
+    return undefined;
+  }
 }
 
 export async function main(): Promise<void> {

@@ -13,6 +13,8 @@ const MAX_BATCH = 500;
 interface Pending {
   input: AuditInput;
   time: Date;
+  /** Monotonic, for the observer: the clock can be a test's. */
+  queuedAt: bigint;
   resolve: () => void;
   reject: (err: unknown) => void;
 }
@@ -25,11 +27,13 @@ export class AuditLog implements AuditTrail {
     private readonly store: PgAuditStore,
     private readonly clock: Clock,
     private readonly log: Logger,
+    /** Told of each committed batch (metrics): how long each event waited from record() to its commit, in seconds. */
+    private readonly onCommit?: (waitSeconds: readonly number[]) => void,
   ) {}
 
   record(input: AuditInput): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      this.#queue.push({ input, time: this.clock.now(), resolve, reject });
+      this.#queue.push({ input, time: this.clock.now(), queuedAt: process.hrtime.bigint(), resolve, reject });
       // While one batch commits, the next one gathers: that is the whole group-commit mechanism.
       this.#flushing ??= this.drain().finally(() => {
         this.#flushing = undefined;
@@ -53,6 +57,10 @@ export class AuditLog implements AuditTrail {
           return seal(head, batch);
         });
         for (const pending of batch) pending.resolve();
+        if (this.onCommit) {
+          const committedAt = process.hrtime.bigint();
+          this.onCommit(batch.map((pending) => Number(committedAt - pending.queuedAt) / 1e9));
+        }
       } catch (err) {
         // A failure before the lock (no connection) leaves the batch untaken: fail what is queued now.
         if (batch.length === 0) batch = this.#queue.splice(0, MAX_BATCH);

@@ -4,6 +4,7 @@ import {
   GenerateDataKeyCommand,
   KMSClient,
   ReEncryptCommand,
+  DescribeKeyCommand,
   type KMSClientConfig,
 } from '@aws-sdk/client-kms';
 import type { DataKey, KeyContext, Kms, WrappedKey } from '../domain/ports';
@@ -54,11 +55,11 @@ export function createAwsKms(options: AwsKmsOptions): Kms {
   return {
     provider: 'aws',
 
-    async generateDataKey(context: KeyContext): Promise<DataKey> {
+    async generateDataKey(context: KeyContext, keyId = options.keyId): Promise<DataKey> {
       const out = await client
         .send(
           new GenerateDataKeyCommand({
-            KeyId: options.keyId,
+            KeyId: keyId,
             KeySpec: 'AES_256',
             EncryptionContext: encryptionContext(context),
           }),
@@ -99,6 +100,12 @@ export function createAwsKms(options: AwsKmsOptions): Kms {
         .catch(translate('a data key could not be re-wrapped'));
       if (!out.CiphertextBlob || !out.KeyId) throw incomplete();
       return { kmsKeyId: out.KeyId, ciphertext: asBuffer(out.CiphertextBlob) };
+    },
+
+    async resolveKeyId(keyId: string): Promise<string> {
+      const out = await client.send(new DescribeKeyCommand({ KeyId: keyId })).catch(translate('the KMS key could not be described'));
+      if (!out.KeyMetadata?.Arn || out.KeyMetadata.KeyState !== 'Enabled') throw new VaultError('kms_unavailable', 'the KMS key is not enabled');
+      return out.KeyMetadata.Arn;
     },
   };
 }

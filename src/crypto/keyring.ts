@@ -12,6 +12,8 @@ export class Keyring {
   readonly #current: KeyCache;
   readonly #currentIds = new Map<string, string>();
   readonly #inflight = new Map<string, Promise<Buffer>>();
+  /** The key-rotation generation the current sealing keys belong to (see useGeneration). */
+  #generation = 0;
 
   constructor(
     private readonly kms: Kms,
@@ -19,6 +21,8 @@ export class Keyring {
     limits: KeyCacheLimits,
     now: () => number = Date.now,
     private readonly audit?: AuditTrail,
+    /** Told whether each opening or fingerprint key was cached (metrics); never given a key or an id. */
+    private readonly onLookup?: (hit: boolean) => void,
   ) {
     this.#cache = new KeyCache(limits, now);
     this.#current = new KeyCache(limits, now);
@@ -52,6 +56,7 @@ export class Keyring {
     // Cached and in-flight keys are addressed by tenant too: another tenant's key is never handed out.
     const id = openingId(tenantId, dataKeyId);
     const cached = this.#cache.use(id);
+    this.onLookup?.(cached !== undefined);
     if (cached) return cached;
     return this.singleFlight(id, async () => {
       const stored = await this.store.findDataKey(dataKeyId);
@@ -65,12 +70,24 @@ export class Keyring {
   async fingerprintKey(tenant: Tenant): Promise<Buffer> {
     const id = `fp:${tenant.id}`;
     const cached = this.#cache.use(id);
+    this.onLookup?.(cached !== undefined);
     if (cached) return cached;
     return this.singleFlight(id, async () => {
       const key = await this.kms.decryptDataKey(tenant.fingerprintKey, { tenantId: tenant.id, purpose: 'fingerprint' });
       this.#cache.put(id, key);
       return key;
     });
+  }
+
+  /**
+   * A KMS key rotation (`cardvault keys rotate`) bumps the generation: every tenant's next seal then takes a new
+   * data key, wrapped under the new KMS key. Keys for opening stay cached; they still open what they sealed.
+   */
+  useGeneration(generation: number): void {
+    if (generation === this.#generation) return;
+    this.#generation = generation;
+    for (const tenantId of this.#currentIds.keys()) this.#current.delete(tenantId);
+    this.#currentIds.clear();
   }
 
   stats(): { hits: number; misses: number; size: number } {

@@ -1,6 +1,6 @@
 // The file-backed KMS for development and single-node installs: owns the master key file and the wrap format.
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
-import { mkdir, open } from 'node:fs/promises';
+import { mkdir, open, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { DataKey, KeyContext, Kms, WrappedKey } from '../domain/ports';
 import { VaultError } from '../errors';
@@ -14,44 +14,93 @@ const WRAPPED_BYTES = 1 + IV_BYTES + TAG_BYTES + KEY_BYTES;
 // An empty file may be another process's between its 'wx' open and its write; give that writer this long.
 const CONCURRENT_WRITER_GRACE_MS = 1000;
 
+/**
+ * The key file holds one or more 256-bit master keys, oldest first (`cardvault keys rotate` appends one). Each is
+ * named `local:<first 16 hex of its SHA-256>`. A key id this process has not seen makes it read the file again,
+ * so a key added by a rotation elsewhere is picked up without a restart.
+ */
 export async function openLocalKms(options: { keyFile: string }): Promise<Kms> {
-  const masterKey = await loadOrCreateMasterKey(options.keyFile);
-  const kmsKeyId = `local:${createHash('sha256').update(masterKey).digest('hex').slice(0, 16)}`;
+  let keys = indexKeys(await loadOrCreateMasterKeys(options.keyFile));
+  const defaultKeyId = keys.keys().next().value as string;
 
-  function unwrap(wrapped: WrappedKey, context: KeyContext): Buffer {
-    if (wrapped.kmsKeyId !== kmsKeyId) throw unwrapFailure();
+  async function masterKey(kmsKeyId: string): Promise<Buffer | undefined> {
+    if (!keys.has(kmsKeyId) && /^local:[0-9a-f]{16}$/.test(kmsKeyId)) keys = indexKeys(await readMasterKeys(options.keyFile));
+    return keys.get(kmsKeyId);
+  }
+
+  async function unwrap(wrapped: WrappedKey, context: KeyContext): Promise<Buffer> {
+    const key = await masterKey(wrapped.kmsKeyId);
+    if (!key) throw unwrapFailure();
     try {
-      return openWrapped(masterKey, wrapped.ciphertext, additionalData(kmsKeyId, context));
+      return openWrapped(key, wrapped.ciphertext, additionalData(wrapped.kmsKeyId, context));
     } catch {
       throw unwrapFailure();
     }
   }
 
+  async function wrappingKey(keyId: string): Promise<Buffer> {
+    const key = await masterKey(keyId);
+    if (!key) throw new VaultError('internal_error', 'the local key file holds no key with this id');
+    return key;
+  }
+
   return {
     provider: 'local',
 
-    async generateDataKey(context: KeyContext): Promise<DataKey> {
+    async generateDataKey(context: KeyContext, keyId = defaultKeyId): Promise<DataKey> {
+      const key = await wrappingKey(keyId);
       const plaintext = randomBytes(KEY_BYTES);
-      const ciphertext = seal(masterKey, plaintext, additionalData(kmsKeyId, context));
-      return { plaintext, wrapped: { kmsKeyId, ciphertext } };
+      const ciphertext = seal(key, plaintext, additionalData(keyId, context));
+      return { plaintext, wrapped: { kmsKeyId: keyId, ciphertext } };
     },
 
     async decryptDataKey(wrapped: WrappedKey, context: KeyContext): Promise<Buffer> {
       return unwrap(wrapped, context);
     },
 
+    /** A file cannot re-wrap without seeing the key, as AWS KMS can: the plaintext is in this process for an instant. */
     async reEncrypt(wrapped: WrappedKey, context: KeyContext, destinationKeyId: string): Promise<WrappedKey> {
-      if (destinationKeyId !== kmsKeyId) {
-        throw new VaultError('internal_error', 'the local KMS holds a single key; there is no other to re-wrap under');
-      }
-      const plaintext = unwrap(wrapped, context);
+      const destination = await wrappingKey(destinationKeyId);
+      const plaintext = await unwrap(wrapped, context);
       try {
-        return { kmsKeyId, ciphertext: seal(masterKey, plaintext, additionalData(kmsKeyId, context)) };
+        return { kmsKeyId: destinationKeyId, ciphertext: seal(destination, plaintext, additionalData(destinationKeyId, context)) };
       } finally {
         plaintext.fill(0);
       }
     },
+
+    async resolveKeyId(keyId: string): Promise<string> {
+      await wrappingKey(keyId);
+      return keyId;
+    },
   };
+}
+
+function localKeyId(key: Buffer): string {
+  return `local:${createHash('sha256').update(key).digest('hex').slice(0, 16)}`;
+}
+
+function indexKeys(masterKeys: Buffer[]): Map<string, Buffer> {
+  return new Map(masterKeys.map((key) => [localKeyId(key), key]));
+}
+
+/**
+ * Appends a new master key to the file (written whole to a temporary file, synced and renamed over it, 0600) and
+ * returns its id. The earlier keys stay: they still unwrap what they wrapped until a rotation re-wraps it.
+ */
+export async function addLocalKmsKey(keyFile: string): Promise<string> {
+  const existing = await readMasterKeys(keyFile);
+  const added = randomBytes(KEY_BYTES);
+  const temp = `${keyFile}.${randomBytes(6).toString('hex')}.tmp`;
+  const handle = await open(temp, 'wx', 0o600);
+  try {
+    await handle.writeFile(Buffer.concat([...existing, added]));
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await rename(temp, keyFile);
+  return localKeyId(added);
 }
 
 /** The same words for every cause, so a caller cannot tell a wrong tenant from a corrupted blob. */
@@ -92,9 +141,9 @@ function openWrapped(masterKey: Buffer, wrapped: Buffer, aad: Buffer): Buffer {
   return plaintext;
 }
 
-async function loadOrCreateMasterKey(keyFile: string): Promise<Buffer> {
+async function loadOrCreateMasterKeys(keyFile: string): Promise<Buffer[]> {
   try {
-    return await readMasterKey(keyFile);
+    return await readMasterKeys(keyFile);
   } catch (err) {
     if (errorCode(err) !== 'ENOENT') throw err;
   }
@@ -106,7 +155,7 @@ async function loadOrCreateMasterKey(keyFile: string): Promise<Buffer> {
     handle = await open(keyFile, 'wx', 0o600);
   } catch (err) {
     masterKey.fill(0);
-    if (errorCode(err) === 'EEXIST') return readMasterKey(keyFile);
+    if (errorCode(err) === 'EEXIST') return readMasterKeys(keyFile);
     throw err;
   }
   try {
@@ -115,11 +164,11 @@ async function loadOrCreateMasterKey(keyFile: string): Promise<Buffer> {
   } finally {
     await handle.close();
   }
-  return masterKey;
+  return [masterKey];
 }
 
 /** Reads through one file handle so the checks and the read see the same file. */
-async function readMasterKey(keyFile: string): Promise<Buffer> {
+async function readMasterKeys(keyFile: string): Promise<Buffer[]> {
   const handle = await open(keyFile, 'r');
   try {
     const deadline = Date.now() + CONCURRENT_WRITER_GRACE_MS;
@@ -132,13 +181,13 @@ async function readMasterKey(keyFile: string): Promise<Buffer> {
     if ((info.mode & 0o077) !== 0) {
       throw new Error(`The KMS key file ${keyFile} is accessible to group or others; chmod 600 it`);
     }
-    if (info.size !== KEY_BYTES) {
-      throw new Error(`The KMS key file ${keyFile} is not ${KEY_BYTES} bytes long`);
+    if (info.size === 0 || info.size % KEY_BYTES !== 0) {
+      throw new Error(`The KMS key file ${keyFile} is not a whole number of ${KEY_BYTES}-byte keys`);
     }
-    const masterKey = Buffer.alloc(KEY_BYTES);
-    const { bytesRead } = await handle.read(masterKey, 0, KEY_BYTES, 0);
-    if (bytesRead !== KEY_BYTES) throw new Error(`The KMS key file ${keyFile} could not be read in full`);
-    return masterKey;
+    const all = Buffer.alloc(info.size);
+    const { bytesRead } = await handle.read(all, 0, info.size, 0);
+    if (bytesRead !== info.size) throw new Error(`The KMS key file ${keyFile} could not be read in full`);
+    return Array.from({ length: info.size / KEY_BYTES }, (_, i) => all.subarray(i * KEY_BYTES, (i + 1) * KEY_BYTES));
   } finally {
     await handle.close();
   }

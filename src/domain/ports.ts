@@ -24,10 +24,13 @@ export interface DataKey {
 
 export interface Kms {
   readonly provider: 'local' | 'aws';
-  generateDataKey(context: KeyContext): Promise<DataKey>;
+  /** Under `keyId` when given (a rotation's new key), else the configured one. */
+  generateDataKey(context: KeyContext, keyId?: string): Promise<DataKey>;
   decryptDataKey(wrapped: WrappedKey, context: KeyContext): Promise<Buffer>;
   /** Re-wraps under another KMS key without the plaintext entering the vault (aws: ReEncrypt). */
   reEncrypt(wrapped: WrappedKey, context: KeyContext, destinationKeyId: string): Promise<WrappedKey>;
+  /** The canonical id (aws: the ARN) of a key named by id, ARN or alias; fails if the KMS has no such key. */
+  resolveKeyId(keyId: string): Promise<string>;
 }
 
 export interface StoredDataKey {
@@ -210,6 +213,10 @@ export const AUDIT_ACTIONS = [
   'webhook.endpoint.create',
   'webhook.endpoint.disable',
   'webhook.redrive',
+  'key.rotation.start',
+  'key.rotation.rewrap',
+  'key.rotation.reencrypt',
+  'key.rotation.complete',
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 

@@ -23,14 +23,22 @@ export interface LimiterStores {
   store(name: string): Store & { get(key: string): Promise<ClientRateLimitInfo | undefined> };
 }
 
-export function rateLimiters(deps: { stores: LimiterStores; log: Logger }): RateLimiters {
+export function rateLimiters(deps: {
+  stores: LimiterStores;
+  log: Logger;
+  /** Told of each 429 with the action refused (or `failed_auth`), for metrics. */
+  onReject?: (action: string) => void;
+}): RateLimiters {
   const common = (name: string): Partial<Options> => ({
     windowMs: WINDOW_MS,
     // RateLimit and RateLimit-Policy (draft 08); express-rate-limit sets Retry-After itself before calling the handler.
     standardHeaders: 'draft-8',
     legacyHeaders: false,
     identifier: name,
-    handler: (_req, res) => sendProblem(res, new VaultError('rate_limited')),
+    handler: (_req, res) => {
+      deps.onReject?.(name);
+      sendProblem(res, new VaultError('rate_limited'));
+    },
     // Our key generators never reach its address checks (trust proxy is ours to set, from TRUST_PROXY); anything
     // else it finds goes to our redacting logger rather than the console.
     logger: {

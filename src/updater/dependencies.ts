@@ -3,6 +3,7 @@ import { createCardCrypto } from '../crypto/card-crypto';
 import type { Keyring } from '../crypto/keyring';
 import { systemClock, type AuditTrail, type TenantStore } from '../domain/ports';
 import type { Logger } from '../log';
+import type { VaultMetrics } from '../metrics/metrics';
 import { PgCardStore } from '../store/card-store';
 import type { Db } from '../store/db';
 import { PgUpdaterStore } from '../store/updater-store';
@@ -40,8 +41,10 @@ export function assembleUpdater(parts: {
   audit: AuditTrail;
   log: Logger;
   options: UpdaterOptions;
+  /** Counts answers by network and outcome, and finished runs by state; absent, nothing is counted. */
+  metrics?: Pick<VaultMetrics, 'updaterOutcomes' | 'updaterRun'>;
 }) {
-  const { db, options, audit, log } = parts;
+  const { db, options, audit, log, metrics } = parts;
   const crypto = createCardCrypto(parts.keyring);
   const simulator = options.network === 'simulator' ? NetworkSimulator.fromFile(options.simulatorRules) : undefined;
   const adapters = Object.fromEntries(
@@ -63,6 +66,7 @@ export function assembleUpdater(parts: {
     log,
     applyChunk: options.applyChunk,
     responseTimeoutMs: options.responseTimeoutHours * 3600_000,
+    observer: metrics && { outcomes: metrics.updaterOutcomes, runFinished: metrics.updaterRun },
   });
   const updater = new AccountUpdater({ store, cards: new PgCardStore(db), crypto, applier, processor, adapters, audit, clock: systemClock });
   const worker = new UpdaterWorker({

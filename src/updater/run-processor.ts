@@ -9,7 +9,7 @@ import type { Logger } from '../log';
 import type { Queryable } from '../store/db';
 import { batchesOf, findBatch, inquiredCards, updaterTx, type PgUpdaterStore } from '../store/updater-store';
 import type { AnswerOrigin, UpdateApplier } from './apply-update';
-import type { Inquiry, NetworkResponse } from './formats/types';
+import type { Inquiry, NetworkResponse, UpdateOutcome } from './formats/types';
 import { brandsOf, NETWORKS, type CardUpdate, type NetworkName, type RunError, type UpdaterRun } from './model';
 import type { NetworkAdapter } from './network/adapter';
 
@@ -26,6 +26,14 @@ export interface RunProcessorDeps {
   applyChunk: number;
   /** A run whose answers have not all arrived after this long is failed; its unanswered cards wait for the next. */
   responseTimeoutMs: number;
+  /** Told what each committed step did, for metrics; never given a card, a token or a tenant. */
+  observer?: RunObserver;
+}
+
+export interface RunObserver {
+  /** `count` answers of one outcome applied (no_response: closed unanswered) in a committed transaction. */
+  outcomes(network: NetworkName, outcome: UpdateOutcome | 'no_response', count: number): void;
+  runFinished(state: 'completed' | 'failed'): void;
 }
 
 /** Batch ids go into file names and headers: 20 characters of the formats' alphabet. */
@@ -70,21 +78,24 @@ export class RunProcessor {
     for (let i = 0; i < answers.length; i += this.deps.applyChunk) {
       const chunk = answers.slice(i, i + this.deps.applyChunk);
       const origin = (ref: string): AnswerOrigin => ({ network: batch.network, source: 'batch', runId: batch.runId, batchId, ref });
-      const { updates, unknown } = await this.retryOnConflict(() =>
+      const { updates, unknown, outcomes } = await this.retryOnConflict(() =>
         fenced(async (tx) => {
           const result = await this.applyChunk(tx, tenant, batchId, chunk, origin);
           await updaterTx.addProgress(tx, batch.runId, result.applied, []);
           return result;
         }),
       );
+      this.observeOutcomes(batch.network, outcomes);
       for (let n = 0; n < unknown.length; n++) errors.push({ batch: batchId, line: 0, code: 'unknown_reference' });
       await this.auditUpdates(updates);
     }
-    await fenced(async (tx) => {
-      const unanswered = await updaterTx.closeUnanswered(tx, batchId);
-      await updaterTx.addProgress(tx, batch.runId, unanswered, errors);
+    const unanswered = await fenced(async (tx) => {
+      const closed = await updaterTx.closeUnanswered(tx, batchId);
+      await updaterTx.addProgress(tx, batch.runId, closed, errors);
       await updaterTx.markBatch(tx, batchId, 'applied');
+      return closed;
     });
+    if (unanswered > 0) this.deps.observer?.outcomes(batch.network, 'no_response', unanswered);
     await adapter.discard(batchId);
   }
 
@@ -92,6 +103,7 @@ export class RunProcessor {
     const settings = await this.deps.store.settings(run.tenantId);
     if (!settings || !settings.enabled) {
       await fenced((tx) => updaterTx.setRunState(tx, run.id, 'failed', { failure: 'updater_not_configured' }));
+      this.deps.observer?.runFinished('failed');
       return false;
     }
     await fenced(async (tx) => {
@@ -140,6 +152,7 @@ export class RunProcessor {
     }
     if (waiting === 0) {
       await fenced((tx) => updaterTx.finishRun(tx, run.id));
+      this.deps.observer?.runFinished('completed');
       const finished = await this.deps.store.findRun(run.tenantId, run.id);
       await this.deps.audit.record({
         tenantId: run.tenantId,
@@ -150,6 +163,7 @@ export class RunProcessor {
       });
     } else if (run.startedAt && this.deps.clock.now().getTime() - run.startedAt.getTime() > this.deps.responseTimeoutMs) {
       await fenced((tx) => updaterTx.setRunState(tx, run.id, 'failed', { failure: 'response_timeout' }));
+      this.deps.observer?.runFinished('failed');
       await this.deps.audit.record({ tenantId: run.tenantId, principal: 'system', action: 'updater.run.finish', outcome: 'failure', details: { run_id: run.id, code: 'response_timeout' } });
     }
   }
@@ -160,10 +174,11 @@ export class RunProcessor {
     batchId: string,
     answers: readonly NetworkResponse[],
     origin: (ref: string) => AnswerOrigin,
-  ): Promise<{ applied: number; updates: CardUpdate[]; unknown: string[] }> {
+  ): Promise<{ applied: number; updates: CardUpdate[]; unknown: string[]; outcomes: UpdateOutcome[] }> {
     let applied = 0;
     const updates: CardUpdate[] = [];
     const unknown: string[] = [];
+    const outcomes: UpdateOutcome[] = [];
     for (const answer of answers) {
       const inquiry = await updaterTx.claimInquiry(tx, batchId, answer.ref);
       if (!inquiry) {
@@ -173,9 +188,18 @@ export class RunProcessor {
       }
       updates.push(...(await this.deps.applier.apply(tx, tenant, inquiry.token, answer, origin(answer.ref))));
       await updaterTx.completeInquiry(tx, batchId, answer.ref, answer.outcome, answer.networkCode);
+      outcomes.push(answer.outcome);
       applied += 1;
     }
-    return { applied, updates, unknown };
+    return { applied, updates, unknown, outcomes };
+  }
+
+  /** Counts a committed chunk's answers by outcome, for the observer. */
+  private observeOutcomes(network: NetworkName, outcomes: readonly UpdateOutcome[]): void {
+    if (!this.deps.observer) return;
+    const counts = new Map<UpdateOutcome, number>();
+    for (const outcome of outcomes) counts.set(outcome, (counts.get(outcome) ?? 0) + 1);
+    for (const [outcome, count] of counts) this.deps.observer.outcomes(network, outcome, count);
   }
 
   /** A tokenize of the same new number can race a merge (unique fingerprint); the chunk is simply tried again. */

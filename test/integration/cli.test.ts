@@ -289,3 +289,22 @@ describe('encryption-key rotate and retire', () => {
     expect((await cardvault('encryption-key', 'retire', kid)).code).not.toBe(0);
   });
 });
+
+describe('keys rotate', () => {
+  it('adds a key to the local key file, re-wraps every wrapped key under it with progress, and refuses a bad batch size', async () => {
+    expect((await cardvault('keys', 'rotate', '--batch-size', '0')).code).toBe(64);
+    const rotated = await cardvault('keys', 'rotate', '--reencrypt-cards', '--batch-size', '5');
+    expect(rotated.code).toBe(0);
+    const result = JSON.parse(rotated.out[0]!) as { generation: number; kms_key_id: string; state: string; rewrapped: number };
+    expect(result).toMatchObject({ state: 'completed', kms_key_id: expect.stringMatching(/^local:[0-9a-f]{16}$/) });
+    expect(result.rewrapped).toBeGreaterThan(0);
+    expect(rotated.err).toContain('re-wrap keys [');
+    expect(fs.statSync(env.LOCAL_KMS_KEY_FILE!).size % 32).toBe(0);
+    expect(fs.statSync(env.LOCAL_KMS_KEY_FILE!).size).toBeGreaterThanOrEqual(64);
+    const left = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM data_keys WHERE kms_key_id <> $1', [result.kms_key_id]);
+    expect(left[0]!.n).toBe(0);
+    const again = JSON.parse((await cardvault('keys', 'rotate')).out[0]!) as { generation: number; kms_key_id: string };
+    expect(again.generation).toBe(result.generation + 1);
+    expect(again.kms_key_id).not.toBe(result.kms_key_id);
+  });
+});

@@ -435,7 +435,7 @@ describe('the delivery loop', () => {
     expect(new Set(lines.map((e) => e.msg))).toEqual(new Set(['webhook delivered', 'webhook attempt failed', 'webhook dead-lettered']));
     for (const line of lines) {
       const { level: _l, time: _t, service: _s, msg: _m, pid: _p, hostname: _h, ...fields } = line;
-      const allowed = ['delivery_id', 'event_id', 'endpoint_id', 'tenant_id', 'attempt', 'status', 'error', 'retry_in_ms'];
+      const allowed = ['delivery_id', 'event_id', 'endpoint_id', 'tenant_id', 'attempt', 'status', 'error', 'retry_in_ms', 'trace_id', 'span_id'];
       expect(Object.keys(fields).filter((k) => !allowed.includes(k))).toEqual([]);
       expect(JSON.stringify(line)).not.toMatch(/127\.0\.0\.1|whsec_|receiver error details/);
     }

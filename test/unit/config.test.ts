@@ -124,6 +124,17 @@ describe('loadConfig switches', () => {
     expect(configError({ ...production, DEMO_PORT: '8081' }).problems[0]).toMatch(/DEMO_PORT/);
   });
 
+  it('serves metrics on 0.0.0.0:9464 unless METRICS_PORT=off, and never on the API port', () => {
+    expect(loadConfig({}, CWD).metrics).toEqual({ host: '0.0.0.0', port: 9464 });
+    expect(loadConfig({ METRICS_PORT: '0', METRICS_HOST: '127.0.0.1' }, CWD).metrics).toEqual({ host: '127.0.0.1', port: 0 });
+    expect(loadConfig({ METRICS_PORT: 'off' }, CWD).metrics).toBeUndefined();
+    expect(loadConfig({ PORT: '0', METRICS_PORT: '0' }, CWD).metrics?.port).toBe(0);
+    expect(configError({ METRICS_PORT: 'ninety' }).problems).toEqual(['METRICS_PORT must be an integer from 0 to 65535']);
+    expect(configError({ METRICS_PORT: '65536' }).problems[0]).toMatch(/^METRICS_PORT /);
+    expect(configError({ PORT: '9000', METRICS_PORT: '9000' }).problems).toEqual(['METRICS_PORT must differ from PORT: metrics are never served on the API port']);
+    expect(configError({ PORT: '9464' }).problems[0]).toMatch(/^METRICS_PORT must differ from PORT/);
+  });
+
   it('parses booleans and integers', () => {
     const config = loadConfig({ TRUST_PROXY: '1', MIGRATE_ON_START: 'false', PORT: '0', IDEMPOTENCY_TTL_HOURS: '48' }, CWD);
     expect(config.trustProxy).toBe(1);

@@ -140,6 +140,7 @@ function countingKms(inner: Kms): Kms & { calls: { generate: number; decrypt: nu
       return inner.decryptDataKey(wrapped, context);
     },
     reEncrypt: (wrapped, context, destination) => inner.reEncrypt(wrapped, context, destination),
+    resolveKeyId: (keyId) => inner.resolveKeyId(keyId),
   };
 }
 

@@ -3,7 +3,7 @@ import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
-import { openLocalKms } from '../../src/crypto/local-kms';
+import { addLocalKmsKey, openLocalKms } from '../../src/crypto/local-kms';
 import type { KeyContext, WrappedKey } from '../../src/domain/ports';
 import { isVaultError } from '../../src/errors';
 
@@ -175,3 +175,46 @@ function expectNoLeak(err: unknown, secrets: Buffer[]): void {
     }
   }
 }
+
+describe('rotating the local key file', () => {
+  it('appends a key (the file stays 0600), wraps under it on request, and still opens what the first key wrapped', async () => {
+    const keyFile = join(dir, 'kms', 'master.key');
+    const kms = await openLocalKms({ keyFile });
+    const before = await kms.generateDataKey(acme);
+    const added = await addLocalKmsKey(keyFile);
+    expect((await stat(keyFile)).size).toBe(64);
+    expect((await stat(keyFile)).mode & 0o777).toBe(0o600);
+    expect(added).toMatch(/^local:[0-9a-f]{16}$/);
+    expect(added).not.toBe(before.wrapped.kmsKeyId);
+    // The running instance did not know the new key: it reads the file again when asked for it.
+    const after = await kms.generateDataKey(acme, added);
+    expect(after.wrapped.kmsKeyId).toBe(added);
+    expect(await kms.decryptDataKey(after.wrapped, acme)).toEqual(after.plaintext);
+    expect(await kms.decryptDataKey(before.wrapped, acme)).toEqual(before.plaintext);
+    expect(await kms.resolveKeyId(added)).toBe(added);
+  });
+
+  it('re-wraps a key from the old master key to the new one; the new one alone then opens it', async () => {
+    const keyFile = join(dir, 'master.key');
+    const kms = await openLocalKms({ keyFile });
+    const dataKey = await kms.generateDataKey(acme);
+    const added = await addLocalKmsKey(keyFile);
+    const rewrapped = await kms.reEncrypt(dataKey.wrapped, acme, added);
+    expect(rewrapped.kmsKeyId).toBe(added);
+    const onlyNew = join(dir, 'only-new.key');
+    await writeFile(onlyNew, (await readFile(keyFile)).subarray(32), { mode: 0o600 });
+    const fresh = await openLocalKms({ keyFile: onlyNew });
+    expect(await fresh.decryptDataKey(rewrapped, acme)).toEqual(dataKey.plaintext);
+    expectUnwrapFailure(await rejection(fresh.decryptDataKey(dataKey.wrapped, acme)));
+  });
+
+  it('refuses an unknown key id to wrap under, and a file that is not whole keys', async () => {
+    const keyFile = join(dir, 'master.key');
+    const kms = await openLocalKms({ keyFile });
+    expect(isVaultError(await rejection(kms.generateDataKey(acme, 'local:0000000000000000')), 'internal_error')).toBe(true);
+    expect(isVaultError(await rejection(kms.resolveKeyId('arn:aws:kms:elsewhere')), 'internal_error')).toBe(true);
+    const odd = join(dir, 'odd.key');
+    await writeFile(odd, Buffer.alloc(48, 1), { mode: 0o600 });
+    await expect(openLocalKms({ keyFile: odd })).rejects.toThrow(/whole number of 32-byte keys/);
+  });
+});

@@ -1,5 +1,6 @@
 // Sends due outbox rows to merchant endpoints, signed; retries with backoff and jitter, then dead-letters.
 import type { CardCrypto } from '../../domain/ports';
+import { startTrace, formatTraceparent, type TraceContext } from '../../http/trace-context';
 import type { Logger } from '../../log';
 import type { ClaimedDelivery, FailedAttempt, WebhookStore } from './ports';
 import { SIGNATURE_HEADER, signatureHeader } from './signature';
@@ -44,6 +45,8 @@ export interface WebhookDelivererDeps {
   now?: () => number;
   /** In [0, 1), for the jitter. */
   random?: () => number;
+  /** Told the result of each claimed delivery, for metrics. */
+  onDelivery?: (result: keyof DeliveryCounts) => void;
 }
 
 /**
@@ -92,7 +95,10 @@ export class WebhookDeliverer {
     // One row's failure to record its outcome must not lose the others'; its lease brings it back later.
     const outcomes = await Promise.allSettled(claimed.map((row) => this.deliverOne(row)));
     outcomes.forEach((outcome, i) => {
-      if (outcome.status === 'fulfilled' && outcome.value) counts[outcome.value] += 1;
+      if (outcome.status === 'fulfilled' && outcome.value) {
+        counts[outcome.value] += 1;
+        this.deps.onDelivery?.(outcome.value);
+      }
       if (outcome.status === 'rejected') this.deps.log.error({ err: outcome.reason, delivery_id: claimed[i]!.id }, 'webhook outcome not recorded');
     });
     return counts;
@@ -139,26 +145,31 @@ export class WebhookDeliverer {
       return undefined;
     }
     const attempt = row.attempts + 1;
-    const sent = await this.send(row, secret);
+    // Each attempt is a span of a trace of its own (what caused the event is not traced); the merchant's logs can quote it.
+    const trace = startTrace();
+    const sent = await this.send(row, secret, trace);
     if (sent.delivered) {
       await this.deps.store.markDelivered(row.id, sent.status);
-      this.deps.log.info({ ...ids, attempt, status: sent.status }, 'webhook delivered');
+      this.deps.log.info({ ...ids, attempt, status: sent.status, trace_id: trace.traceId, span_id: trace.spanId }, 'webhook delivered');
       return 'delivered';
     }
     const failure: FailedAttempt = { status: sent.status, error: sent.error };
     if (attempt >= this.options.maxAttempts) {
       await this.deps.store.markDead(row.id, failure, true);
-      this.deps.log.warn({ ...ids, attempt, status: failure.status, error: failure.error }, 'webhook dead-lettered');
+      this.deps.log.warn({ ...ids, attempt, status: failure.status, error: failure.error, trace_id: trace.traceId, span_id: trace.spanId }, 'webhook dead-lettered');
       return 'dead';
     }
     const delayMs = retryDelayMs(attempt, this.options, this.random);
     await this.deps.store.recordFailure(row.id, failure, delayMs);
-    this.deps.log.warn({ ...ids, attempt, status: failure.status, error: failure.error, retry_in_ms: Math.round(delayMs) }, 'webhook attempt failed');
+    this.deps.log.warn(
+      { ...ids, attempt, status: failure.status, error: failure.error, retry_in_ms: Math.round(delayMs), trace_id: trace.traceId, span_id: trace.spanId },
+      'webhook attempt failed',
+    );
     return 'retried';
   }
 
   /** Delivered on a 2xx; otherwise what went wrong. The response body is never read. */
-  private async send(row: ClaimedDelivery, secret: string): Promise<SendResult> {
+  private async send(row: ClaimedDelivery, secret: string, trace: TraceContext): Promise<SendResult> {
     // The stored event re-serialized (jsonb keeps no key order); the signature covers exactly these bytes.
     const body = JSON.stringify(row.payload);
     try {
@@ -170,6 +181,7 @@ export class WebhookDeliverer {
           [SIGNATURE_HEADER]: signatureHeader(secret, Math.floor(this.now() / 1000), body),
           'Cardvault-Event-Id': row.eventId,
           'Cardvault-Event-Type': row.eventType,
+          traceparent: formatTraceparent(trace),
         },
         body,
         // A redirect is a failure: following it would send the signed event somewhere the merchant did not register.

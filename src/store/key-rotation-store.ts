@@ -1,0 +1,156 @@
+// KMS key rotations and the rows they touch: every wrapped key in the schema, and cards sealed before a rotation.
+import type { KeyContext, SealedCard, WrappedKey } from '../domain/ports';
+import type { Db } from './db';
+
+export interface KeyRotation {
+  generation: number;
+  kmsKeyId: string;
+  state: 'rewrapping' | 'reencrypting' | 'completed';
+  reencryptCards: boolean;
+  rewrapped: number;
+  reencrypted: number;
+  startedAt: Date;
+  finishedAt: Date | null;
+}
+
+interface RotationRow {
+  generation: string;
+  kms_key_id: string;
+  state: KeyRotation['state'];
+  reencrypt_cards: boolean;
+  rewrapped: number;
+  reencrypted: number;
+  started_at: Date;
+  finished_at: Date | null;
+}
+
+const toRotation = (r: RotationRow): KeyRotation => ({
+  generation: Number(r.generation),
+  kmsKeyId: r.kms_key_id,
+  state: r.state,
+  reencryptCards: r.reencrypt_cards,
+  rewrapped: r.rewrapped,
+  reencrypted: r.reencrypted,
+  startedAt: r.started_at,
+  finishedAt: r.finished_at,
+});
+
+/** A wrapped key somewhere in the schema, with the KMS context it was wrapped under. */
+export interface WrappedRow {
+  table: WrappedTable;
+  id: string;
+  context: KeyContext;
+  wrapped: WrappedKey;
+}
+
+/** Each table holding KMS-wrapped keys: its key column, its wrapped columns, and the context its rows use. */
+const WRAPPED_TABLES = {
+  data_keys: { id: 'id::text', kmsKeyId: 'kms_key_id', wrapped: 'wrapped', context: "tenant_id::text AS tenant, 'card-data' AS purpose" },
+  tenants: { id: 'id::text', kmsKeyId: 'fingerprint_kms_key_id', wrapped: 'fingerprint_key_wrapped', context: "id::text AS tenant, 'fingerprint' AS purpose" },
+  signing_keys: { id: 'kid', kmsKeyId: 'kms_key_id', wrapped: 'wrapped_key', context: "'system' AS tenant, 'signing' AS purpose" },
+  encryption_keys: { id: 'kid', kmsKeyId: 'kms_key_id', wrapped: 'wrapped_key', context: "'system' AS tenant, 'client-encryption' AS purpose" },
+} as const;
+export type WrappedTable = keyof typeof WRAPPED_TABLES;
+export const WRAPPED_TABLE_NAMES = Object.keys(WRAPPED_TABLES) as WrappedTable[];
+
+const ROTATION_COLUMNS = 'generation, kms_key_id, state, reencrypt_cards, rewrapped, reencrypted, started_at, finished_at';
+
+export interface SealedCardRow {
+  tenantId: string;
+  token: string;
+  sealed: SealedCard;
+}
+
+export class PgKeyRotationStore {
+  constructor(private readonly db: Db) {}
+
+  async latest(): Promise<KeyRotation | undefined> {
+    const rows = await this.db.query<RotationRow>(`SELECT ${ROTATION_COLUMNS} FROM key_rotations ORDER BY generation DESC LIMIT 1`);
+    return rows[0] && toRotation(rows[0]);
+  }
+
+  /** A new generation, unless one is still in progress (then that one: resume it). */
+  async start(kmsKeyId: string, reencryptCards: boolean): Promise<{ rotation: KeyRotation; created: boolean }> {
+    const rows = await this.db.query<RotationRow>(
+      `INSERT INTO key_rotations (generation, kms_key_id, state, reencrypt_cards)
+       SELECT COALESCE(max(generation), 0) + 1, $1, 'rewrapping', $2 FROM key_rotations
+       ON CONFLICT DO NOTHING RETURNING ${ROTATION_COLUMNS}`,
+      [kmsKeyId, reencryptCards],
+    );
+    if (rows[0]) return { rotation: toRotation(rows[0]), created: true };
+    const open = await this.db.query<RotationRow>(`SELECT ${ROTATION_COLUMNS} FROM key_rotations WHERE state <> 'completed'`);
+    if (!open[0]) throw new Error('a rotation finished while another was being started; run the command again');
+    return { rotation: toRotation(open[0]), created: false };
+  }
+
+  async setState(generation: number, state: KeyRotation['state']): Promise<void> {
+    await this.db.query(
+      `UPDATE key_rotations SET state = $2, finished_at = CASE WHEN $2 = 'completed' THEN now() ELSE NULL END WHERE generation = $1`,
+      [generation, state],
+    );
+  }
+
+  async addProgress(generation: number, progress: { rewrapped?: number; reencrypted?: number }): Promise<void> {
+    await this.db.query('UPDATE key_rotations SET rewrapped = rewrapped + $2, reencrypted = reencrypted + $3 WHERE generation = $1', [
+      generation, progress.rewrapped ?? 0, progress.reencrypted ?? 0,
+    ]);
+  }
+
+  /** How many wrapped keys are not yet under `kmsKeyId`, in every table. */
+  async countNotWrappedUnder(kmsKeyId: string): Promise<number> {
+    let total = 0;
+    for (const [table, t] of Object.entries(WRAPPED_TABLES)) {
+      const rows = await this.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${table} WHERE ${t.kmsKeyId} <> $1`, [kmsKeyId]);
+      total += rows[0]!.n;
+    }
+    return total;
+  }
+
+  async notWrappedUnder(table: WrappedTable, kmsKeyId: string, limit: number): Promise<WrappedRow[]> {
+    const t = WRAPPED_TABLES[table];
+    const rows = await this.db.query<{ id: string; kms_key_id: string; wrapped: Buffer; tenant: string; purpose: KeyContext['purpose'] }>(
+      `SELECT ${t.id} AS id, ${t.kmsKeyId} AS kms_key_id, ${t.wrapped} AS wrapped, ${t.context}
+       FROM ${table} WHERE ${t.kmsKeyId} <> $1 ORDER BY 1 LIMIT $2`,
+      [kmsKeyId, limit],
+    );
+    return rows.map((r) => ({ table, id: r.id, context: { tenantId: r.tenant, purpose: r.purpose }, wrapped: { kmsKeyId: r.kms_key_id, ciphertext: r.wrapped } }));
+  }
+
+  /** Replaces a wrapped key only if it is still the one read: a concurrent rotation or write wins, and is read again. */
+  async replaceWrapped(row: WrappedRow, rewrapped: WrappedKey): Promise<boolean> {
+    const t = WRAPPED_TABLES[row.table];
+    const updated = await this.db.query(
+      `UPDATE ${row.table} SET ${t.kmsKeyId} = $2, ${t.wrapped} = $3 WHERE ${t.id} = $1 AND ${t.kmsKeyId} = $4 AND ${t.wrapped} = $5 RETURNING 1`,
+      [row.id, rewrapped.kmsKeyId, rewrapped.ciphertext, row.wrapped.kmsKeyId, row.wrapped.ciphertext],
+    );
+    return updated.length === 1;
+  }
+
+  /** Cards still sealed under a data key made before `since` (the rotation's start). */
+  async countSealedBefore(since: Date): Promise<number> {
+    const rows = await this.db.query<{ n: number }>(
+      'SELECT count(*)::int AS n FROM cards c JOIN data_keys d ON d.id = c.data_key_id WHERE d.created_at < $1',
+      [since],
+    );
+    return rows[0]!.n;
+  }
+
+  async sealedBefore(since: Date, limit: number): Promise<SealedCardRow[]> {
+    const rows = await this.db.query<{ tenant_id: string; token: string; data_key_id: string; iv: Buffer; tag: Buffer; ciphertext: Buffer }>(
+      `SELECT c.tenant_id, c.token, c.data_key_id, c.iv, c.tag, c.ciphertext FROM cards c JOIN data_keys d ON d.id = c.data_key_id
+       WHERE d.created_at < $1 LIMIT $2`,
+      [since, limit],
+    );
+    return rows.map((r) => ({ tenantId: r.tenant_id, token: r.token, sealed: { dataKeyId: r.data_key_id, iv: r.iv, tag: r.tag, ciphertext: r.ciphertext } }));
+  }
+
+  /** Swaps in the re-sealed card unless it changed meanwhile (an update, a delete): then it is simply read again. */
+  async replaceSealed(card: SealedCardRow, resealed: SealedCard): Promise<boolean> {
+    const updated = await this.db.query(
+      `UPDATE cards SET data_key_id = $3, iv = $4, tag = $5, ciphertext = $6
+       WHERE tenant_id = $1 AND token = $2 AND data_key_id = $7 AND iv = $8 RETURNING 1`,
+      [card.tenantId, card.token, resealed.dataKeyId, resealed.iv, resealed.tag, resealed.ciphertext, card.sealed.dataKeyId, card.sealed.iv],
+    );
+    return updated.length === 1;
+  }
+}
