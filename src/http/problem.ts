@@ -19,6 +19,11 @@ export function toVaultError(err: unknown): VaultError | undefined {
   if (err instanceof VaultError) return err;
   const type = (err as { type?: unknown })?.type;
   if (typeof type === 'string' && BODY_PARSER_CODES[type]) return new VaultError(BODY_PARSER_CODES[type]);
+  // Other client errors raised by Express and its parsers (an undecodable body or path) keep their 4xx.
+  const status = (err as { status?: unknown })?.status;
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    return new VaultError(status === 413 ? 'payload_too_large' : status === 415 ? 'unsupported_media_type' : 'invalid_request');
+  }
   return undefined;
 }
 

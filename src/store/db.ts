@@ -94,6 +94,12 @@ export function openPostgres(options: PostgresOptions): Db {
     async transaction(fn) {
       const client = await translated(() => pool.connect());
       let broken = false;
+      // The pool listens for errors only on idle clients: a connection lost while checked out would otherwise be
+      // an unhandled 'error' event and end the process. The failing query rejects; the client is then discarded.
+      const lost = () => {
+        broken = true;
+      };
+      client.on('error', lost);
       try {
         await run(client, 'BEGIN');
         const result = await fn({
@@ -112,6 +118,7 @@ export function openPostgres(options: PostgresOptions): Db {
         }
         throw translateDbError(err);
       } finally {
+        client.removeListener('error', lost);
         client.release(broken);
       }
     },
