@@ -83,3 +83,56 @@ export async function runPhase(
   const total = summarize([...latencies.tokenize, ...latencies.detokenize], failures.tokenize + failures.detokenize, elapsedSeconds);
   return { name, total, byOp, errors, cpu };
 }
+
+/**
+ * Open loop at a fixed rate: a request starts every 1/rate seconds whether or not earlier ones have answered, and
+ * each latency is measured from when it was due, so a stall shows up in the percentiles instead of slowing the
+ * load (no coordinated omission).
+ */
+export async function runPacedPhase(
+  name: string,
+  workload: Workload,
+  options: Options,
+  pick: () => Op,
+  vault: { pids: number[]; halt: AbortSignal },
+  ratePerSecond: number,
+): Promise<PhaseResult> {
+  const now = () => process.hrtime.bigint();
+  const intervalNs = BigInt(Math.round(1e9 / ratePerSecond));
+  const start = now();
+  const measureFrom = start + BigInt(options.warmupSeconds * 1e9);
+  const stopAt = measureFrom + BigInt(options.seconds * 1e9);
+  const latencies: Record<Op, number[]> = { tokenize: [], detokenize: [] };
+  const failures: Record<Op, number> = { tokenize: 0, detokenize: 0 };
+  const errors = new Map<string, number>();
+  const cpuUsed = watchCpu(options.warmupSeconds * 1000, (options.warmupSeconds + options.seconds) * 1000, vault.pids);
+  const inFlight: Promise<void>[] = [];
+
+  const one = async (due: bigint) => {
+    const op = pick();
+    const failure = await workload.run(op);
+    if (due < measureFrom) return;
+    latencies[op].push(Number(now() - due) / 1e6);
+    if (failure) {
+      failures[op] += 1;
+      const key = `${name}: ${failure}`;
+      errors.set(key, (errors.get(key) ?? 0) + 1);
+    }
+  };
+  for (let due = start; due < stopAt && !vault.halt.aborted; due += intervalNs) {
+    const wait = Number(due - now()) / 1e6;
+    if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
+    inFlight.push(one(due));
+  }
+  await Promise.all(inFlight);
+  if (vault.halt.aborted) throw new Error(`${String(vault.halt.reason)} during the ${name} run`);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  const cpu = cpuUsed();
+
+  const byOp: Partial<Record<Op, OpStats>> = {};
+  for (const op of ['tokenize', 'detokenize'] as const) {
+    if (latencies[op].length > 0) byOp[op] = summarize(latencies[op], failures[op], options.seconds);
+  }
+  const total = summarize([...latencies.tokenize, ...latencies.detokenize], failures.tokenize + failures.detokenize, options.seconds);
+  return { name, total, byOp, errors, cpu };
+}

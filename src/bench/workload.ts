@@ -74,14 +74,23 @@ interface Card {
 
 /** The operations against a running vault; `#cards` grows with every tokenization and feeds detokenize. */
 export class Workload {
-  readonly #cards: Card[] = [];
-  readonly #issued = new Set<string>();
+  readonly #cards: Card[];
+  readonly #issued: Set<string>;
 
   constructor(
     private readonly agent: http.Agent,
     private readonly port: number,
     private readonly keys: { merchant: string; payments: string },
-  ) {}
+    shared?: { cards: Card[]; issued: Set<string> },
+  ) {
+    this.#cards = shared?.cards ?? [];
+    this.#issued = shared?.issued ?? new Set<string>();
+  }
+
+  /** The same cards and issued PANs (so a fresh PAN is never repeated), sent through another agent. */
+  withAgent(agent: http.Agent): Workload {
+    return new Workload(agent, this.port, this.keys, { cards: this.#cards, issued: this.#issued });
+  }
 
   /** Runs one operation; resolves with undefined on success, else a printable failure name. */
   async run(op: Op): Promise<string | undefined> {
