@@ -1,8 +1,8 @@
 // Rate limits on the real Redis: per key and action, failed authentication per address, shared across instances, Redis outages.
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { freePort } from '../support/free-port';
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -245,16 +245,6 @@ describe('rate_limits in policies/', () => {
 
 // --- a Redis of our own, on a free port, that this suite may stop --------------------------------------------
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as net.AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
-}
 
 function startRedis(port: number): Promise<ChildProcess> {
   const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no'], {

@@ -1,7 +1,7 @@
 // A moto_server child process per suite, the KMS the integration tests drive through the real SDK.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { request } from 'node:http';
-import { createServer } from 'node:net';
+import { freePort } from './free-port';
 import { CreateKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 
 export const TEST_REGION = 'us-east-1';
@@ -78,17 +78,6 @@ function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
   }
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 async function waitForHttp(endpoint: string, child: ChildProcess, stderr: () => string): Promise<void> {
   const deadline = Date.now() + STARTUP_TIMEOUT_MS;

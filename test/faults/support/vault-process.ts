@@ -1,10 +1,10 @@
 // The compiled vault (dist/main.js) as a child process: configured through env, logging to .test-run/logs.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { LOG_DIR, REPO_ROOT } from '../../support/env';
+import { freePort } from '../../support/free-port';
 import { call } from './client';
 
 const START_TIMEOUT_MS = 60_000;
@@ -157,17 +157,6 @@ export async function until<T>(what: string, probe: () => Promise<T | undefined>
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** The end of a log, to explain a failed start; the vault's own scrubber already masked any digit run. */
 export function tail(file: string, bytes = 4000): string {
