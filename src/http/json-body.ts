@@ -14,6 +14,9 @@ export function jsonBodies(limit: number): RequestHandler {
     // joseBodies already decrypted and parsed it.
     if (res.locals.encryptedBody) return next();
     if (!req.is('application/json')) throw new VaultError('unsupported_media_type');
+    // UTF-8 only (RFC 8259 §8.1): UTF-7 and the like would let a body spell digits that a filter in front never saw.
+    const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(req.headers['content-type'] ?? '')?.[1]?.toLowerCase();
+    if (charset !== undefined && charset !== 'utf-8' && charset !== 'utf8') throw new VaultError('unsupported_media_type', 'the body must be UTF-8');
     parse(req, res, next);
   };
 }

@@ -81,7 +81,20 @@ describe('tokenize rejects bad input with its own code and writes nothing', () =
     expectProblem(res, 415, 'unsupported_media_type', pan);
     const noType = await request(h.app).post('/v1/tokens').set(bearer(merchant)).send(Buffer.from(JSON.stringify(cardBody(pan))));
     expectProblem(noType, 415, 'unsupported_media_type', pan);
+    for (const charset of ['utf-7', 'utf-16le', 'iso-8859-1']) {
+      expectProblem(await post(JSON.stringify(cardBody(pan)), `application/json; charset=${charset}`), 415, 'unsupported_media_type', pan);
+    }
     expect(await countCards(h.db, tenantId)).toBe(0);
+  });
+
+  it('takes JSON declared as UTF-8, as most clients send it', async () => {
+    const other = await h.tenant(['merchant']);
+    const res = await request(h.app)
+      .post('/v1/tokens')
+      .set(bearer(other.keys.merchant!))
+      .set('Content-Type', 'application/json; charset=UTF-8')
+      .send(JSON.stringify(cardBody(newPan())));
+    expect(res.status).toBe(201);
   });
 
   it('refuses a body over the size limit with payload_too_large', async () => {
