@@ -1,5 +1,5 @@
 // Token randomness from the OS CSPRNG: unbiased decimal digits and opaque ids.
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomInt } from 'node:crypto';
 import { VaultError } from '../errors';
 import type { TokenRandomness } from '../domain/token';
 
@@ -31,3 +31,11 @@ function opaqueId(): string {
 }
 
 export const cryptoTokenRandomness: TokenRandomness = Object.freeze({ digits, opaqueId });
+
+/** randomInt takes a range below 2^48; 2^47 steps still give 47 bits of resolution. */
+const FRACTION_STEPS = 2 ** 47;
+
+/** A uniform number in [0, 1) from the CSPRNG: the one source of randomness in src/, jitter included. */
+export function randomFraction(): number {
+  return randomInt(FRACTION_STEPS) / FRACTION_STEPS;
+}

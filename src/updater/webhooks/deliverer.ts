@@ -1,4 +1,5 @@
 // Sends due outbox rows to merchant endpoints, signed; retries with backoff and jitter, then dead-letters.
+import { randomFraction } from '../../crypto/random';
 import type { CardCrypto } from '../../domain/ports';
 import { startTrace, formatTraceparent, type TraceContext } from '../../http/trace-context';
 import type { Logger } from '../../log';
@@ -84,7 +85,7 @@ export class WebhookDeliverer {
   constructor(private readonly deps: WebhookDelivererDeps) {
     this.options = { ...DEFAULT_DELIVERER_OPTIONS, ...deps.options };
     this.now = deps.now ?? Date.now;
-    this.random = deps.random ?? Math.random;
+    this.random = deps.random ?? randomFraction;
   }
 
   /** One round: claims up to `limit` due rows and sends them concurrently. */
