@@ -154,22 +154,23 @@ export class PgUpdaterStore {
     return rows.map(toRun);
   }
 
-  /** Tenants with the updater on, no open run, and an enrolled card of a configured network not inquired within the cadence. */
-  async dueTenants(brandsOf: (networks: string[]) => string[]): Promise<string[]> {
-    const settings = await this.db.query<{ tenant_id: string; networks: Record<string, unknown>; cadence_days: number }>(
-      `SELECT s.tenant_id, s.networks, s.cadence_days FROM updater_settings s
-       WHERE s.enabled AND NOT EXISTS (SELECT 1 FROM updater_runs r WHERE r.tenant_id = s.tenant_id AND r.${OPEN})`,
+  /**
+   * Tenants with the updater on, no open run, and an enrolled card of a configured network not inquired within the
+   * cadence: one query per tick. `coverage` pairs each network with a brand it covers (BRANDS_OF_NETWORK).
+   */
+  async dueTenants(coverage: ReadonlyArray<{ network: string; brand: string }>): Promise<string[]> {
+    const rows = await this.db.query<{ tenant_id: string }>(
+      `SELECT s.tenant_id FROM updater_settings s
+       WHERE s.enabled
+         AND NOT EXISTS (SELECT 1 FROM updater_runs r WHERE r.tenant_id = s.tenant_id AND r.${OPEN})
+         AND EXISTS (
+           SELECT 1 FROM cards c
+           WHERE c.tenant_id = s.tenant_id AND c.status = 'active' AND c.updater_enrolled_at IS NOT NULL
+             AND (c.last_inquired_at IS NULL OR c.last_inquired_at < now() - make_interval(days => s.cadence_days))
+             AND c.brand IN (SELECT brand FROM unnest($1::text[], $2::text[]) AS n(network, brand) WHERE s.networks ? n.network))`,
+      [coverage.map((c) => c.network), coverage.map((c) => c.brand)],
     );
-    const due: string[] = [];
-    for (const s of settings) {
-      const rows = await this.db.query(
-        `SELECT 1 FROM cards WHERE tenant_id = $1 AND status = 'active' AND updater_enrolled_at IS NOT NULL AND brand = ANY($2)
-           AND (last_inquired_at IS NULL OR last_inquired_at < now() - make_interval(days => $3)) LIMIT 1`,
-        [s.tenant_id, brandsOf(Object.keys(s.networks)), s.cadence_days],
-      );
-      if (rows.length > 0) due.push(s.tenant_id);
-    }
-    return due;
+    return rows.map((r) => r.tenant_id);
   }
 
   /**

@@ -14,6 +14,11 @@ export function networkOfBrand(brand: string): NetworkName | undefined {
   return NETWORKS.find((network) => (BRANDS_OF_NETWORK[network] as readonly string[]).includes(brand));
 }
 
+/** Every (network, brand) pair the updaters cover, for queries that match cards to a tenant's networks. */
+export const NETWORK_COVERAGE: ReadonlyArray<{ network: NetworkName; brand: string }> = NETWORKS.flatMap((network) =>
+  BRANDS_OF_NETWORK[network].map((brand) => ({ network, brand })),
+);
+
 export function brandsOf(networks: readonly string[]): string[] {
   return networks.flatMap((network) => BRANDS_OF_NETWORK[network as NetworkName] ?? []);
 }

@@ -4,7 +4,7 @@ import { hostname } from 'node:os';
 import type { AuditTrail } from '../domain/ports';
 import type { Logger } from '../log';
 import { FencedOut, type PgUpdaterStore } from '../store/updater-store';
-import { brandsOf, NETWORKS, type NetworkName } from './model';
+import { NETWORK_COVERAGE, NETWORKS, type NetworkName } from './model';
 import type { NetworkAdapter } from './network/adapter';
 import type { RunProcessor } from './run-processor';
 
@@ -25,19 +25,20 @@ export class UpdaterWorker {
   readonly holder = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
-  #stopped = true;
+  /** Set by stop(): the loop schedules no further tick, and a tick in flight leaves its remaining runs for later. */
+  #stopping = false;
 
   constructor(private readonly deps: WorkerDeps) {}
 
   start(): void {
-    this.#stopped = false;
+    this.#stopping = false;
     const loop = () => {
-      if (this.#stopped) return;
+      if (this.#stopping) return;
       this.#running = this.tick()
         .catch((err) => this.deps.log.error({ err }, 'account-updater tick failed'))
         .finally(() => {
           this.#running = undefined;
-          if (!this.#stopped) this.#timer = setTimeout(loop, this.deps.pollMs);
+          if (!this.#stopping) this.#timer = setTimeout(loop, this.deps.pollMs);
         });
     };
     loop();
@@ -45,7 +46,7 @@ export class UpdaterWorker {
 
   /** Lets the current step finish (each is a transaction) and stops; a run in flight resumes on the next start. */
   async stop(): Promise<void> {
-    this.#stopped = true;
+    this.#stopping = true;
     clearTimeout(this.#timer);
     await this.#running;
   }
@@ -58,19 +59,15 @@ export class UpdaterWorker {
     await this.schedule(onlyTenant);
     for (const run of await this.deps.store.openRuns()) {
       if (onlyTenant !== undefined && run.tenantId !== onlyTenant) continue;
-      if (this.#stoppedMidway()) return;
+      if (this.#stopping) return;
       await this.withLock(run.tenantId, (fence) => this.deps.processor.advance(run, fence));
     }
     await this.rereadStrayFiles();
     await this.sweepUnaudited();
   }
 
-  #stoppedMidway(): boolean {
-    return this.#stopped && this.#running !== undefined;
-  }
-
   private async schedule(onlyTenant: string | undefined): Promise<void> {
-    for (const tenantId of await this.deps.store.dueTenants(brandsOf)) {
+    for (const tenantId of await this.deps.store.dueTenants(NETWORK_COVERAGE)) {
       if (onlyTenant !== undefined && tenantId !== onlyTenant) continue;
       const { run, created } = await this.deps.store.openRun({ id: randomUUID(), tenantId, trigger: 'schedule', scope: 'due', requestedBy: 'schedule' });
       if (!created) continue;

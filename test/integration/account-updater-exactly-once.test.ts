@@ -124,6 +124,27 @@ describe('one worker per tenant', () => {
     for (const v of versions) expect(v.version).toBe(1 + v.n);
   });
 
+  it('schedules a tenant only for enrolled cards of its own networks not inquired within its cadence', async () => {
+    const { tenant, keys } = await h.tenant(['merchant']);
+    const auth = bearer(keys.merchant!);
+    await request(h.app).put('/v1/account-updater/settings').set(auth).send({ ...VISA_ONLY, cadence_days: 30 }).expect(200);
+    const mastercard = (await request(h.app).post('/v1/tokens').set(auth).send(cardBody(newPan('555555')))).body.token as string;
+    await request(h.app).put(`/v1/tokens/${mastercard}/account-updater`).set(auth).send({ enrolled: true }).expect(200);
+    const runs = async () => (await h.db.query<{ n: number }>('SELECT count(*)::int AS n FROM updater_runs WHERE tenant_id = $1', [tenant.id]))[0]!.n;
+    await h.updater.worker.tick(tenant.id);
+    expect(await runs()).toBe(0);
+
+    const visa = (await request(h.app).post('/v1/tokens').set(auth).send(cardBody(newPan('411111')))).body.token as string;
+    await request(h.app).put(`/v1/tokens/${visa}/account-updater`).set(auth).send({ enrolled: true }).expect(200);
+    await h.db.query("UPDATE cards SET last_inquired_at = now() - interval '29 days' WHERE tenant_id = $1 AND token = $2", [tenant.id, visa]);
+    await h.updater.worker.tick(tenant.id);
+    expect(await runs()).toBe(0);
+
+    await h.db.query("UPDATE cards SET last_inquired_at = now() - interval '31 days' WHERE tenant_id = $1 AND token = $2", [tenant.id, visa]);
+    await h.updater.worker.tick(tenant.id);
+    expect(await runs()).toBe(1);
+  });
+
   it('fences out a worker whose lease passed to another: its next write fails and nothing is written', async () => {
     const { tenant } = await setUpTenant(h, 1);
     const store = h.updater.store;
