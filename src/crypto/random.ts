@@ -1,5 +1,5 @@
-// Token randomness from the OS CSPRNG: unbiased decimal digits and opaque ids.
-import { randomBytes, randomInt } from 'node:crypto';
+// Token randomness from the OS CSPRNG: unbiased decimal digits and opaque ids; request and trace ids.
+import { randomBytes, randomFillSync, randomInt } from 'node:crypto';
 import { VaultError } from '../errors';
 import type { TokenRandomness } from '../domain/token';
 
@@ -38,4 +38,36 @@ const FRACTION_STEPS = 2 ** 47;
 /** A uniform number in [0, 1) from the CSPRNG: the one source of randomness in src/, jitter included. */
 export function randomFraction(): number {
   return randomInt(FRACTION_STEPS) / FRACTION_STEPS;
+}
+
+/**
+ * Ids for requests and spans: drawn from CSPRNG output fetched 4 KiB at a time, as Node does for randomUUID,
+ * so a request costs no call into OpenSSL for its ids. Each byte is handed out once. Not for keys, IVs or tokens.
+ */
+const ID_POOL = Buffer.alloc(4096);
+let idPoolUsed = ID_POOL.length;
+
+function idBytes(count: number): Buffer {
+  if (idPoolUsed + count > ID_POOL.length) {
+    randomFillSync(ID_POOL);
+    idPoolUsed = 0;
+  }
+  const bytes = ID_POOL.subarray(idPoolUsed, idPoolUsed + count);
+  idPoolUsed += count;
+  return bytes;
+}
+
+/** `bytes` random bytes as lowercase hex. */
+export function randomHexId(bytes: number): string {
+  return idBytes(bytes).toString('hex');
+}
+
+const LETTERS = 'abcdefghijklmnop';
+
+/** `bytes` random bytes spelled with the letters a–p, one per 4 bits: no digit, so never mistaken for a card. */
+export function randomLetterId(bytes: number): string {
+  const raw = idBytes(bytes);
+  let out = '';
+  for (const byte of raw) out += LETTERS[byte >> 4]! + LETTERS[byte & 15]!;
+  return out;
 }

@@ -64,8 +64,6 @@ function idempotencyKey(res: Response, header: string | undefined): string | und
   return header;
 }
 
-const unlimited: RequestHandler = (_req, _res, next) => next();
-
 /** Called after the card is vaulted, before the answer: the hosted form's session records the token it produced. */
 export type AfterTokenize = (res: Response, card: CardMetadata) => Promise<void>;
 
@@ -87,27 +85,28 @@ export function tokenizeHandler(vault: Vault, afterTokenize?: AfterTokenize): Re
 /** Each route counts against its own action's budget, so a burst of reads leaves detokenize untouched. */
 export function tokenRoutes(vault: Vault, limits?: Pick<RateLimiters, 'forAction'>): Router {
   const router = Router();
-  const limit = (action: Action): RequestHandler => limits?.forAction(action) ?? unlimited;
+  // No limiter, no layer: each layer is a router step on every request.
+  const limit = (action: Action): RequestHandler[] => (limits ? [limits.forAction(action)] : []);
 
-  router.post('/', limit('tokenize'), tokenizeHandler(vault));
+  router.post('/', ...limit('tokenize'), tokenizeHandler(vault));
 
-  router.get('/:token', limit('read'), async (req, res) => {
+  router.get('/:token', ...limit('read'), async (req, res) => {
     res.json(present(await vault.getCard(principalOf(res), contextOf(req, res), tokenParam(req.params.token))));
   });
 
-  router.patch('/:token', limit('update'), async (req, res) => {
+  router.patch('/:token', ...limit('update'), async (req, res) => {
     const token = tokenParam(req.params.token);
     const { card } = parseUpdate(req.body);
     const changes = { expMonth: card.exp_month, expYear: card.exp_year, holderName: card.holder_name };
     res.json(present(await vault.updateCard(principalOf(res), contextOf(req, res), token, changes)));
   });
 
-  router.delete('/:token', limit('delete'), async (req, res) => {
+  router.delete('/:token', ...limit('delete'), async (req, res) => {
     await vault.deleteCard(principalOf(res), contextOf(req, res), tokenParam(req.params.token));
     res.status(204).end();
   });
 
-  router.post('/:token/detokenize', limit('detokenize'), async (req, res) => {
+  router.post('/:token/detokenize', ...limit('detokenize'), async (req, res) => {
     const token = tokenParam(req.params.token);
     const { purpose } = parseDetokenize(req.body);
     res.json(await vault.detokenize(principalOf(res), contextOf(req, res), token, purpose));

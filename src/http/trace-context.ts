@@ -1,5 +1,5 @@
 // W3C Trace Context: strict parsing of a caller's traceparent and tracestate, and ids for the spans the vault starts.
-import { randomBytes } from 'node:crypto';
+import { randomHexId } from '../crypto/random';
 import { maskPanLike } from '../log';
 
 export interface TraceContext {
@@ -31,7 +31,7 @@ const usableId = (id: string) => !ALL_ZERO.test(id) && !DIGIT_RUN.test(id);
 /** Random hex of `bytes` bytes that passes the same checks as a caller's id. */
 function newId(bytes: number): string {
   for (;;) {
-    const id = randomBytes(bytes).toString('hex');
+    const id = randomHexId(bytes);
     if (usableId(id)) return id;
   }
 }
