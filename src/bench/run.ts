@@ -2,7 +2,6 @@
 import { randomInt } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -11,7 +10,7 @@ import type { ClusterReady } from './cluster';
 import { BENCH_DATABASE, readOptions, type Options } from './options';
 import { runPacedPhase, runPhase } from './phase';
 import { printReport } from './report';
-import { send, Workload } from './workload';
+import { openClient, send, Workload } from './workload';
 
 /** The steady rate of the latency run (README: p99 at 1,000 req/s). */
 const PACED_RATE = 1000;
@@ -102,11 +101,16 @@ async function readApiKeys(dataDir: string): Promise<{ merchant: string; payment
 
 async function waitUntilReady(port: number): Promise<void> {
   const deadline = Date.now() + 30_000;
-  for (;;) {
-    const status = await send(false, port, 'GET', '/readyz').then((r) => r.status, () => 0);
-    if (status === 200) return;
-    if (Date.now() > deadline) throw new Error(`/readyz did not answer 200 within 30 s (last status ${status})`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
+  const probe = openClient(port, 1);
+  try {
+    for (;;) {
+      const status = await send(probe, 'GET', '/readyz').then((r) => r.status, () => 0);
+      if (status === 200) return;
+      if (Date.now() > deadline) throw new Error(`/readyz did not answer 200 within 30 s (last status ${status})`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  } finally {
+    await probe.destroy();
   }
 }
 
@@ -131,16 +135,16 @@ async function main(): Promise<number> {
   };
   delete env.NODE_ENV;
   const cluster = startCluster(options, env);
-  const agent = new http.Agent({ keepAlive: true, maxSockets: options.concurrency });
-  const pacedAgent = new http.Agent({ keepAlive: true, maxSockets: 512 });
+  const client = openClient(port, options.concurrency);
+  // Open loop needs connections for whatever is in flight at once, not a fixed lane count.
+  const pacedClient = openClient(port, 512);
   const halt = new AbortController();
   cluster.child.once('exit', () => halt.abort('the vault exited'));
   let cleaning: Promise<void> | undefined;
   const cleanup = () =>
     (cleaning ??= (async () => {
       halt.abort('the bench stopped');
-      agent.destroy();
-      pacedAgent.destroy();
+      await Promise.all([client.destroy(), pacedClient.destroy()]);
       await stopCluster(cluster.child);
       await rm(dataDir, { recursive: true, force: true });
     })());
@@ -155,9 +159,8 @@ async function main(): Promise<number> {
     const vault = { pids: await cluster.ready, halt: halt.signal };
     await waitUntilReady(port);
     const keys = await readApiKeys(dataDir);
-    const workload = new Workload(agent, port, keys);
-    // Open loop needs sockets for whatever is in flight at once, not a fixed lane count.
-    const pacedWorkload = workload.withAgent(pacedAgent);
+    const workload = new Workload(client, keys);
+    const pacedWorkload = workload.withClient(pacedClient);
 
     const results = [await runPhase('tokenize', workload, options, () => 'tokenize', vault)];
     if (!options.skipAnalyze) await analyze(databaseUrl);
