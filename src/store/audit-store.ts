@@ -40,13 +40,12 @@ export class PgAuditStore {
    * serializes appends from every instance, so sequence numbers are gap-free and the hash chain unbroken.
    */
   async appendBatch(prepare: (head: AuditHead) => { rows: AuditRow[]; head: AuditHead }): Promise<void> {
-    await this.db.transaction(async (tx) => {
-      const [current] = await tx.query<{ size: string; last_leaf_hash: Buffer | null; frontier: unknown }>(
-        'SELECT size, last_leaf_hash, frontier FROM audit_head WHERE id = 1 FOR UPDATE',
-      );
-      const { rows, head } = prepare({ size: Number(current!.size), lastLeafHash: current!.last_leaf_hash, frontier: current!.frontier });
+    // BEGIN and the lock travel together, then the append, then COMMIT: three round trips per batch.
+    await this.db.transaction(async (tx, opened) => {
+      const current = opened[0] as { size: string; last_leaf_hash: Buffer | null; frontier: unknown };
+      const { rows, head } = prepare({ size: Number(current.size), lastLeafHash: current.last_leaf_hash, frontier: current.frontier });
       await appendRows(tx, rows, head);
-    });
+    }, 'SELECT size, last_leaf_hash, frontier FROM audit_head WHERE id = 1 FOR UPDATE');
   }
 
   async head(): Promise<AuditHead> {

@@ -132,8 +132,11 @@ describe('never in PostgreSQL', () => {
     const spy = {
       ...real,
       query: <R>(sql: string, params?: readonly unknown[]) => (record(params), real.query<R>(sql, params)),
-      transaction: <T>(fn: Parameters<typeof real.transaction<T>>[0]) =>
-        real.transaction((tx) => fn({ ...tx, query: <R>(sql: string, params?: readonly unknown[]) => (record(params), tx.query<R>(sql, params)) })),
+      transaction: <T>(fn: Parameters<typeof real.transaction<T>>[0], opening?: string) =>
+        real.transaction(
+          (tx, opened) => fn({ ...tx, query: <R>(sql: string, params?: readonly unknown[]) => (record(params), tx.query<R>(sql, params)) }, opened),
+          opening,
+        ),
     };
     const h = await buildHarness({ db: spy, cvc: { store: new MemoryCvcStore(), ttlSeconds: 600 } });
     try {
