@@ -13,6 +13,7 @@ import { assembleUpdater } from './updater/dependencies';
 import { runOnce, runStatus, runWorker } from './updater/updater-command';
 import { ProgressBar } from './updater/progress-bar';
 import { addLocalKmsKey } from './crypto/local-kms';
+import { RetireBlockedError } from './crypto/fingerprint-rotation';
 import { startMetrics, WEBHOOK_DELIVERY_INTERVAL_MS } from './main';
 import { createMetrics } from './metrics/metrics';
 
@@ -38,6 +39,13 @@ const USAGE = `usage: cardvault <command>
                                           --reencrypt-cards every card sealed again under a new data key.
                                           Resumable: run it again to finish an interrupted rotation. Local key
                                           file: without --kms-key-id a new key is added to the file
+  keys rotate-fingerprint (--tenant NAME_OR_ID | --all-tenants) [--batch-size N]
+                                          replace the tenant's fingerprint (HMAC) key: new key written beside
+                                          the old, every card backfilled, lookups switched, old fingerprints
+                                          cleared and the old key destroyed; waits ~11 s after each step so
+                                          every instance follows. Tokens never change; the fingerprint in
+                                          responses does. Resumable; exits 75 while idempotency records keyed
+                                          by the old key are unexpired (run it again after the time printed)
   audit verify EXPORT --jwks FILE_OR_URL  check an audit export offline; exit 0 only if every check holds
   encryption-key rotate [--overlap-hours H]
                                           new client-side encryption key: published now, offered to clients
@@ -66,6 +74,7 @@ export async function run(argv: string[], env = process.env, out: Out = (l) => p
     if (command === 'tenants' && sub === 'create') return await tenants(config, rest, out);
     if (command === 'keys' && (sub === 'create' || sub === 'list' || sub === 'revoke')) return await keys(config, sub, rest, out);
     if (command === 'keys' && sub === 'rotate') return await rotateKeys(config, rest, out);
+    if (command === 'keys' && sub === 'rotate-fingerprint') return await rotateFingerprintKeys(config, rest, out);
     if (command === 'audit' && sub === 'rotate-key') return await rotateSigningKey(config, rest, out);
     if (command === 'encryption-key' && sub === 'rotate') return await rotateEncryptionKey(config, rest, out);
     if (command === 'encryption-key' && sub === 'retire') return await retireEncryptionKey(config, rest, out);
@@ -237,6 +246,54 @@ async function rotateKeys(config: Config, args: string[], out: Out): Promise<num
       bars.reencrypt.finish();
       out(JSON.stringify({ generation: done.generation, kms_key_id: done.kmsKeyId, state: done.state, rewrapped: done.rewrapped, reencrypted: done.reencrypted }));
       return 0;
+    } finally {
+      await vault.audit.flush();
+    }
+  });
+}
+
+/** EX_TEMPFAIL: the rotation is waiting for idempotency records to expire; the same command finishes it later. */
+const EXIT_TRY_LATER = 75;
+
+async function rotateFingerprintKeys(config: Config, args: string[], out: Out): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    options: { tenant: { type: 'string' }, 'all-tenants': { type: 'boolean' }, 'batch-size': { type: 'string' } },
+  });
+  if (Boolean(values.tenant) === Boolean(values['all-tenants'])) throw new UsageError('keys rotate-fingerprint needs --tenant NAME_OR_ID or --all-tenants');
+  const batchSize = Number(values['batch-size'] ?? '200');
+  if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 10_000) throw new UsageError('--batch-size takes 1 to 10000');
+  return withDb(config, async (db) => {
+    const vault = await openVault(config, db);
+    const store = vault.fingerprintRotation.store;
+    let tenantIds: string[];
+    if (values.tenant) {
+      const tenant = (await vault.tenants.findTenantByName(values.tenant)) ?? (await vault.tenants.findTenantById(values.tenant));
+      if (!tenant) throw new Error(`no tenant named ${values.tenant}`);
+      tenantIds = [tenant.id];
+    } else {
+      tenantIds = await store.tenantIds();
+    }
+    let blocked = 0;
+    try {
+      // One tenant after another: each waits out its own state changes (about 35 s plus the backfill).
+      for (const tenantId of tenantIds) {
+        const bars = { backfill: new ProgressBar(process.stderr, 'fingerprint cards'), clear: new ProgressBar(process.stderr, 'clear old fingerprints') };
+        const rotator = vault.fingerprintRotation.rotator(batchSize, ({ phase, done, total }) => bars[phase].update(done, total));
+        try {
+          const done = await rotator.rotate(tenantId);
+          bars.backfill.finish();
+          bars.clear.finish();
+          out(JSON.stringify({ tenant: tenantId, generation: done.generation, state: 'completed', backfilled: done.backfilled, cleared: done.cleared }));
+        } catch (err) {
+          if (!(err instanceof RetireBlockedError)) throw err;
+          blocked += 1;
+          out(JSON.stringify({ tenant: tenantId, state: 'waiting_for_idempotency_records', records: err.records, retry_after: err.lastExpiresAt.toISOString() }));
+          process.stderr.write(`cardvault: ${err.message}\n`);
+        }
+      }
+      return blocked > 0 ? EXIT_TRY_LATER : 0;
     } finally {
       await vault.audit.flush();
     }

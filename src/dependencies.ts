@@ -2,7 +2,7 @@
 import { apiKeyCodec } from './crypto/api-key';
 import { openLocalKms } from './crypto/local-kms';
 import { createCardCrypto } from './crypto/card-crypto';
-import { Keyring } from './crypto/keyring';
+import { FINGERPRINT_VIEW_TTL_MS, Keyring } from './crypto/keyring';
 import { cryptoTokenRandomness } from './crypto/random';
 import type { Config } from './config';
 import type { Policies } from './domain/policy';
@@ -42,6 +42,8 @@ import { instrumentKms } from './metrics/instrumented-kms';
 import { ActiveKeyKms } from './crypto/active-kms';
 import { KeyRotator, type KeyRotatorDeps } from './crypto/key-rotation';
 import { PgKeyRotationStore } from './store/key-rotation-store';
+import { FingerprintRotator, type FingerprintRotatorDeps } from './crypto/fingerprint-rotation';
+import { PgFingerprintRotationStore } from './store/fingerprint-rotation-store';
 
 /** How often an instance looks for a new KMS key rotation: new writes move to the new key within this time. */
 const KEY_ROTATION_POLL_MS = 5000;
@@ -102,6 +104,8 @@ export function assembleVault(options: {
   config: Pick<Config, 'apiKeyCacheSeconds' | 'idempotencyTtlSeconds' | 'dataKeys' | 'audit'> & Partial<Pick<Config, 'webhooks'>>;
   /** Audit commits, data-key cache lookups and webhook deliveries are counted here; absent, nothing is. */
   metrics?: VaultMetrics;
+  /** How old this instance's view of a tenant's fingerprint keys may get (default 5 s; shorter in tests). */
+  fingerprintViewMs?: number;
 }) {
   const { db, policies, config, log } = options;
   // New data keys go under the KMS key the latest rotation made active; keyRotation.sync() keeps it current.
@@ -127,6 +131,7 @@ export function assembleVault(options: {
     Date.now,
     audit,
     metrics?.dataKeyLookup,
+    options.fingerprintViewMs ?? FINGERPRINT_VIEW_TTL_MS,
   );
   const principals = new Principals({ tenants, audit, kms, policies, apiKeys: apiKeyCodec, cacheMs: config.apiKeyCacheSeconds * 1000 });
   const crypto = createCardCrypto(keyring);
@@ -170,7 +175,20 @@ export function assembleVault(options: {
     rotator: (batchSize: number, onProgress?: KeyRotatorDeps['onProgress']) =>
       new KeyRotator({ kms, store: keyRotationStore, crypto, audit, batchSize, onProgress }),
   };
-  return { keyring, principals, vault, tenants, audit, auditStore, signer, clientEncryption, checkpointer, auditService, clientSessions, webhooks, webhookDeliverer, keyRotation, kms };
+  const fingerprintRotationStore = new PgFingerprintRotationStore(db);
+  const fingerprintRotation = {
+    store: fingerprintRotationStore,
+    /**
+     * `cardvault keys rotate-fingerprint`. settleMs must exceed every instance's view age (FINGERPRINT_VIEW_TTL_MS in
+     * production): the default waits twice that and a second more, for requests in flight across a change.
+     */
+    rotator: (batchSize: number, onProgress?: FingerprintRotatorDeps['onProgress'], settleMs = 2 * FINGERPRINT_VIEW_TTL_MS + 1000) =>
+      new FingerprintRotator({ kms, store: fingerprintRotationStore, crypto, audit, batchSize, settleMs, onProgress }),
+  };
+  return {
+    keyring, principals, vault, tenants, audit, auditStore, signer, clientEncryption, checkpointer, auditService, clientSessions, webhooks,
+    webhookDeliverer, keyRotation, fingerprintRotation, kms,
+  };
 }
 
 /**

@@ -1,7 +1,8 @@
 // Card-level cryptography: seals card secrets under tenant data keys, and computes keyed fingerprints and digests.
 import { createHmac } from 'node:crypto';
+import { parityOf, type CardFingerprint, type Fingerprints } from '../domain/fingerprints';
 import { Pan } from '../domain/pan';
-import type { CardCrypto, CardSecret, SealedCard, Tenant } from '../domain/ports';
+import type { CardCrypto, CardSecret, RequestDigest, SealedCard, Tenant } from '../domain/ports';
 import { Secret } from '../domain/secret';
 import { VaultError } from '../errors';
 import type { Keyring } from './keyring';
@@ -20,6 +21,11 @@ function cvcAad(tenantId: string, token: string): Buffer {
 /** A webhook secret opens only for its endpoint, and never as a card or a CVC. */
 function webhookSecretAad(tenantId: string, endpointId: string): Buffer {
   return Buffer.from(`cardvault/webhook-secret/v1\u0000${tenantId}\u0000${endpointId}`, 'utf8');
+}
+
+/** A number's fingerprint under one HMAC key (`fp_` + HMAC-SHA-256, base64url). */
+export function hmacFingerprint(key: Buffer, pan: Pan): string {
+  return `fp_${createHmac('sha256', key).update('cardvault/fingerprint/v1\u0000').update(pan.reveal()).digest('base64url')}`;
 }
 
 export function createCardCrypto(keyring: Keyring): CardCrypto {
@@ -65,14 +71,22 @@ export function createCardCrypto(keyring: Keyring): CardCrypto {
       return new Secret(open(key, sealed, webhookSecretAad(tenantId, endpointId)).toString('utf8'), 'webhook secret');
     },
 
-    async fingerprint(tenant: Tenant, pan: Pan): Promise<string> {
-      const key = await keyring.fingerprintKey(tenant);
-      return `fp_${createHmac('sha256', key).update('cardvault/fingerprint/v1\u0000').update(pan.reveal()).digest('base64url')}`;
+    async fingerprint(tenant: Tenant, pan: Pan): Promise<CardFingerprint> {
+      const view = await keyring.fingerprintView(tenant.id);
+      const columns: Fingerprints = { odd: null, even: null };
+      for (const generation of view.write) columns[parityOf(generation)] = hmacFingerprint(await keyring.fingerprintKey(tenant.id, generation), pan);
+      const parity = parityOf(view.current);
+      return { columns, lookup: { parity, value: columns[parity]! } };
     },
 
-    async requestDigest(tenant: Tenant, canonicalRequest: string): Promise<string> {
-      const key = await keyring.fingerprintKey(tenant);
-      return createHmac('sha256', key).update('cardvault/idempotency/v1\u0000').update(canonicalRequest).digest('base64url');
+    async fingerprintView(tenant: Tenant) {
+      return keyring.fingerprintView(tenant.id);
+    },
+
+    async requestDigest(tenant: Tenant, canonicalRequest: string, generation?: number): Promise<RequestDigest> {
+      const keyedBy = generation ?? (await keyring.fingerprintView(tenant.id)).current;
+      const key = await keyring.fingerprintKey(tenant.id, keyedBy);
+      return { generation: keyedBy, digest: createHmac('sha256', key).update('cardvault/idempotency/v1\u0000').update(canonicalRequest).digest('base64url') };
     },
   };
 }

@@ -1,28 +1,46 @@
 // Which data key to use: the newest per tenant for sealing, any stored one for opening; KMS calls are single-flight.
-import type { AuditTrail, DataKeyStore, Kms, Tenant } from '../domain/ports';
+// Also each tenant's fingerprint keys by generation, re-read from the database once they are FINGERPRINT_VIEW_TTL_MS old.
+import { viewOf, type FingerprintView } from '../domain/fingerprints';
+import type { AuditTrail, DataKeyStore, FingerprintKeyStore, Kms, WrappedKey } from '../domain/ports';
 import { VaultError } from '../errors';
 import { KeyCache, type KeyCacheLimits } from './key-cache';
 
 const openingId = (tenantId: string, dataKeyId: string) => `dk:${tenantId}:${dataKeyId}`;
+const fingerprintId = (tenantId: string, generation: number) => `fp:${tenantId}:${generation}`;
+
+/**
+ * How old an instance's view of a tenant's fingerprint keys may be. `keys rotate-fingerprint` waits longer than
+ * this (twice, plus a second) after each state change, so no instance is ever more than one step behind.
+ */
+export const FINGERPRINT_VIEW_TTL_MS = 5000;
+
+interface FingerprintKeySet {
+  view: FingerprintView;
+  wrapped: Map<number, WrappedKey>;
+  /** When the read began: the view is no older than this. */
+  readAt: number;
+}
 
 export class Keyring {
-  /** Keys used for opening and fingerprinting, by data-key id or `fp:<tenant>`. */
+  /** Keys used for opening and fingerprinting, by `dk:<tenant>:<data-key id>` or `fp:<tenant>:<generation>`. */
   readonly #cache: KeyCache;
   /** The data key each tenant seals with now; rotated by the same limits. */
   readonly #current: KeyCache;
   readonly #currentIds = new Map<string, string>();
-  readonly #inflight = new Map<string, Promise<Buffer>>();
+  readonly #inflight = new Map<string, Promise<unknown>>();
+  readonly #fingerprintKeys = new Map<string, FingerprintKeySet>();
   /** The key-rotation generation the current sealing keys belong to (see useGeneration). */
   #generation = 0;
 
   constructor(
     private readonly kms: Kms,
-    private readonly store: DataKeyStore,
-    limits: KeyCacheLimits,
-    now: () => number = Date.now,
+    private readonly store: DataKeyStore & FingerprintKeyStore,
+    private readonly limits: KeyCacheLimits,
+    private readonly now: () => number = Date.now,
     private readonly audit?: AuditTrail,
     /** Told whether each opening or fingerprint key was cached (metrics); never given a key or an id. */
     private readonly onLookup?: (hit: boolean) => void,
+    private readonly fingerprintViewMs = FINGERPRINT_VIEW_TTL_MS,
   ) {
     this.#cache = new KeyCache(limits, now);
     this.#current = new KeyCache(limits, now);
@@ -67,15 +85,41 @@ export class Keyring {
     });
   }
 
-  async fingerprintKey(tenant: Tenant): Promise<Buffer> {
-    const id = `fp:${tenant.id}`;
+  /** Which fingerprint generations this instance writes and looks up by for the tenant; at most fingerprintViewMs old. */
+  async fingerprintView(tenantId: string): Promise<FingerprintView> {
+    return (await this.fingerprintKeys(tenantId)).view;
+  }
+
+  /** The tenant's HMAC key of one generation, while it is live (not retired). */
+  async fingerprintKey(tenantId: string, generation: number): Promise<Buffer> {
+    const id = fingerprintId(tenantId, generation);
     const cached = this.#cache.use(id);
     this.onLookup?.(cached !== undefined);
     if (cached) return cached;
     return this.singleFlight(id, async () => {
-      const key = await this.kms.decryptDataKey(tenant.fingerprintKey, { tenantId: tenant.id, purpose: 'fingerprint' });
+      const wrapped = (await this.fingerprintKeys(tenantId)).wrapped.get(generation);
+      if (!wrapped) throw new VaultError('internal_error', 'a fingerprint key is missing');
+      const key = await this.kms.decryptDataKey(wrapped, { tenantId, purpose: 'fingerprint' });
       this.#cache.put(id, key);
       return key;
+    });
+  }
+
+  private async fingerprintKeys(tenantId: string): Promise<FingerprintKeySet> {
+    const known = this.#fingerprintKeys.get(tenantId);
+    if (known && this.now() - known.readAt < this.fingerprintViewMs) return known;
+    return this.singleFlight(`fpv:${tenantId}`, async () => {
+      const readAt = this.now();
+      const keys = await this.store.liveFingerprintKeys(tenantId);
+      const fresh: FingerprintKeySet = { view: viewOf(keys), wrapped: new Map(keys.map((k) => [k.generation, k.wrapped])), readAt };
+      // A retired generation's key leaves memory as soon as this instance learns of it.
+      for (const generation of known?.wrapped.keys() ?? []) {
+        if (!fresh.wrapped.has(generation)) this.#cache.delete(fingerprintId(tenantId, generation));
+      }
+      this.#fingerprintKeys.delete(tenantId);
+      this.#fingerprintKeys.set(tenantId, fresh);
+      if (this.#fingerprintKeys.size > this.limits.maxEntries) this.#fingerprintKeys.delete(this.#fingerprintKeys.keys().next().value as string);
+      return fresh;
     });
   }
 
@@ -94,8 +138,8 @@ export class Keyring {
     return this.#cache.stats();
   }
 
-  private singleFlight(id: string, work: () => Promise<Buffer>): Promise<Buffer> {
-    let pending = this.#inflight.get(id);
+  private singleFlight<T>(id: string, work: () => Promise<T>): Promise<T> {
+    let pending = this.#inflight.get(id) as Promise<T> | undefined;
     if (!pending) {
       pending = work().finally(() => this.#inflight.delete(id));
       this.#inflight.set(id, pending);

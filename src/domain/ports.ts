@@ -1,4 +1,5 @@
 // The interfaces the use cases depend on; store/ and crypto/ implement them, tests can swap them.
+import type { CardFingerprint, FingerprintKeyState, Fingerprints, FingerprintView, Parity } from './fingerprints';
 import type { Pan } from './pan';
 import type { Secret } from './secret';
 import type { TokenFormat } from './token';
@@ -46,10 +47,22 @@ export interface DataKeyStore {
   findDataKey(id: string): Promise<StoredDataKey | undefined>;
 }
 
+/** A tenant's fingerprint (HMAC) key of one generation; retired keys are destroyed and never listed. */
+export interface StoredFingerprintKey {
+  generation: number;
+  state: Exclude<FingerprintKeyState, 'retired'>;
+  wrapped: WrappedKey;
+}
+
+export interface FingerprintKeyStore {
+  /** The tenant's keys that are not retired: its current key, and during a rotation one other. */
+  liveFingerprintKeys(tenantId: string): Promise<StoredFingerprintKey[]>;
+}
+
+/** Fingerprint keys are not part of the tenant: they live in fingerprint_keys, by generation. */
 export interface Tenant {
   id: string;
   name: string;
-  fingerprintKey: WrappedKey;
   createdAt: Date;
 }
 
@@ -82,7 +95,8 @@ export interface CardRecord {
   tenantId: string;
   token: string;
   format: TokenFormat;
-  fingerprint: string;
+  /** By generation parity; both set while a rotation overlaps two generations, neither once deleted or merged. */
+  fingerprints: Fingerprints;
   brand: string;
   bin: string;
   last4: string;
@@ -101,12 +115,18 @@ export interface CardRecord {
   mergedInto: string | null;
 }
 
-export type NewCard = Pick<CardRecord, 'tenantId' | 'token' | 'format' | 'fingerprint' | 'brand' | 'bin' | 'last4' | 'expMonth' | 'expYear'> & {
+export type NewCard = Pick<CardRecord, 'tenantId' | 'token' | 'format' | 'fingerprints' | 'brand' | 'bin' | 'last4' | 'expMonth' | 'expYear'> & {
   sealed: SealedCard;
 };
 
+/** A keyed request digest and the fingerprint-key generation that keyed it. */
+export interface RequestDigest {
+  generation: number;
+  digest: string;
+}
+
 export interface IdempotencyRecord {
-  requestDigest: string;
+  requestDigest: RequestDigest;
   /** Null while the first request is still in flight (only visible after a crash mid-transaction: never). */
   response: unknown | null;
 }
@@ -114,10 +134,10 @@ export interface IdempotencyRecord {
 /** Storage for the card use cases; a transaction hands out the same interface bound to one connection. */
 export interface CardStore {
   transaction<T>(fn: (tx: CardStore) => Promise<T>): Promise<T>;
-  /** Inserts unless the token or the tenant's active fingerprint is taken; undefined on either conflict. */
+  /** Inserts unless the token or one of the tenant's live fingerprints is taken; undefined on any conflict. */
   insertCard(card: NewCard): Promise<CardRecord | undefined>;
-  /** The active or closed card holding this number. */
-  findCardByFingerprint(tenantId: string, fingerprint: string): Promise<CardRecord | undefined>;
+  /** The active or closed card holding this number, by the fingerprint column of the given parity. */
+  findCardByFingerprint(tenantId: string, fingerprint: { parity: Parity; value: string }): Promise<CardRecord | undefined>;
   /** Any card but a deleted one: active, closed, or merged (which the caller resolves). */
   findCard(tenantId: string, token: string): Promise<CardRecord | undefined>;
   /** Moves the expiry forward only: a later expiry replaces an earlier one, never the reverse. */
@@ -127,13 +147,13 @@ export interface CardStore {
     token: string,
     changes: { expMonth?: number; expYear?: number; sealed?: SealedCard },
   ): Promise<CardRecord | undefined>;
-  /** Destroys the ciphertext and fingerprint, leaving a tombstone so the token is never reissued. */
+  /** Destroys the ciphertext and fingerprints, leaving a tombstone so the token is never reissued. */
   destroyCard(tenantId: string, token: string): Promise<boolean>;
   /** Claims the key for this request (or takes over an expired claim); otherwise returns what is stored. */
   claimIdempotencyKey(
     tenantId: string,
     key: string,
-    requestDigest: string,
+    requestDigest: RequestDigest,
     ttlSeconds: number,
   ): Promise<{ claimed: true } | { claimed: false; record: IdempotencyRecord }>;
   completeIdempotencyKey(tenantId: string, key: string, response: unknown): Promise<void>;
@@ -156,8 +176,12 @@ export interface TenantStore {
 export interface CardCrypto {
   seal(tenantId: string, token: string, secret: CardSecret): Promise<SealedCard>;
   open(tenantId: string, token: string, sealed: SealedCard): Promise<CardSecret>;
-  fingerprint(tenant: Tenant, pan: Pan): Promise<string>;
-  requestDigest(tenant: Tenant, canonicalRequest: string): Promise<string>;
+  /** The number's fingerprints for every generation this instance writes, and the one it looks up by. */
+  fingerprint(tenant: Tenant, pan: Pan): Promise<CardFingerprint>;
+  /** Which generations this instance writes and looks up by, as of its last read (at most a few seconds old). */
+  fingerprintView(tenant: Tenant): Promise<FingerprintView>;
+  /** Keyed with the current generation, or with `generation` (a replay recorded under an earlier key). */
+  requestDigest(tenant: Tenant, canonicalRequest: string, generation?: number): Promise<RequestDigest>;
   sealCvc(tenantId: string, token: string, cvc: Secret<string>): Promise<SealedCard>;
   openCvc(tenantId: string, token: string, sealed: SealedCard): Promise<Secret<string>>;
   /** A webhook endpoint's HMAC secret, bound to its tenant and endpoint id. */
@@ -217,6 +241,11 @@ export const AUDIT_ACTIONS = [
   'key.rotation.rewrap',
   'key.rotation.reencrypt',
   'key.rotation.complete',
+  'key.fingerprint_rotation.start',
+  'key.fingerprint_rotation.backfill',
+  'key.fingerprint_rotation.switch',
+  'key.fingerprint_rotation.retire',
+  'key.fingerprint_rotation.complete',
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 

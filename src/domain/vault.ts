@@ -1,6 +1,7 @@
 // The card use cases: tokenize, read, update, detokenize, delete, each authorized against the caller's role and audited.
 import { VaultError } from '../errors';
 import { checkExpiry } from './expiry';
+import { parityOf, presentedFingerprint, type CardFingerprint, type Parity } from './fingerprints';
 import type { Pan } from './pan';
 import { authorize, authorizeDetokenize, type Principal, type RevealableField } from './policy';
 import { audited } from './audited';
@@ -21,6 +22,7 @@ export interface CardInput {
 export interface CardMetadata {
   token: string;
   format: TokenFormat;
+  /** The current fingerprint-key generation's: it changes when the tenant's fingerprint key is rotated. */
   fingerprint: string;
   status: 'active' | 'closed';
   brand: string;
@@ -63,12 +65,15 @@ const MAX_MERGE_HOPS = 8;
 
 const iso = (date: Date | null) => (date ? date.toISOString() : null);
 
-/** `card` is the card itself, or the survivor a merged token resolves to; `token` stays the one asked for. */
-export function toMetadata(card: CardRecord, token = card.token): CardMetadata {
+/**
+ * `card` is the card itself, or the survivor a merged token resolves to; `token` stays the one asked for.
+ * `current` is the parity of the tenant's current fingerprint generation (CardCrypto.fingerprintView).
+ */
+export function toMetadata(card: CardRecord, current: Parity, token = card.token): CardMetadata {
   const metadata: CardMetadata = {
     token,
     format: card.format,
-    fingerprint: card.fingerprint,
+    fingerprint: presentedFingerprint(card.fingerprints, current),
     status: card.status === 'closed' ? 'closed' : 'active',
     brand: card.brand,
     bin: card.bin,
@@ -91,6 +96,11 @@ export function toMetadata(card: CardRecord, token = card.token): CardMetadata {
 }
 
 const notFound = () => new VaultError('token_not_found');
+
+/** The parity of the tenant's current fingerprint generation, whose fingerprint responses show. */
+export async function currentParity(crypto: Pick<CardCrypto, 'fingerprintView'>, tenant: Tenant): Promise<Parity> {
+  return parityOf((await crypto.fingerprintView(tenant)).current);
+}
 
 /** The card a token stands for: itself, or (merged) the card it was merged into; undefined when deleted or unknown. */
 export async function resolveCard(cards: Pick<CardStore, 'findCard'>, tenantId: string, token: string): Promise<CardRecord | undefined> {
@@ -128,7 +138,8 @@ export class Vault {
       authorize(principal, 'read');
       const card = await resolveCard(this.deps.cards, principal.tenant.id, token);
       if (!card) throw notFound();
-      return { result: { ...toMetadata(card, token), cvcHeld: await this.deps.cvc.held(principal.tenant.id, card.token) } };
+      const current = await currentParity(this.deps.crypto, principal.tenant);
+      return { result: { ...toMetadata(card, current, token), cvcHeld: await this.deps.cvc.held(principal.tenant.id, card.token) } };
     });
   }
 
@@ -157,7 +168,8 @@ export class Vault {
       const fields = Object.entries({ exp_month: changes.expMonth, exp_year: changes.expYear, holder_name: changes.holderName })
         .filter(([, value]) => value !== undefined)
         .map(([name]) => name);
-      return { result: { ...toMetadata(updated, token), cvcHeld: await this.deps.cvc.held(tenantId, card.token) }, details: { fields } };
+      const current = await currentParity(this.deps.crypto, principal.tenant);
+      return { result: { ...toMetadata(updated, current, token), cvcHeld: await this.deps.cvc.held(tenantId, card.token) }, details: { fields } };
     });
   }
 
@@ -209,14 +221,15 @@ export class Vault {
     }
 
     // The digest is keyed: a plain hash of a request holding a PAN would be a PAN-equivalent.
-    const digest = await this.deps.crypto.requestDigest(
-      tenant,
-      JSON.stringify([card.pan.reveal(), card.expMonth, card.expYear, card.holderName, format]),
-    );
+    const canonical = JSON.stringify([card.pan.reveal(), card.expMonth, card.expYear, card.holderName, format]);
+    const digest = await this.deps.crypto.requestDigest(tenant, canonical);
     return this.deps.cards.transaction(async (tx) => {
       const claim = await tx.claimIdempotencyKey(tenant.id, idempotencyKey, digest, this.deps.idempotencyTtlSeconds);
       if (!claim.claimed) {
-        if (claim.record.requestDigest !== digest) throw new VaultError('idempotency_key_reused');
+        const recorded = claim.record.requestDigest;
+        // Recorded under the previous fingerprint key (a rotation switched since): checked with that key.
+        const ours = recorded.generation === digest.generation ? digest : await this.deps.crypto.requestDigest(tenant, canonical, recorded.generation);
+        if (recorded.digest !== ours.digest) throw new VaultError('idempotency_key_reused');
         return { outcome: claim.record.response as TokenizeOutcome, replayed: true };
       }
       // Checked after the claim: a retry of an accepted request replays it even once the month has turned.
@@ -233,8 +246,9 @@ export class Vault {
     tenant: Tenant,
     card: CardInput,
     format: TokenFormat,
-    fingerprint: string,
+    fingerprint: CardFingerprint,
   ): Promise<TokenizeOutcome> {
+    const current = fingerprint.lookup.parity;
     for (let attempt = 0; attempt < MAX_TOKEN_ATTEMPTS; attempt += 1) {
       const token = generateToken(format, card.pan, this.deps.randomness);
       const sealed = await this.deps.crypto.seal(tenant.id, token, { pan: card.pan, holderName: card.holderName });
@@ -242,7 +256,7 @@ export class Vault {
         tenantId: tenant.id,
         token,
         format,
-        fingerprint,
+        fingerprints: fingerprint.columns,
         brand: card.pan.brand,
         bin: card.pan.bin,
         last4: card.pan.last4,
@@ -250,14 +264,14 @@ export class Vault {
         expYear: card.expYear,
         sealed,
       });
-      if (inserted) return { created: true, card: toMetadata(inserted) };
+      if (inserted) return { created: true, card: toMetadata(inserted, current) };
 
-      const existing = await store.findCardByFingerprint(tenant.id, fingerprint);
-      if (existing?.status === 'closed') return { created: false, card: toMetadata(existing) };
+      const existing = await store.findCardByFingerprint(tenant.id, fingerprint.lookup);
+      if (existing?.status === 'closed') return { created: false, card: toMetadata(existing, current) };
       if (existing) {
         // A later expiry on a known PAN means a reissued card: keep the later one, never move it back.
         const extended = await store.extendExpiry(tenant.id, existing.token, card.expMonth, card.expYear);
-        return { created: false, card: toMetadata(extended ?? existing) };
+        return { created: false, card: toMetadata(extended ?? existing, current) };
       }
       // Neither the fingerprint nor a live row: the token collided with another card's; draw again.
     }

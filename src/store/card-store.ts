@@ -1,6 +1,9 @@
 // Cards and idempotency records in PostgreSQL: one method per query, named for its intent.
-import type { CardRecord, CardStatus, CardStore, IdempotencyRecord, NewCard, SealedCard } from '../domain/ports';
+import type { Parity } from '../domain/fingerprints';
+import type { CardRecord, CardStatus, CardStore, IdempotencyRecord, NewCard, RequestDigest, SealedCard } from '../domain/ports';
 import type { TokenFormat } from '../domain/token';
+import { Batcher, ItemFailure, type BatcherLimits } from './batcher';
+import { isVaultError } from '../errors';
 import type { Db, Queryable } from './db';
 
 interface CardRow {
@@ -8,7 +11,8 @@ interface CardRow {
   token: string;
   format: TokenFormat;
   status: CardStatus;
-  fingerprint: string;
+  fingerprint: string | null;
+  fingerprint_even: string | null;
   brand: string;
   bin: string;
   last4: string;
@@ -30,7 +34,7 @@ interface CardRow {
 }
 
 export const CARD_COLUMNS =
-  'tenant_id, token, format, status, fingerprint, brand, bin, last4, exp_month, exp_year, data_key_id, iv, tag, ciphertext, ' +
+  'tenant_id, token, format, status, fingerprint, fingerprint_even, brand, bin, last4, exp_month, exp_year, data_key_id, iv, tag, ciphertext, ' +
   'created_at, updated_at, version, contact_cardholder, updater_enrolled_at, updater_consent_ref, last_inquired_at, closed_at, merged_into';
 
 export function toCardRecord(row: CardRow): CardRecord {
@@ -39,7 +43,7 @@ export function toCardRecord(row: CardRow): CardRecord {
     token: row.token,
     format: row.format,
     status: row.status,
-    fingerprint: row.fingerprint,
+    fingerprints: { odd: row.fingerprint, even: row.fingerprint_even },
     brand: row.brand,
     bin: row.bin,
     last4: row.last4,
@@ -59,13 +63,51 @@ export function toCardRecord(row: CardRow): CardRecord {
 
 export type { CardRow };
 
+/** The column holding fingerprints of generations of this parity (migrations/0012). */
+export const FINGERPRINT_COLUMN: Record<Parity, 'fingerprint' | 'fingerprint_even'> = { odd: 'fingerprint', even: 'fingerprint_even' };
+
 const first = (rows: CardRow[]) => (rows[0] ? toCardRecord(rows[0]) : undefined);
 
+const cardKey = (tenantId: string, token: string) => `${tenantId}\u0000${token}`;
+
+const INSERT_COLUMNS =
+  'tenant_id, token, format, fingerprint, fingerprint_even, brand, bin, last4, exp_month, exp_year, data_key_id, iv, tag, ciphertext';
+
+function insertValues(card: NewCard): unknown[] {
+  return [
+    card.tenantId, card.token, card.format, card.fingerprints.odd, card.fingerprints.even, card.brand, card.bin, card.last4,
+    card.expMonth, card.expYear, card.sealed.dataKeyId, card.sealed.iv, card.sealed.tag, card.sealed.ciphertext,
+  ];
+}
+
+/** Coalescing on the pool: a busy process makes one statement for many concurrent lookups or inserts. */
+export const CARD_BATCH_LIMITS: BatcherLimits = { maxBatch: 64, maxInFlight: 4 };
+
 export class PgCardStore implements CardStore {
+  readonly #lookups?: Batcher<{ tenantId: string; token: string }, CardRecord | undefined>;
+  readonly #inserts?: Batcher<NewCard, CardRecord | undefined>;
+
+  /**
+   * `db` given: this store runs on the pool, and coalesces concurrent `findCard` and `insertCard` calls (each
+   * answered exactly as its own statement would be). Inside a transaction every call is its own statement.
+   */
   constructor(
     private readonly q: Queryable,
     private readonly db?: Db,
-  ) {}
+    batchLimits: BatcherLimits | undefined = db ? CARD_BATCH_LIMITS : undefined,
+  ) {
+    if (batchLimits) {
+      this.#lookups = new Batcher((keys) => this.findCards(keys), batchLimits);
+      // Two new cards with one token or one number never share a statement: each must learn of its own conflict.
+      this.#inserts = new Batcher((cards) => this.insertCards(cards), batchLimits, (card) => [
+        `t:${cardKey(card.tenantId, card.token)}`,
+        ...(['odd', 'even'] as const).flatMap((parity) => {
+          const value = card.fingerprints[parity];
+          return value ? [`${parity}:${cardKey(card.tenantId, value)}`] : [];
+        }),
+      ]);
+    }
+  }
 
   transaction<T>(fn: (tx: CardStore) => Promise<T>): Promise<T> {
     if (!this.db) throw new Error('nested transactions are not supported');
@@ -73,36 +115,89 @@ export class PgCardStore implements CardStore {
   }
 
   async insertCard(card: NewCard): Promise<CardRecord | undefined> {
+    if (this.#inserts) return this.#inserts.submit(card);
+    return this.insertOne(card);
+  }
+
+  private async insertOne(card: NewCard): Promise<CardRecord | undefined> {
     const rows = await this.q.query<CardRow>(
-      `INSERT INTO cards (tenant_id, token, format, fingerprint, brand, bin, last4, exp_month, exp_year,
-                          data_key_id, iv, tag, ciphertext)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+      `INSERT INTO cards (${INSERT_COLUMNS})
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
        ON CONFLICT DO NOTHING
        RETURNING ${CARD_COLUMNS}`,
-      [
-        card.tenantId, card.token, card.format, card.fingerprint, card.brand, card.bin, card.last4,
-        card.expMonth, card.expYear, card.sealed.dataKeyId, card.sealed.iv, card.sealed.tag, card.sealed.ciphertext,
-      ],
+      insertValues(card),
     );
     return first(rows);
   }
 
-  async findCardByFingerprint(tenantId: string, fingerprint: string): Promise<CardRecord | undefined> {
+  /**
+   * One autocommit statement for the batch; a card on a conflict is skipped and answered undefined, as alone.
+   * Should the statement fail for a reason other than the database being away, each card is retried alone so
+   * one bad row cannot fail the others.
+   */
+  private async insertCards(cards: NewCard[]): Promise<(CardRecord | undefined | ItemFailure)[]> {
+    if (cards.length === 1) return [await this.insertOne(cards[0]!)];
+    const columns: unknown[][] = Array.from({ length: 14 }, () => []);
+    for (const card of cards) insertValues(card).forEach((value, i) => columns[i]!.push(value));
+    let rows: CardRow[];
+    try {
+      rows = await this.q.query<CardRow>(
+        `INSERT INTO cards (${INSERT_COLUMNS})
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+                              $9::smallint[], $10::smallint[], $11::uuid[], $12::bytea[], $13::bytea[], $14::bytea[])
+         ON CONFLICT DO NOTHING
+         RETURNING ${CARD_COLUMNS}`,
+        columns,
+      );
+    } catch (err) {
+      if (isVaultError(err) && err.code === 'database_unavailable') throw err;
+      return Promise.all(cards.map((card) => this.insertOne(card).catch((cardErr: unknown) => new ItemFailure(cardErr))));
+    }
+    const inserted = new Map(rows.map((row) => [cardKey(row.tenant_id, row.token), row]));
+    return cards.map((card) => {
+      const row = inserted.get(cardKey(card.tenantId, card.token));
+      return row ? toCardRecord(row) : undefined;
+    });
+  }
+
+  async findCardByFingerprint(tenantId: string, fingerprint: { parity: Parity; value: string }): Promise<CardRecord | undefined> {
     return first(
       await this.q.query<CardRow>(
-        `SELECT ${CARD_COLUMNS} FROM cards WHERE tenant_id = $1 AND fingerprint = $2 AND status IN ('active', 'closed')`,
-        [tenantId, fingerprint],
+        `SELECT ${CARD_COLUMNS} FROM cards WHERE tenant_id = $1 AND ${FINGERPRINT_COLUMN[fingerprint.parity]} = $2 AND status IN ('active', 'closed')`,
+        [tenantId, fingerprint.value],
       ),
     );
   }
 
   async findCard(tenantId: string, token: string): Promise<CardRecord | undefined> {
-    return first(
-      await this.q.query<CardRow>(
-        `SELECT ${CARD_COLUMNS} FROM cards WHERE tenant_id = $1 AND token = $2 AND status <> 'deleted'`,
-        [tenantId, token],
-      ),
+    if (this.#lookups) return this.#lookups.submit({ tenantId, token });
+    return (await this.findCards([{ tenantId, token }]))[0];
+  }
+
+  private async findCards(keys: { tenantId: string; token: string }[]): Promise<(CardRecord | undefined)[]> {
+    if (keys.length === 1) {
+      const { tenantId, token } = keys[0]!;
+      return [
+        first(
+          await this.q.query<CardRow>(
+            `SELECT ${CARD_COLUMNS} FROM cards WHERE tenant_id = $1 AND token = $2 AND status <> 'deleted'`,
+            [tenantId, token],
+          ),
+        ),
+      ];
+    }
+    const rows = await this.q.query<CardRow>(
+      `SELECT ${CARD_COLUMNS.replace(/(^|, )/g, '$1c.')}
+       FROM unnest($1::uuid[], $2::text[]) AS k(tenant_id, token)
+       JOIN cards c ON c.tenant_id = k.tenant_id AND c.token = k.token
+       WHERE c.status <> 'deleted'`,
+      [keys.map((k) => k.tenantId), keys.map((k) => k.token)],
     );
+    const found = new Map(rows.map((row) => [cardKey(row.tenant_id, row.token), row]));
+    return keys.map(({ tenantId, token }) => {
+      const row = found.get(cardKey(tenantId, token));
+      return row ? toCardRecord(row) : undefined;
+    });
   }
 
   async extendExpiry(tenantId: string, token: string, expMonth: number, expYear: number): Promise<CardRecord | undefined> {
@@ -137,7 +232,7 @@ export class PgCardStore implements CardStore {
 
   async destroyCard(tenantId: string, token: string): Promise<boolean> {
     const rows = await this.q.query(
-      `UPDATE cards SET status = 'deleted', fingerprint = NULL, data_key_id = NULL, iv = NULL, tag = NULL,
+      `UPDATE cards SET status = 'deleted', fingerprint = NULL, fingerprint_even = NULL, data_key_id = NULL, iv = NULL, tag = NULL,
                         ciphertext = NULL, merged_into = NULL, updater_enrolled_at = NULL, deleted_at = now(), updated_at = now()
        WHERE tenant_id = $1 AND token = $2 AND status <> 'deleted'
        RETURNING token`,
@@ -149,26 +244,27 @@ export class PgCardStore implements CardStore {
   async claimIdempotencyKey(
     tenantId: string,
     key: string,
-    requestDigest: string,
+    requestDigest: RequestDigest,
     ttlSeconds: number,
   ): Promise<{ claimed: true } | { claimed: false; record: IdempotencyRecord }> {
     // A concurrent claim of the same key blocks here until the first transaction ends, then sees its row.
     const claimed = await this.q.query(
-      `INSERT INTO idempotency_keys (tenant_id, key, request_digest, expires_at)
-       VALUES ($1, $2, $3, now() + make_interval(secs => $4))
+      `INSERT INTO idempotency_keys (tenant_id, key, request_digest, digest_generation, expires_at)
+       VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))
        ON CONFLICT (tenant_id, key) DO UPDATE
-         SET request_digest = EXCLUDED.request_digest, response = NULL, created_at = now(), expires_at = EXCLUDED.expires_at
+         SET request_digest = EXCLUDED.request_digest, digest_generation = EXCLUDED.digest_generation, response = NULL,
+             created_at = now(), expires_at = EXCLUDED.expires_at
          WHERE idempotency_keys.expires_at < now()
        RETURNING key`,
-      [tenantId, key, requestDigest, ttlSeconds],
+      [tenantId, key, requestDigest.digest, requestDigest.generation, ttlSeconds],
     );
     if (claimed.length === 1) return { claimed: true };
-    const rows = await this.q.query<{ request_digest: string; response: unknown }>(
-      'SELECT request_digest, response FROM idempotency_keys WHERE tenant_id = $1 AND key = $2',
+    const rows = await this.q.query<{ request_digest: string; digest_generation: number; response: unknown }>(
+      'SELECT request_digest, digest_generation, response FROM idempotency_keys WHERE tenant_id = $1 AND key = $2',
       [tenantId, key],
     );
     const row = rows[0]!;
-    return { claimed: false, record: { requestDigest: row.request_digest, response: row.response } };
+    return { claimed: false, record: { requestDigest: { generation: row.digest_generation, digest: row.request_digest }, response: row.response } };
   }
 
   async completeIdempotencyKey(tenantId: string, key: string, response: unknown): Promise<void> {

@@ -46,6 +46,8 @@ export interface WrappedRow {
 /** Each table holding KMS-wrapped keys: its key column, its wrapped columns, and the context its rows use. */
 const WRAPPED_TABLES = {
   data_keys: { id: 'id::text', kmsKeyId: 'kms_key_id', wrapped: 'wrapped', context: "tenant_id::text AS tenant, 'card-data' AS purpose" },
+  fingerprint_keys: { id: 'id::text', kmsKeyId: 'kms_key_id', wrapped: 'key_wrapped', context: "tenant_id::text AS tenant, 'fingerprint' AS purpose" },
+  // Legacy copies of generation-1 fingerprint keys (migrations/0012); null (and so skipped) once destroyed.
   tenants: { id: 'id::text', kmsKeyId: 'fingerprint_kms_key_id', wrapped: 'fingerprint_key_wrapped', context: "id::text AS tenant, 'fingerprint' AS purpose" },
   signing_keys: { id: 'kid', kmsKeyId: 'kms_key_id', wrapped: 'wrapped_key', context: "'system' AS tenant, 'signing' AS purpose" },
   encryption_keys: { id: 'kid', kmsKeyId: 'kms_key_id', wrapped: 'wrapped_key', context: "'system' AS tenant, 'client-encryption' AS purpose" },

@@ -1,13 +1,14 @@
-// Tenants, API keys and wrapped data keys in PostgreSQL.
-import type { ApiKeyRecord, DataKeyStore, KeyPurpose, StoredDataKey, Tenant, TenantStore, WrappedKey } from '../domain/ports';
+// Tenants, API keys, wrapped data keys and the live fingerprint keys in PostgreSQL.
+import type { FingerprintKeyState } from '../domain/fingerprints';
+import type {
+  ApiKeyRecord, DataKeyStore, FingerprintKeyStore, KeyPurpose, StoredDataKey, StoredFingerprintKey, Tenant, TenantStore, WrappedKey,
+} from '../domain/ports';
 import { VaultError } from '../errors';
 import type { Queryable } from './db';
 
 interface TenantRow {
   id: string;
   name: string;
-  fingerprint_kms_key_id: string;
-  fingerprint_key_wrapped: Buffer;
   created_at: Date;
 }
 
@@ -23,7 +24,6 @@ interface ApiKeyRow {
 const toTenant = (row: TenantRow): Tenant => ({
   id: row.id,
   name: row.name,
-  fingerprintKey: { kmsKeyId: row.fingerprint_kms_key_id, ciphertext: row.fingerprint_key_wrapped },
   createdAt: row.created_at,
 });
 
@@ -36,17 +36,23 @@ const toApiKey = (row: ApiKeyRow): ApiKeyRecord => ({
   revokedAt: row.revoked_at,
 });
 
-const TENANT_COLUMNS = 'id, name, fingerprint_kms_key_id, fingerprint_key_wrapped, created_at';
+// tenants.fingerprint_kms_key_id and fingerprint_key_wrapped are legacy (migrations/0012): never read here.
+const TENANT_COLUMNS = 'id, name, created_at';
 const API_KEY_COLUMNS = 'id, tenant_id, role, label, created_at, revoked_at';
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-export class PgTenantStore implements TenantStore, DataKeyStore {
+export class PgTenantStore implements TenantStore, DataKeyStore, FingerprintKeyStore {
   constructor(private readonly q: Queryable) {}
 
+  /** The tenant and its generation-1 fingerprint key, in one statement. */
   async createTenant(id: string, name: string, fingerprintKey: WrappedKey): Promise<Tenant> {
     const rows = await this.q.query<TenantRow>(
-      `INSERT INTO tenants (id, name, fingerprint_kms_key_id, fingerprint_key_wrapped) VALUES ($1, $2, $3, $4)
-       ON CONFLICT (name) DO NOTHING RETURNING ${TENANT_COLUMNS}`,
+      `WITH tenant AS (
+         INSERT INTO tenants (id, name) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING RETURNING ${TENANT_COLUMNS}
+       ), fingerprint_key AS (
+         INSERT INTO fingerprint_keys (tenant_id, generation, kms_key_id, key_wrapped, state) SELECT id, 1, $3, $4, 'current' FROM tenant
+       )
+       SELECT ${TENANT_COLUMNS} FROM tenant`,
       [id, name, fingerprintKey.kmsKeyId, fingerprintKey.ciphertext],
     );
     if (!rows[0]) throw new VaultError('tenant_exists');
@@ -78,9 +84,8 @@ export class PgTenantStore implements TenantStore, DataKeyStore {
   }
 
   async findActiveApiKey(keyHash: Buffer): Promise<{ key: ApiKeyRecord; tenant: Tenant } | undefined> {
-    const rows = await this.q.query<ApiKeyRow & { t_name: string; t_kms: string; t_wrapped: Buffer; t_created: Date }>(
-      `SELECT k.id, k.tenant_id, k.role, k.label, k.created_at, k.revoked_at,
-              t.name AS t_name, t.fingerprint_kms_key_id AS t_kms, t.fingerprint_key_wrapped AS t_wrapped, t.created_at AS t_created
+    const rows = await this.q.query<ApiKeyRow & { t_name: string; t_created: Date }>(
+      `SELECT k.id, k.tenant_id, k.role, k.label, k.created_at, k.revoked_at, t.name AS t_name, t.created_at AS t_created
        FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
        WHERE k.key_hash = $1 AND k.revoked_at IS NULL`,
       [keyHash],
@@ -89,7 +94,7 @@ export class PgTenantStore implements TenantStore, DataKeyStore {
     if (!row) return undefined;
     return {
       key: toApiKey(row),
-      tenant: toTenant({ id: row.tenant_id, name: row.t_name, fingerprint_kms_key_id: row.t_kms, fingerprint_key_wrapped: row.t_wrapped, created_at: row.t_created }),
+      tenant: toTenant({ id: row.tenant_id, name: row.t_name, created_at: row.t_created }),
     };
   }
 
@@ -122,5 +127,13 @@ export class PgTenantStore implements TenantStore, DataKeyStore {
     );
     const row = rows[0];
     return row && { id: row.id, tenantId: row.tenant_id, purpose: row.purpose, wrapped: { kmsKeyId: row.kms_key_id, ciphertext: row.wrapped }, createdAt: row.created_at };
+  }
+
+  async liveFingerprintKeys(tenantId: string): Promise<StoredFingerprintKey[]> {
+    const rows = await this.q.query<{ generation: number; state: Exclude<FingerprintKeyState, 'retired'>; kms_key_id: string; key_wrapped: Buffer }>(
+      "SELECT generation, state, kms_key_id, key_wrapped FROM fingerprint_keys WHERE tenant_id = $1 AND state <> 'retired' ORDER BY generation",
+      [tenantId],
+    );
+    return rows.map((r) => ({ generation: r.generation, state: r.state, wrapped: { kmsKeyId: r.kms_key_id, ciphertext: r.key_wrapped } }));
   }
 }

@@ -1,6 +1,7 @@
 // The account updater's tables: settings, runs, batches, inquiries, the fenced per-tenant lock, and card history.
+import type { Parity } from '../domain/fingerprints';
 import type { CardRecord } from '../domain/ports';
-import { CARD_COLUMNS, toCardRecord, type CardRow } from './card-store';
+import { CARD_COLUMNS, FINGERPRINT_COLUMN, toCardRecord, type CardRow } from './card-store';
 import type { Db, Queryable } from './db';
 import type {
   CardUpdate,
@@ -365,26 +366,30 @@ export const updaterTx = {
     return rows[0] && toCardRecord(rows[0]);
   },
 
-  async lockCardByFingerprint(tx: Queryable, tenantId: string, fingerprint: string): Promise<CardRecord | undefined> {
+  async lockCardByFingerprint(tx: Queryable, tenantId: string, fingerprint: { parity: Parity; value: string }): Promise<CardRecord | undefined> {
     const rows = await tx.query<CardRow>(
-      `SELECT ${CARD_COLUMNS} FROM cards WHERE tenant_id = $1 AND fingerprint = $2 AND status IN ('active', 'closed') FOR UPDATE`,
-      [tenantId, fingerprint],
+      `SELECT ${CARD_COLUMNS} FROM cards WHERE tenant_id = $1 AND ${FINGERPRINT_COLUMN[fingerprint.parity]} = $2 AND status IN ('active', 'closed') FOR UPDATE`,
+      [tenantId, fingerprint.value],
     );
     return rows[0] && toCardRecord(rows[0]);
   },
 
-  /** Writes the whole new state of a card and bumps its version; returns the new version. */
+  /**
+   * Writes the whole new state of a card and bumps its version; returns the new version. Both fingerprint columns
+   * are written, a generation this instance does not write as null: a fingerprint of the card's old number must
+   * not survive a number change (a rotation's backfill fills in what is missing).
+   */
   async writeCard(tx: Queryable, card: CardRecord): Promise<number> {
     const s = card.sealed;
     const rows = await tx.query<{ version: number }>(
       `UPDATE cards SET status = $3, fingerprint = $4, brand = $5, bin = $6, last4 = $7, exp_month = $8, exp_year = $9,
          data_key_id = $10, iv = $11, tag = $12, ciphertext = $13, contact_cardholder = $14, updater_enrolled_at = $15,
-         updater_consent_ref = $16, closed_at = $17, merged_into = $18, version = version + 1, updated_at = now()
+         updater_consent_ref = $16, closed_at = $17, merged_into = $18, fingerprint_even = $19, version = version + 1, updated_at = now()
        WHERE tenant_id = $1 AND token = $2 RETURNING version`,
       [
-        card.tenantId, card.token, card.status, s ? card.fingerprint : null, card.brand, card.bin, card.last4, card.expMonth, card.expYear,
+        card.tenantId, card.token, card.status, s ? card.fingerprints.odd : null, card.brand, card.bin, card.last4, card.expMonth, card.expYear,
         s?.dataKeyId ?? null, s?.iv ?? null, s?.tag ?? null, s?.ciphertext ?? null, card.contactCardholder, card.updater.enrolledAt,
-        card.updater.consentRef, card.closedAt, card.mergedInto,
+        card.updater.consentRef, card.closedAt, card.mergedInto, s ? card.fingerprints.even : null,
       ],
     );
     return rows[0]!.version;

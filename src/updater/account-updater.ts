@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { audited } from '../domain/audited';
 import { authorize, type Principal } from '../domain/policy';
 import type { AuditTrail, CardCrypto, CardStore, Clock, RequestContext } from '../domain/ports';
-import { resolveCard, toMetadata, type CardMetadata } from '../domain/vault';
+import { currentParity, resolveCard, toMetadata, type CardMetadata } from '../domain/vault';
 import { VaultError } from '../errors';
 import type { PgUpdaterStore } from '../store/updater-store';
 import type { UpdateApplier } from './apply-update';
@@ -60,7 +60,7 @@ export class AccountUpdater {
       if (enrolled && !networkOfBrand(card.brand)) throw new VaultError('network_not_supported', 'the account updater covers Visa and Mastercard cards');
       const changed = enrolled ? await this.deps.store.enroll(tenantId, card.token, consentRef) : await this.deps.store.unenroll(tenantId, card.token);
       if (!changed) throw notFound();
-      return { result: toMetadata(changed, token), details: { consent_reference: consentRef !== null } };
+      return { result: toMetadata(changed, await currentParity(this.deps.crypto, principal.tenant), token), details: { consent_reference: consentRef !== null } };
     });
   }
 
@@ -95,7 +95,7 @@ export class AccountUpdater {
       if (!card) throw notFound();
       const own = card.token === token ? [] : await this.deps.store.historyOf(principal.tenant.id, token);
       const updates = [...own, ...(await this.deps.store.historyOf(principal.tenant.id, card.token))];
-      return { result: { card: toMetadata(card, token), updates } };
+      return { result: { card: toMetadata(card, await currentParity(this.deps.crypto, principal.tenant), token), updates } };
     });
   }
 
@@ -122,7 +122,7 @@ export class AccountUpdater {
       await this.deps.processor.auditUpdates(updates);
       const now = await resolveCard(this.deps.cards, tenant.id, token);
       if (!now) throw notFound();
-      const result = { card: toMetadata(now, token), outcome: answer.outcome, network, networkCode: answer.networkCode, updates };
+      const result = { card: toMetadata(now, await currentParity(this.deps.crypto, principal.tenant), token), outcome: answer.outcome, network, networkCode: answer.networkCode, updates };
       return { result, details: { outcome: answer.outcome, network, network_code: answer.networkCode, versions: updates.map((u) => u.version) } };
     });
   }

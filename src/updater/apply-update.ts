@@ -74,11 +74,13 @@ export class UpdateApplier {
       if (isVaultError(err)) return []; // the formats check numbers; one that still fails is not applied
       throw err;
     }
+    // Every generation this instance writes (two while a fingerprint-key rotation overlaps them); the merge
+    // looks the number up by the current one, as tokenize does, so both converge on the same unique index.
     const fingerprint = await this.deps.crypto.fingerprint(tenant, pan);
-    if (fingerprint === card.fingerprint) return [];
+    if (fingerprint.lookup.value === card.fingerprints[fingerprint.lookup.parity]) return [];
     const written: CardUpdate[] = [];
     let mergedToken: string | undefined;
-    const holder = await updaterTx.lockCardByFingerprint(tx, tenant.id, fingerprint);
+    const holder = await updaterTx.lockCardByFingerprint(tx, tenant.id, fingerprint.lookup);
     if (holder && holder.token !== card.token) {
       // Released first, so the number's fingerprint is free when this card takes it (one active card per number).
       const alias: CardRecord = { ...holder, status: 'merged', sealed: null, mergedInto: card.token, updater: { enrolledAt: null, consentRef: null, lastInquiredAt: holder.updater.lastInquiredAt } };
@@ -89,7 +91,7 @@ export class UpdateApplier {
     const sealed = await this.deps.crypto.seal(tenant.id, card.token, { pan, holderName: secret.holderName });
     const next: CardRecord = {
       ...card,
-      fingerprint,
+      fingerprints: fingerprint.columns,
       sealed,
       brand: pan.brand,
       bin: pan.bin,

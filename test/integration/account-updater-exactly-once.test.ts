@@ -1,7 +1,5 @@
 // Exactly once: a response file read twice, two workers at once, a fenced-out worker, and the merge of two tokens.
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import request from 'supertest';
 import { answerDrop } from '../../src/updater/network/answer-drop';
 import { dropTransport } from '../../src/updater/network/adapter';
@@ -11,6 +9,7 @@ import { FencedOut } from '../../src/store/updater-store';
 import { buildHarness, type Harness } from '../support/harness';
 import { bearer, cardBody } from '../support/http';
 import { newPan, recordPan } from '../support/pans';
+import { reissueRules, type RulesFile } from '../support/reissue-rules';
 
 const VISA_ONLY = { networks: { visa: { merchant_id: 'M-VISA-1' } } };
 
@@ -164,19 +163,17 @@ describe('one worker per tenant', () => {
 
 describe('merging two tokens of one card', () => {
   let h: Harness;
-  let rulesDir: string;
+  let rules: RulesFile;
   const oldPan = newPan('411111');
   const reissued = recordPan(deriveNewPan(oldPan));
 
   beforeAll(async () => {
-    rulesDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cardvault-rules-'));
-    const rules = path.join(rulesDir, 'rules.yaml');
-    fs.writeFileSync(rules, `default: { outcome: no_change }\nrules:\n  - { name: reissued, match: { panPrefix: "${oldPan.slice(0, 11)}", last4: "${oldPan.slice(-4)}" }, outcome: new_account }\n`);
-    h = await buildHarness({ updater: { simulatorRules: rules } });
+    rules = reissueRules(oldPan);
+    h = await buildHarness({ updater: { simulatorRules: rules.file } });
   });
   afterAll(async () => {
     await h.close();
-    fs.rmSync(rulesDir, { recursive: true, force: true });
+    rules.remove();
   });
 
   it('keeps the updated token, and the token that already held the new number resolves to it', async () => {

@@ -83,7 +83,9 @@ describe('what is recorded', () => {
       ['api_key.create', 'api_key.revoke', 'audit.export', 'audit.read', 'auth.denied', 'auth.failure', 'card.delete', 'card.detokenize', 'card.read', 'card.tokenize', 'card.update', 'client_session.create', 'client_session.redeem', 'key.data_key.create', 'key.encryption.create', 'key.encryption.retire', 'key.signing.create', 'policy.load', 'service.start', 'service.stop', 'tenant.create',
        'updater.settings.update', 'updater.enroll', 'updater.unenroll', 'updater.run.start', 'updater.run.finish', 'updater.card_update',
        'card.refresh', 'card.updates.read', 'webhook.endpoint.create', 'webhook.endpoint.disable', 'webhook.redrive',
-       'key.rotation.start', 'key.rotation.rewrap', 'key.rotation.reencrypt', 'key.rotation.complete'].sort(),
+       'key.rotation.start', 'key.rotation.rewrap', 'key.rotation.reencrypt', 'key.rotation.complete',
+       'key.fingerprint_rotation.start', 'key.fingerprint_rotation.backfill', 'key.fingerprint_rotation.switch',
+       'key.fingerprint_rotation.retire', 'key.fingerprint_rotation.complete'].sort(),
     );
   });
 });

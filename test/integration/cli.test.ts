@@ -308,3 +308,44 @@ describe('keys rotate', () => {
     expect(again.kms_key_id).not.toBe(result.kms_key_id);
   });
 });
+
+describe('keys rotate-fingerprint', () => {
+  it('refuses bad arguments, exits 75 while old-key idempotency records are unexpired, and finishes when run again', async () => {
+    expect((await cardvault('keys', 'rotate-fingerprint')).code).toBe(64);
+    expect((await cardvault('keys', 'rotate-fingerprint', '--tenant', 'x', '--all-tenants')).code).toBe(64);
+    expect((await cardvault('keys', 'rotate-fingerprint', '--tenant', 'x', '--batch-size', '0')).code).toBe(64);
+    const missing = await cardvault('keys', 'rotate-fingerprint', '--tenant', uniqueName('nobody'));
+    expect(missing.code).toBe(1);
+    expect(missing.err).toContain('no tenant named');
+
+    const name = uniqueName('fprot');
+    const tenantId = JSON.parse((await cardvault('tenants', 'create', name)).out[0]!).id as string;
+    await db.query(
+      `INSERT INTO idempotency_keys (tenant_id, key, request_digest, digest_generation, expires_at)
+       VALUES ($1, 'order-1', 'digest', 1, now() + interval '1 hour')`,
+      [tenantId],
+    );
+    // Each state is waited out for ~11 s after it is entered; backdating them stands in for that wait here.
+    const backdate = () => db.query("UPDATE fingerprint_keys SET state_changed_at = now() - interval '1 minute' WHERE tenant_id = $1", [tenantId]);
+    const kms = await openLocalKms({ keyFile: env.LOCAL_KMS_KEY_FILE! });
+    const { wrapped } = await kms.generateDataKey({ tenantId, purpose: 'fingerprint' });
+    await db.query("INSERT INTO fingerprint_keys (tenant_id, generation, kms_key_id, key_wrapped, state) VALUES ($1, 2, $2, $3, 'next')", [
+      tenantId, wrapped.kmsKeyId, wrapped.ciphertext,
+    ]);
+    await backdate();
+
+    const blocked = await cardvault('keys', 'rotate-fingerprint', '--tenant', name);
+    expect(blocked.code).toBe(75);
+    expect(JSON.parse(blocked.out[0]!)).toMatchObject({ tenant: tenantId, state: 'waiting_for_idempotency_records', records: 1 });
+    expect(blocked.err).toContain('run the command again after that');
+
+    await db.query("UPDATE idempotency_keys SET expires_at = now() - interval '1 second' WHERE tenant_id = $1", [tenantId]);
+    await backdate();
+    const done = await cardvault('keys', 'rotate-fingerprint', '--tenant', tenantId, '--batch-size', '10');
+    expect(done.code).toBe(0);
+    expect(JSON.parse(done.out[0]!)).toEqual({ tenant: tenantId, generation: 2, state: 'completed', backfilled: 0, cleared: 0 });
+    expect(done.err).toContain('clear old fingerprints [');
+    const states = await db.query<{ state: string }>('SELECT state FROM fingerprint_keys WHERE tenant_id = $1 ORDER BY generation', [tenantId]);
+    expect(states.map((s) => s.state)).toEqual(['retired', 'current']);
+  });
+});

@@ -146,6 +146,21 @@ it('starts with no settings, writes 0600 demo credentials and key file, and keep
   expect(revealed.status).toBe(200);
   expect(revealed.body).toEqual({ token, card });
 
+  // A burst at once: the card store coalesces concurrent inserts and lookups into single statements on PGlite too.
+  const burst = Array.from({ length: 24 }, () => ({ number: newPan(), exp_month: 11, exp_year: 2032 }));
+  const burstTokens = await Promise.all(
+    burst.map(async (c) => {
+      const res = await post(first.baseUrl, '/v1/tokens', credentials.api_keys.merchant!, { card: c });
+      expect(res.status).toBe(201);
+      return res.body.token as string;
+    }),
+  );
+  expect(new Set(burstTokens).size).toBe(burst.length);
+  const burstRevealed = await Promise.all(
+    burstTokens.map((t) => post(first.baseUrl, `/v1/tokens/${t}/detokenize`, credentials.api_keys.payments!, { purpose: 'authorization' })),
+  );
+  burstRevealed.forEach((res, i) => expect(res.body).toEqual({ token: burstTokens[i], card: burst[i] }));
+
   const credentialsMtime = fs.statSync(credentialsFile).mtimeMs;
   const kmsKey = fs.readFileSync(kmsKeyFile);
   expect(await stopVault()).toBe(0);
@@ -168,4 +183,5 @@ it('starts with no settings, writes 0600 demo credentials and key file, and keep
   expect(await stopVault()).toBe(0);
   const allOutput = first.output() + second.output();
   expect(allOutput).not.toContain(pan);
+  for (const c of burst) expect(allOutput).not.toContain(c.number);
 });

@@ -17,7 +17,7 @@ jest.setTimeout(120_000);
 
 const WRAPPED = [
   ['data_keys', 'kms_key_id'],
-  ['tenants', 'fingerprint_kms_key_id'],
+  ['fingerprint_keys', 'kms_key_id'],
   ['signing_keys', 'kms_key_id'],
   ['encryption_keys', 'kms_key_id'],
 ] as const;

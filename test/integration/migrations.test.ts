@@ -68,7 +68,7 @@ describe('on PostgreSQL', () => {
     expect(await pendingMigrations(db)).toEqual([]);
     expect(await tableNames(db)).toEqual([
       'api_keys', 'audit_checkpoints', 'audit_events', 'audit_head', 'card_updates', 'cards', 'client_sessions', 'data_keys',
-      'encryption_keys', 'idempotency_keys', 'key_rotations', 'schema_migrations', 'signing_keys', 'tenants',
+      'encryption_keys', 'fingerprint_keys', 'idempotency_keys', 'key_rotations', 'schema_migrations', 'signing_keys', 'tenants',
       'updater_batches', 'updater_inquiries', 'updater_locks', 'updater_runs', 'updater_settings', 'webhook_endpoints', 'webhook_outbox',
     ]);
     const recorded = await db.query<{ name: string }>('SELECT name FROM schema_migrations ORDER BY name');

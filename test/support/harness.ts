@@ -59,6 +59,8 @@ export interface HarnessOptions {
   ensureSigningKey?: boolean;
   /** Account-updater settings over the test defaults (simulator, chunks of 50). */
   updater?: Partial<UpdaterOptions>;
+  /** How old this instance's view of a tenant's fingerprint keys may get (default: the production 5 s). */
+  fingerprintViewMs?: number;
 }
 
 export async function buildHarness(options: HarnessOptions = {}): Promise<Harness> {
@@ -73,6 +75,7 @@ export async function buildHarness(options: HarnessOptions = {}): Promise<Harnes
     policies,
     log,
     cvc: options.cvc,
+    fingerprintViewMs: options.fingerprintViewMs,
     config: {
       apiKeyCacheSeconds: options.apiKeyCacheSeconds ?? 0,
       idempotencyTtlSeconds: 24 * 3600,

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { KeyCache, type KeyCacheLimits } from '../../src/crypto/key-cache';
 import { Keyring } from '../../src/crypto/keyring';
 import { openLocalKms } from '../../src/crypto/local-kms';
-import type { DataKeyStore, Kms, StoredDataKey, Tenant } from '../../src/domain/ports';
+import type { DataKeyStore, FingerprintKeyStore, Kms, StoredDataKey, StoredFingerprintKey, Tenant } from '../../src/domain/ports';
 import { isVaultError } from '../../src/errors';
 
 async function rejection(promise: Promise<unknown>): Promise<unknown> {
@@ -97,11 +97,16 @@ describe('KeyCache', () => {
   });
 });
 
-/** Data keys by id, in memory: this suite tests key handling, not storage. */
-function memoryDataKeyStore(): DataKeyStore & { rows: Map<string, StoredDataKey> } {
+/** Data keys by id and fingerprint keys by tenant, in memory: this suite tests key handling, not storage. */
+function memoryDataKeyStore(): DataKeyStore & FingerprintKeyStore & { rows: Map<string, StoredDataKey>; fingerprintKeys: Map<string, StoredFingerprintKey[]> } {
   const rows = new Map<string, StoredDataKey>();
+  const fingerprintKeys = new Map<string, StoredFingerprintKey[]>();
   return {
     rows,
+    fingerprintKeys,
+    async liveFingerprintKeys(tenantId) {
+      return fingerprintKeys.get(tenantId) ?? [];
+    },
     async insertDataKey(key) {
       const stored = { ...key, id: randomUUID(), createdAt: new Date() };
       rows.set(stored.id, stored);
@@ -168,7 +173,8 @@ describe('Keyring', () => {
   async function newTenant(): Promise<Tenant> {
     const id = randomUUID();
     const { wrapped } = await localKms.generateDataKey({ tenantId: id, purpose: 'fingerprint' });
-    return { id, name: `t-${id.slice(0, 8)}`, fingerprintKey: wrapped, createdAt: new Date() };
+    store.fingerprintKeys.set(id, [{ generation: 1, state: 'current', wrapped }]);
+    return { id, name: `t-${id.slice(0, 8)}`, createdAt: new Date() };
   }
 
   it('seals with one stored data key per tenant while it is within its limits', async () => {
@@ -247,7 +253,7 @@ describe('Keyring', () => {
   it('makes one KMS decryptDataKey for concurrent first fingerprints of one tenant', async () => {
     const tenant = await newTenant();
     const keyring = new Keyring(kms, store, limits);
-    const keys = await Promise.all(Array.from({ length: 20 }, () => keyring.fingerprintKey(tenant)));
+    const keys = await Promise.all(Array.from({ length: 20 }, () => keyring.fingerprintKey(tenant.id, 1)));
 
     expect(kms.calls.decrypt).toBe(1);
     expect(new Set(keys.map((k) => k.toString('hex'))).size).toBe(1);

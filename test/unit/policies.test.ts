@@ -34,7 +34,7 @@ function loadError(dir: string): PolicyError {
 
 function principal(role: Role): Principal {
   return {
-    tenant: { id: 'tenant-1', name: 'acme', fingerprintKey: { kmsKeyId: 'local:0', ciphertext: Buffer.alloc(0) }, createdAt: new Date(0) },
+    tenant: { id: 'tenant-1', name: 'acme', createdAt: new Date(0) },
     apiKeyId: 'key-1',
     role,
   };

@@ -9,7 +9,7 @@ import { Keyring } from '../../src/crypto/keyring';
 import { openLocalKms } from '../../src/crypto/local-kms';
 import { open, seal, type Sealed } from '../../src/crypto/sealer';
 import { Pan } from '../../src/domain/pan';
-import type { CardCrypto, DataKeyStore, Kms, SealedCard, StoredDataKey, Tenant } from '../../src/domain/ports';
+import type { CardCrypto, DataKeyStore, FingerprintKeyStore, Kms, SealedCard, StoredDataKey, StoredFingerprintKey, Tenant } from '../../src/domain/ports';
 import { isVaultError } from '../../src/errors';
 import { generateTestPan, PUBLISHED_TEST_CARDS } from '../support/test-cards';
 import { errorOf } from '../support/error-of';
@@ -118,10 +118,15 @@ describe('seal and open', () => {
   });
 });
 
-/** Data keys by id, in memory: this suite tests the crypto, not the storage. */
-function memoryDataKeyStore(): DataKeyStore {
+/** Data keys by id and fingerprint keys by tenant, in memory: this suite tests the crypto, not the storage. */
+function memoryDataKeyStore(): DataKeyStore & FingerprintKeyStore & { fingerprintKeys: Map<string, StoredFingerprintKey[]> } {
   const keys = new Map<string, StoredDataKey>();
+  const fingerprintKeys = new Map<string, StoredFingerprintKey[]>();
   return {
+    fingerprintKeys,
+    async liveFingerprintKeys(tenantId) {
+      return fingerprintKeys.get(tenantId) ?? [];
+    },
     async insertDataKey(key) {
       const stored = { ...key, id: randomUUID(), createdAt: new Date() };
       keys.set(stored.id, stored);
@@ -133,10 +138,15 @@ function memoryDataKeyStore(): DataKeyStore {
   };
 }
 
+/** The fingerprint a steady-state instance looks a number up by. */
+async function fingerprintOf(crypto: CardCrypto, tenant: Tenant, pan: Pan): Promise<string> {
+  return (await crypto.fingerprint(tenant, pan)).lookup.value;
+}
+
 describe('card crypto', () => {
   let dir: string;
   let kms: Kms;
-  let store: DataKeyStore;
+  let store: ReturnType<typeof memoryDataKeyStore>;
   let crypto: CardCrypto;
   let tenantA: Tenant;
   let tenantB: Tenant;
@@ -144,7 +154,8 @@ describe('card crypto', () => {
   async function newTenant(name: string): Promise<Tenant> {
     const id = randomUUID();
     const { wrapped } = await kms.generateDataKey({ tenantId: id, purpose: 'fingerprint' });
-    return { id, name, fingerprintKey: wrapped, createdAt: new Date() };
+    store.fingerprintKeys.set(id, [{ generation: 1, state: 'current', wrapped }]);
+    return { id, name, createdAt: new Date() };
   }
 
   function newKeyring(): Keyring {
@@ -216,21 +227,21 @@ describe('card crypto', () => {
 
   it('gives deterministic fingerprints per tenant, across keyrings', async () => {
     const pan = Pan.parse(generateTestPan());
-    const first = await crypto.fingerprint(tenantA, pan);
+    const first = await fingerprintOf(crypto, tenantA, pan);
     expect(first).toMatch(/^fp_[A-Za-z0-9_-]{43}$/);
-    expect(await crypto.fingerprint(tenantA, pan)).toBe(first);
-    expect(await createCardCrypto(newKeyring()).fingerprint(tenantA, Pan.parse(pan.reveal()))).toBe(first);
+    expect(await fingerprintOf(crypto, tenantA, pan)).toBe(first);
+    expect(await fingerprintOf(createCardCrypto(newKeyring()), tenantA, Pan.parse(pan.reveal()))).toBe(first);
   });
 
   it('gives different fingerprints for the same PAN in different tenants, and for different PANs in one tenant', async () => {
     const pan = Pan.parse(generateTestPan());
-    expect(await crypto.fingerprint(tenantA, pan)).not.toBe(await crypto.fingerprint(tenantB, pan));
-    expect(await crypto.fingerprint(tenantA, pan)).not.toBe(await crypto.fingerprint(tenantA, Pan.parse(generateTestPan())));
+    expect(await fingerprintOf(crypto, tenantA, pan)).not.toBe(await fingerprintOf(crypto, tenantB, pan));
+    expect(await fingerprintOf(crypto, tenantA, pan)).not.toBe(await fingerprintOf(crypto, tenantA, Pan.parse(generateTestPan())));
   });
 
   it('does not compute a fingerprint as a plain hash of the PAN', async () => {
     const number = PUBLISHED_TEST_CARDS[1]!.number;
-    const fingerprint = await crypto.fingerprint(tenantA, Pan.parse(number));
+    const fingerprint = await fingerprintOf(crypto, tenantA, Pan.parse(number));
     const body = fingerprint.slice('fp_'.length);
     for (const algorithm of ['sha256', 'sha1', 'sha512']) {
       const digest = createHash(algorithm).update(number).digest();

@@ -1,0 +1,85 @@
+// Coalesces concurrent calls into one query each: the same group-commit shape as the audit writer.
+//
+// A call is sent at once while fewer than `maxInFlight` batches are out; otherwise it waits and joins the next
+// batch. An idle vault therefore adds no latency, and a busy one makes one round trip (and one statement for
+// PostgreSQL to parse, plan and run) for many requests instead of one each.
+
+export interface BatcherLimits {
+  /** Most calls in one statement. */
+  maxBatch: number;
+  /** Batches out at once (each holds a pool connection). */
+  maxInFlight: number;
+}
+
+/** In a batch's results: this item failed on its own (the others stand). */
+export class ItemFailure {
+  constructor(readonly error: unknown) {}
+}
+
+interface Waiting<I, O> {
+  item: I;
+  resolve: (value: O) => void;
+  reject: (err: unknown) => void;
+}
+
+/**
+ * `run` answers a batch with one result per item, in order (an ItemFailure rejects that item's caller alone). `keys` (optional) names what two items must not share
+ * within one statement; an item with a key already in the batch waits for the next one.
+ */
+export class Batcher<I, O> {
+  #queue: Waiting<I, O>[] = [];
+  #inFlight = 0;
+
+  constructor(
+    private readonly run: (items: I[]) => Promise<(O | ItemFailure)[]>,
+    private readonly limits: BatcherLimits,
+    private readonly keys?: (item: I) => readonly string[],
+  ) {}
+
+  submit(item: I): Promise<O> {
+    return new Promise<O>((resolve, reject) => {
+      this.#queue.push({ item, resolve, reject });
+      this.pump();
+    });
+  }
+
+  private pump(): void {
+    while (this.#inFlight < this.limits.maxInFlight && this.#queue.length > 0) {
+      const batch = this.take();
+      this.#inFlight += 1;
+      this.run(batch.map((w) => w.item)).then(
+        (results) => {
+          batch.forEach((w, i) => {
+            const result = results[i]!;
+            if (result instanceof ItemFailure) w.reject(result.error);
+            else w.resolve(result);
+          });
+        },
+        (err: unknown) => {
+          for (const w of batch) w.reject(err);
+        },
+      ).finally(() => {
+        this.#inFlight -= 1;
+        this.pump();
+      });
+    }
+  }
+
+  private take(): Waiting<I, O>[] {
+    if (!this.keys) return this.#queue.splice(0, this.limits.maxBatch);
+    const seen = new Set<string>();
+    const batch: Waiting<I, O>[] = [];
+    const rest: Waiting<I, O>[] = [];
+    for (const w of this.#queue) {
+      const keys = this.keys(w.item);
+      if (batch.length < this.limits.maxBatch && !keys.some((k) => seen.has(k))) {
+        for (const k of keys) seen.add(k);
+        batch.push(w);
+      } else {
+        rest.push(w);
+      }
+    }
+    this.#queue = rest;
+    return batch;
+  }
+}
