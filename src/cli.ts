@@ -136,8 +136,14 @@ async function rotateSigningKey(config: Config, args: string[], out: Out): Promi
   });
 }
 
+/**
+ * Operator commands and the worker wait up to 10 s for a connection: nobody is waiting on a request, and a
+ * busy database server should slow an operator command down, not fail it.
+ */
+const CLI_CONNECT_TIMEOUT_MS = 10_000;
+
 async function withDb(config: Config, work: (db: Db) => Promise<number>): Promise<number> {
-  const db = await openDatabase(config);
+  const db = await openDatabase(config, { connectTimeoutMs: CLI_CONNECT_TIMEOUT_MS });
   try {
     return await work(db);
   } finally {

@@ -67,10 +67,10 @@ export interface Runtime extends VaultParts {
   close(): Promise<void>;
 }
 
-export async function openDatabase(config: Config): Promise<Db> {
+export async function openDatabase(config: Config, options: { connectTimeoutMs?: number } = {}): Promise<Db> {
   return config.database.kind === 'embedded'
     ? openEmbedded({ dataDir: config.database.dataDir })
-    : openPostgres({ url: config.database.url, poolSize: AUDIT_POOL_SIZE });
+    : openPostgres({ url: config.database.url, poolSize: AUDIT_POOL_SIZE, connectTimeoutMs: options.connectTimeoutMs });
 }
 
 /** Audit batches serialize on one row, so a few connections serve them; card traffic gets the configured pool. */

@@ -62,6 +62,8 @@ export interface PostgresOptions {
   url: string;
   poolSize: number;
   applicationName?: string;
+  /** How long a connection may take to open (default 2 s: a request fails fast with a 503 rather than queueing). */
+  connectTimeoutMs?: number;
   /**
    * false: commits return before their WAL is flushed. Only for writes that are acknowledged after a later
    * synchronous commit (the audit event): WAL is flushed in order, so that commit makes them durable too.
@@ -73,7 +75,7 @@ export function openPostgres(options: PostgresOptions): Db {
   const poolConfig: PoolConfig = {
     connectionString: options.url,
     max: options.poolSize,
-    connectionTimeoutMillis: 2000,
+    connectionTimeoutMillis: options.connectTimeoutMs ?? 2000,
     idleTimeoutMillis: 30_000,
     application_name: options.applicationName ?? 'cardvault',
     // A statement stuck behind a lock or a dying server must not hold a request forever.
