@@ -19,6 +19,7 @@ import type { RateLimiters } from './http/rate-limit';
 import { serviceRoutes, type ReadinessCheck } from './http/service-routes';
 import { tokenizeHandler, tokenRoutes } from './http/tokens';
 import { hostedPageRoutes, type HostedPageDeps } from './hosted/http/hosted-page-routes';
+import { cspReportRoutes } from './hosted/http/csp-report-routes';
 import type { Logger } from './log';
 import type { VaultMetrics } from './metrics/metrics';
 import { continueTrace, formatTraceparent } from './http/trace-context';
@@ -48,8 +49,8 @@ export interface AppDeps {
   webhooks?: WebhookEndpoints;
   /** The account updater (/v1/account-updater, /v1/tokens/{token}/account-updater|refresh|updates); absent, not served. */
   updater?: AccountUpdater;
-  /** Counts and times each response by route template (served on METRICS_PORT, never here); absent, nothing is counted. */
-  metrics?: Pick<VaultMetrics, 'request'>;
+  /** Counts and times each response by route template, and counts reported CSP violations (served on METRICS_PORT, never here); absent, nothing is counted. */
+  metrics?: Pick<VaultMetrics, 'request' | 'cspViolation'>;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{8,64}$/;
@@ -187,8 +188,19 @@ export function createApp(deps: AppDeps): express.Express {
   hosted.use(noStore);
   if (deps.rateLimits) hosted.use(deps.rateLimits.failedAuth);
   hosted.use('/tokens', hostedTokens);
-  // The one route that replaces the global frame-ancestors 'none', with the session's own origins.
-  if (deps.hostedPage) hosted.use(hostedPageRoutes(deps.hostedPage, deps.log));
+  if (deps.hostedPage) {
+    // Where browsers report what the form's policy blocked (its report-uri).
+    hosted.use(
+      '/csp-reports',
+      cspReportRoutes({
+        log: deps.log,
+        onViolation: deps.metrics && ((v) => deps.metrics!.cspViolation(v.directive, v.disposition)),
+        limit: deps.rateLimits?.cspReports,
+      }),
+    );
+    // The one route that replaces the global frame-ancestors 'none', with the session's own origins.
+    hosted.use(hostedPageRoutes(deps.hostedPage, deps.log));
+  }
   app.use('/hosted', hosted);
 
   app.use((_req, res) => {

@@ -1,5 +1,6 @@
 // The hosted card form's HTML and its Content-Security-Policy; the error page a bad session gets instead.
 import type { HostedAssets } from './assets';
+import { CSP_REPORT_PATH } from './http/csp-report-routes';
 import type { PageSession } from './page-session';
 
 const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
@@ -18,6 +19,8 @@ export function formPolicy(frameAncestors: readonly string[]): string {
     "form-action 'none'",
     "base-uri 'none'",
     `frame-ancestors ${frameAncestors.length > 0 ? frameAncestors.join(' ') : "'none'"}`,
+    // Anything blocked is reported, so a tampered page is noticed (metric csp_violations_total), not just stopped.
+    `report-uri ${CSP_REPORT_PATH}`,
   ].join('; ');
 }
 

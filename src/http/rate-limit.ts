@@ -10,12 +10,16 @@ import { sendProblem } from './problem';
 const WINDOW_MS = 60_000;
 /** Failed authentications one source address may make per minute; then it is turned away before any key lookup. */
 export const FAILED_AUTH_PER_MINUTE = 20;
+/** CSP violation reports one source address may send per minute: a page that breaks its policy sends a handful. */
+export const CSP_REPORTS_PER_MINUTE = 30;
 
 export interface RateLimiters {
   /** Counts the request against its API key's budget for `action`; mount after authenticate. */
   forAction(action: Action): RequestHandler;
   /** Mount before authenticate. */
   failedAuth: RequestHandler;
+  /** Per source address, on the unauthenticated CSP report endpoint. */
+  cspReports: RequestHandler;
 }
 
 /** One store per limiter: express-rate-limit refuses a store shared between two limiters. */
@@ -50,6 +54,12 @@ export function rateLimiters(deps: {
   return {
     forAction: (action) => byAction.get(action)!,
     failedAuth: limitFailedAuth(deps.stores, common('failed_auth'), deps.log),
+    cspReports: rateLimit({
+      ...common('csp_reports'),
+      store: deps.stores.store('csp_reports'),
+      limit: CSP_REPORTS_PER_MINUTE,
+      keyGenerator: (req) => ipKeyGenerator(req.ip ?? 'unknown'),
+    }),
   };
 }
 

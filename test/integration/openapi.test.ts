@@ -218,6 +218,8 @@ describe('openapi.json matches the app', () => {
         'GET /hosted/sdk.js',
         'GET /hosted/sdk.json',
         'GET /hosted/sdk/{file}',
+        // Browsers report CSP violations on the form with no credential.
+        'POST /hosted/csp-reports',
       ].sort(),
     );
     // The hosted form's one call authenticates with a single-use client session instead of an API key.
