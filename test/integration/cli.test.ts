@@ -4,7 +4,6 @@ import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { run } from '../../src/cli';
 import { openLocalKms } from '../../src/crypto/local-kms';
 import { assembleVault } from '../../src/dependencies';
 import { isVaultError } from '../../src/errors';
@@ -13,6 +12,7 @@ import { openPostgres, type Db } from '../../src/store/db';
 import { MIGRATIONS_DIR, migrateUp } from '../../src/store/migrate';
 import { REPO_ROOT } from '../support/env';
 import { ensureBuilt } from '../support/build';
+import { runCli } from '../support/cli';
 import { adminQuery as admin } from '../support/admin-db';
 import packageJson from '../../package.json';
 import { createLogger } from '../../src/log';
@@ -35,21 +35,7 @@ let env: Record<string, string>;
 let db: Db;
 
 
-/** run() with its stdout lines and whatever it wrote to stderr. */
-async function cardvault(...argv: string[]): Promise<{ code: number; out: string[]; err: string }> {
-  const out: string[] = [];
-  let err = '';
-  const write = jest.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    err += chunk.toString();
-    return true;
-  });
-  try {
-    const code = await run(argv, env, (line) => out.push(line));
-    return { code, out, err };
-  } finally {
-    write.mockRestore();
-  }
-}
+const cardvault = (...argv: string[]) => runCli(argv, env);
 
 const uniqueName = (prefix: string) => `${prefix}-${randomBytes(4).toString('hex')}`;
 

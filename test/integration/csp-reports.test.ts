@@ -2,11 +2,9 @@
 // test/browser/hosted-form.test.ts has Chromium send real reports for a framing and an injected script.
 import request from 'supertest';
 import type { Express } from 'express';
-import { createApp } from '../../src/app';
 import { assembleHosted } from '../../src/hosted/dependencies';
 import { CSP_REPORTS_PER_MINUTE, rateLimiters } from '../../src/http/rate-limit';
 import { createMetrics, type VaultMetrics } from '../../src/metrics/metrics';
-import { readinessCheck } from '../../src/dependencies';
 import { RateLimitStore } from '../../src/store/rate-limit-store';
 import { buildHarness, type Harness } from '../support/harness';
 import { newPan } from '../support/pans';
@@ -20,16 +18,7 @@ beforeAll(async () => {
   h = await buildHarness();
   metrics = createMetrics();
   limits = new RateLimitStore();
-  app = createApp({
-    vault: h.parts.vault,
-    principals: h.parts.principals,
-    clientSessions: h.parts.clientSessions,
-    audit: h.parts.audit,
-    auditService: h.parts.auditService,
-    clientEncryption: h.parts.clientEncryption,
-    log: h.log,
-    readiness: readinessCheck({ db: h.db, redis: undefined, rateLimitStore: undefined }),
-    bodyLimitBytes: 16 * 1024,
+  app = h.appWith({
     // Each test speaks from its own address, so the per-address limit is under test only where meant.
     trustProxy: 1,
     hostedPage: assembleHosted({ db: h.db, signer: h.parts.signer }),

@@ -3,11 +3,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import request from 'supertest';
-import { run } from '../../src/cli';
 import { freshDatabase, type FreshDatabase } from '../support/fresh-database';
 import { buildHarness, sharedKeyFile, type Harness } from '../support/harness';
 import { bearer, cardBody } from '../support/http';
 import { newPan } from '../support/pans';
+import { runCli } from '../support/cli';
 
 jest.setTimeout(60_000);
 
@@ -26,20 +26,8 @@ afterAll(async () => {
   fs.rmSync(dropDir, { recursive: true, force: true });
 });
 
-async function cardvault(...argv: string[]): Promise<{ code: number; out: string[]; err: string }> {
-  const env = { DATABASE_URL: fresh.url, LOCAL_KMS_KEY_FILE: sharedKeyFile, UPDATER_DROP_DIR: dropDir, UPDATER_APPLY_CHUNK: '7' };
-  const out: string[] = [];
-  let err = '';
-  const write = jest.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    err += chunk.toString();
-    return true;
-  });
-  try {
-    return { code: await run(argv, env, (line) => out.push(line)), out, err };
-  } finally {
-    write.mockRestore();
-  }
-}
+const cardvault = (...argv: string[]) =>
+  runCli(argv, { DATABASE_URL: fresh.url, LOCAL_KMS_KEY_FILE: sharedKeyFile, UPDATER_DROP_DIR: dropDir, UPDATER_APPLY_CHUNK: '7' });
 
 it('runs a tenant’s account updater with a progress bar, then reports the run by id', async () => {
   const { tenant, keys } = await h.tenant(['merchant']);

@@ -3,8 +3,6 @@ import fs from 'node:fs';
 import http, { type RequestListener, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { chromium, type Browser } from 'playwright-core';
-import { createApp } from '../../src/app';
-import { readinessCheck } from '../../src/dependencies';
 import { startDemo, type RunningDemo } from '../../src/hosted/demo';
 import { assembleHosted } from '../../src/hosted/dependencies';
 import { buildHarness, type Harness } from './harness';
@@ -43,19 +41,7 @@ export const originOf = (server: Server, host: string) => `http://${host}:${(ser
 export async function startHostedStack(): Promise<HostedStack> {
   const h = await buildHarness();
   const hostedPage = assembleHosted({ db: h.db, signer: h.parts.signer });
-  const app = createApp({
-    vault: h.parts.vault,
-    principals: h.parts.principals,
-    clientSessions: h.parts.clientSessions,
-    audit: h.parts.audit,
-    auditService: h.parts.auditService,
-    clientEncryption: h.parts.clientEncryption,
-    log: h.log,
-    readiness: readinessCheck({ db: h.db, redis: undefined, rateLimitStore: undefined }),
-    bodyLimitBytes: 16 * 1024,
-    trustProxy: false,
-    hostedPage,
-  });
+  const app = h.appWith({ hostedPage });
   const vault = await listen(app);
   const vaultOrigin = originOf(vault, '127.0.0.1');
   const tenant = await h.tenant(['merchant', 'payments']);

@@ -19,6 +19,8 @@ import { captureLog, type CapturedLog } from './log-capture';
 
 export interface Harness {
   app: Express;
+  /** Another app over the same vault, with some of createApp's dependencies replaced or added (the hosted page). */
+  appWith(extra: Partial<AppDeps>): Express;
   db: Db;
   kms: Kms;
   log: Logger;
@@ -103,23 +105,27 @@ export async function buildHarness(options: HarnessOptions = {}): Promise<Harnes
   };
   const newUpdater = () => assembleUpdater({ db, keyring: parts.keyring, tenants: parts.tenants, audit: parts.audit, log, options: updaterOptions });
   const updater = newUpdater();
-  const app = createApp({
-    vault: parts.vault,
-    principals: parts.principals,
-    clientSessions: parts.clientSessions,
-    audit: parts.audit,
-    auditService: parts.auditService,
-    clientEncryption: parts.clientEncryption,
-    log,
-    readiness: readinessCheck({ db, redis: undefined, rateLimitStore: options.rateLimitStore }),
-    bodyLimitBytes: 16 * 1024,
-    trustProxy: options.trustProxy ?? false,
-    rateLimits: options.rateLimits,
-    webhooks: parts.webhooks,
-    updater: updater.updater,
-  });
+  const appWith = (extra: Partial<AppDeps>) =>
+    createApp({
+      vault: parts.vault,
+      principals: parts.principals,
+      clientSessions: parts.clientSessions,
+      audit: parts.audit,
+      auditService: parts.auditService,
+      clientEncryption: parts.clientEncryption,
+      log,
+      readiness: readinessCheck({ db, redis: undefined, rateLimitStore: options.rateLimitStore }),
+      bodyLimitBytes: 16 * 1024,
+      trustProxy: options.trustProxy ?? false,
+      rateLimits: options.rateLimits,
+      webhooks: parts.webhooks,
+      updater: updater.updater,
+      ...extra,
+    });
+  const app = appWith({});
   return {
     app,
+    appWith,
     updater,
     updaterDropDir,
     newUpdater,

@@ -12,12 +12,12 @@ export const CSP_REPORT_PATH = '/hosted/csp-reports';
 const MAX_REPORT_BYTES = 8 * 1024;
 
 /** Directives a report may name; anything else is counted as `other`, so a metric label is never a sender's text. */
-export const CSP_DIRECTIVES = [
+const CSP_DIRECTIVES = [
   'default-src', 'script-src', 'script-src-elem', 'script-src-attr', 'style-src', 'style-src-elem', 'style-src-attr',
   'connect-src', 'img-src', 'font-src', 'media-src', 'object-src', 'frame-src', 'child-src', 'worker-src',
   'manifest-src', 'form-action', 'base-uri', 'frame-ancestors',
 ] as const;
-export type CspDirective = (typeof CSP_DIRECTIVES)[number] | 'other';
+type CspDirective = (typeof CSP_DIRECTIVES)[number] | 'other';
 
 /** What is kept of a report: never its document URL (the form's carries its session) or its script sample. */
 export interface CspViolation {
@@ -50,7 +50,7 @@ function blockedOf(report: Record<string, unknown>): string {
 }
 
 /** The violation in a `report-uri` body (`{"csp-report": {...}}`); undefined when the body is not one. */
-export function parseCspReport(body: unknown): CspViolation | undefined {
+function parseCspReport(body: unknown): CspViolation | undefined {
   const report = (body as { 'csp-report'?: unknown } | null)?.['csp-report'];
   if (typeof report !== 'object' || report === null || Array.isArray(report)) return undefined;
   const fields = report as Record<string, unknown>;
