@@ -4,6 +4,7 @@ import { createApp } from './app';
 import { createDevCredentials } from './bootstrap';
 import { ConfigError, loadConfig, type Config } from './config';
 import { openRuntime, type Runtime } from './dependencies';
+import { createHttpServer } from './http/server';
 import { createLogger, type Logger } from './log';
 import { purgeExpiredIdempotencyKeys } from './store/card-store';
 import { loadHostedAssets } from './hosted/assets';
@@ -60,8 +61,9 @@ async function serve(config: Config, log: Logger, runtime: Runtime): Promise<Run
   purge.unref();
 
   const server = await new Promise<Server>((resolve, reject) => {
-    const s = app.listen(config.port, config.host, () => resolve(s));
+    const s = createHttpServer(app);
     s.once('error', reject);
+    s.listen(config.port, config.host, () => resolve(s));
   });
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 66_000;
