@@ -59,7 +59,11 @@ function table(options: Options, results: PhaseResult[]): string[] {
   return out;
 }
 
-/** A missed target is reported, not failed on: it is a finding about the vault, not a broken bench. */
+/**
+ * The targets as issue 6 states them: throughput at saturation, p99 at a steady 1,000 req/s. A closed-loop
+ * run's p99 is printed above but not judged: at saturation it is set by the client count (clients / ops/s).
+ * A missed target is reported, not failed on: it is a finding about the vault, not a broken bench.
+ */
 function verdict(results: PhaseResult[]): string[] {
   const lines: string[] = [];
   for (const r of results) {
@@ -69,8 +73,8 @@ function verdict(results: PhaseResult[]): string[] {
     }
     const floor = r.name === 'tokenize' ? TARGET.tokenize : r.name === 'detokenize' ? TARGET.detokenize : undefined;
     if (floor === undefined) continue;
-    const ok = r.total.opsPerSecond >= floor && r.total.p99 <= TARGET.p99Ms;
-    lines.push(`${r.name}: ${ok ? 'meets' : 'MISSES'} the target (>= ${floor} ops/s, p99 <= ${TARGET.p99Ms} ms)`);
+    const ops = Math.round(r.total.opsPerSecond);
+    lines.push(`${r.name}: ${ops} ops/s ${ops >= floor ? 'meets' : 'MISSES'} the target (>= ${floor} ops/s)`);
   }
   return lines;
 }
