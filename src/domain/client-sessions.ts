@@ -1,6 +1,7 @@
 // Client sessions for the hosted card form: short-lived, single-use, origin-bound grants to tokenize one card.
 import { isVaultError, VaultError } from '../errors';
 import { audited } from './audited';
+import { mayHoldCardNumber } from './pan';
 import { authorize, type Action, type Principal, type Role } from './policy';
 import type { AuditTrail, Clock, RequestContext, TenantStore } from './ports';
 
@@ -83,13 +84,12 @@ export interface ClientSessionsDeps {
 // A browser's serialization of an https origin (lowercase, no default port, no path), or a local http one.
 const HOST_LABEL = '[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?';
 const ORIGIN = new RegExp(`^(?:https://${HOST_LABEL}(?:\\.${HOST_LABEL})*|http://(?:localhost|127\\.0\\.0\\.1))(?::[0-9]{1,5})?$`);
-// Origins are written to the audit trail: one that could hold a card number is refused like a tenant name.
-const CARD_LIKE = /[0-9](?:[ -]?[0-9]){11}/;
 
 function checkOrigin(origin: unknown, index: number): string {
   const pointer = `/allowed_origins/${index}`;
   const detail = 'an origin is https://host[:port] (or http://localhost, http://127.0.0.1) as a browser sends it: lowercase, no default port, path, wildcard or trailing slash';
-  if (typeof origin !== 'string' || origin.length > MAX_ORIGIN_LENGTH || !ORIGIN.test(origin) || CARD_LIKE.test(origin)) {
+  // Origins are written to the audit trail: one that could hold a card number is refused like a tenant name.
+  if (typeof origin !== 'string' || origin.length > MAX_ORIGIN_LENGTH || !ORIGIN.test(origin) || mayHoldCardNumber(origin)) {
     throw new VaultError('invalid_field', detail, { pointer });
   }
   // The URL parser has the last word: what it would not serialize back to the same string, a browser would not send.

@@ -80,6 +80,17 @@ export function luhnValid(digits: string): boolean {
   return sum % 10 === 0;
 }
 
+/** Twelve digits in a row, or split by single spaces or dashes: as much of a card number as a check needs to see. */
+export const CARD_LIKE = /[0-9](?:[ -]?[0-9]){11}/;
+
+/**
+ * For text the vault keeps, echoes or logs but never expects a card in (names, labels, origins, ids): true when
+ * it could hold one, so the text is refused or replaced instead of being written.
+ */
+export function mayHoldCardNumber(text: string): boolean {
+  return CARD_LIKE.test(text);
+}
+
 const MIN_LENGTH = 12;
 const MAX_LENGTH = 19;
 

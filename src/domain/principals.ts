@@ -1,5 +1,6 @@
 // Tenants, API keys and authentication: who is calling, for which tenant, in which role.
 import { VaultError } from '../errors';
+import { mayHoldCardNumber } from './pan';
 import type { Policies, Principal } from './policy';
 import type { ApiKeyRecord, AuditTrail, Kms, Tenant, TenantStore } from './ports';
 import { Secret } from './secret';
@@ -24,7 +25,6 @@ export interface PrincipalsDeps {
 const MAX_CACHED_KEYS = 10_000;
 // Starts with a letter and holds no long digit run: names are written to logs and the audit trail.
 const TENANT_NAME = /^[a-z][a-z0-9_-]{0,62}$/;
-const CARD_LIKE = /[0-9](?:[ -]?[0-9]){11}/;
 
 export class Principals {
   readonly #cache = new Map<string, { principal: Principal; expiresAt: number }>();
@@ -58,7 +58,7 @@ export class Principals {
 
   /** `actor` names who acted for the audit trail: `cli`, `system`, or an API key id. */
   async createTenant(name: string, actor: string): Promise<Tenant> {
-    if (!TENANT_NAME.test(name) || CARD_LIKE.test(name)) {
+    if (!TENANT_NAME.test(name) || mayHoldCardNumber(name)) {
       throw new VaultError('invalid_field', 'a tenant name is a lowercase letter then up to 62 letters, digits, - or _, with no 12-digit run', {
         pointer: '/name',
       });
@@ -73,7 +73,7 @@ export class Principals {
   }
 
   async issueApiKey(tenantId: string, role: string, actor: string, label: string | null = null): Promise<{ key: ApiKeyRecord; secret: Secret<string> }> {
-    if (label !== null && (label.length > 100 || CARD_LIKE.test(label))) {
+    if (label !== null && (label.length > 100 || mayHoldCardNumber(label))) {
       throw new VaultError('invalid_field', 'a key label is at most 100 characters with no 12-digit run', { pointer: '/label' });
     }
     if (!this.deps.policies.has(role)) {

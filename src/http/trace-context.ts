@@ -1,6 +1,6 @@
 // W3C Trace Context: strict parsing of a caller's traceparent and tracestate, and ids for the spans the vault starts.
 import { randomHexId } from '../crypto/random';
-import { maskPanLike } from '../log';
+import { mayHoldCardNumber } from '../domain/pan';
 
 export interface TraceContext {
   /** 32 lowercase hex digits: the caller's trace, continued, or a new one. */
@@ -17,8 +17,6 @@ export interface TraceContext {
 
 /** Version 00 only, lowercase, exact length: a later version, a padded or a merged (repeated) header is refused. */
 const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
-/** Ids are logged: one holding 12 digits in a row could be (and would be masked as) a card number, so it is refused. */
-const DIGIT_RUN = /[0-9]{12}/;
 const ALL_ZERO = /^0+$/;
 
 const TRACESTATE_MAX_MEMBERS = 32;
@@ -26,7 +24,8 @@ const TRACESTATE_MAX_LENGTH = 512;
 const TRACESTATE_KEY = /^(?:[a-z][a-z0-9_*\/-]{0,255}|[a-z0-9][a-z0-9_*\/-]{0,240}@[a-z][a-z0-9_*\/-]{0,13})$/;
 const TRACESTATE_VALUE = /^[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]$/;
 
-const usableId = (id: string) => !ALL_ZERO.test(id) && !DIGIT_RUN.test(id);
+/** Ids are logged: one holding 12 digits in a row could be (and would be masked as) a card number, so it is refused. */
+const usableId = (id: string) => !ALL_ZERO.test(id) && !mayHoldCardNumber(id);
 
 /** Random hex of `bytes` bytes that passes the same checks as a caller's id. */
 function newId(bytes: number): string {
@@ -77,5 +76,5 @@ function validTraceState(header: string | undefined): string | undefined {
   }
   // Kept for calls made on the caller's behalf; one that could hold a card number is not worth the risk.
   const state = members.join(',');
-  return DIGIT_RUN.test(state) || maskPanLike(state) !== state ? undefined : state;
+  return mayHoldCardNumber(state) ? undefined : state;
 }

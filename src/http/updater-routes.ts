@@ -1,5 +1,6 @@
 // /v1/account-updater (settings, runs) and the per-card updater routes under /v1/tokens/{token}.
 import { Router, type RequestHandler } from 'express';
+import { CARD_LIKE } from '../domain/pan';
 import type { Action } from '../domain/policy';
 import { VaultError } from '../errors';
 import type { AccountUpdater } from '../updater/account-updater';
@@ -31,7 +32,7 @@ export const ENROLLMENT_REQUEST = {
   required: ['enrolled'],
   properties: {
     enrolled: { type: 'boolean' },
-    consent_reference: { type: 'string', minLength: 1, maxLength: 64, pattern: '^[\\x21-\\x7e]*$', not: { pattern: '[0-9]{12}' } },
+    consent_reference: { type: 'string', minLength: 1, maxLength: 64, pattern: '^[\\x21-\\x7e]*$', not: { pattern: CARD_LIKE.source } },
   },
 } as const;
 

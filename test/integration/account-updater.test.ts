@@ -77,6 +77,11 @@ describe('settings and enrollment', () => {
     const leaky = await enroll(token, { enrolled: true, consent_reference: pan });
     expect(leaky.status).toBe(400);
     expect(JSON.stringify(leaky.body)).not.toContain(pan);
+    // Dashes between the groups hide no digit from the check; the reference would be stored and returned.
+    const dashed = await enroll(token, { enrolled: true, consent_reference: pan.match(/.{1,4}/g)!.join('-') });
+    expect(dashed.status).toBe(400);
+    expect(dashed.body.code).toBe('invalid_field');
+    expect(JSON.stringify(dashed.body).replace(/[^0-9]/g, '')).not.toContain(pan);
     expect((await enroll('tok_doesnotexistatall00')).status).toBe(404);
   });
 });

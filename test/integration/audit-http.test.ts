@@ -260,6 +260,21 @@ describe('nothing card-like reaches the audit trail from a request', () => {
     expect(rows[0]!.n).toBe(0);
   });
 
+  it('replaces a request id that spells a card number with separators, so it reaches neither the answer nor the trail', async () => {
+    const { tenant, keys } = await h.tenant(['merchant']);
+    const pan = newPan();
+    for (const separated of [pan.match(/.{1,4}/g)!.join('-'), pan.split('').join('-')]) {
+      const res = await request(h.app).get(`/v1/tokens/tok_${'a'.repeat(16)}`).set(bearer(keys.merchant!)).set('X-Request-Id', separated);
+      expect(res.status).toBe(404);
+      expect(res.headers['x-request-id']).not.toBe(separated);
+      expect(res.headers['x-request-id']!.replace(/[^0-9]/g, '')).not.toContain(pan.slice(0, 12));
+    }
+    await h.parts.audit.flush();
+    const rows = await h.db.query<{ event: string }>("SELECT event FROM audit_events WHERE tenant_id = $1 AND event::jsonb ->> 'action' = 'card.read'", [tenant.id]);
+    expect(rows).toHaveLength(2);
+    for (const { event } of rows) expect(event.replace(/[^0-9]/g, '')).not.toContain(pan.slice(0, 12));
+  });
+
   it('records a denial on the audit routes', async () => {
     const { tenant, keys } = await h.tenant(['merchant']);
     expect((await request(h.app).get('/v1/audit/events').set(bearer(keys.merchant!))).status).toBe(403);

@@ -3,6 +3,7 @@ import { BlockList, isIP } from 'node:net';
 import { audited } from '../../domain/audited';
 import { authorize, type Principal } from '../../domain/policy';
 import type { AuditTrail, CardCrypto, RequestContext } from '../../domain/ports';
+import { mayHoldCardNumber } from '../../domain/pan';
 import { Secret } from '../../domain/secret';
 import { VaultError } from '../../errors';
 import { WEBHOOK_EVENT_TYPES, type WebhookEventType } from './events';
@@ -11,8 +12,6 @@ import type { DeliveryState, WebhookDelivery, WebhookEndpointRecord, WebhookStor
 export const MAX_WEBHOOK_URL_LENGTH = 2048;
 /** The newest deliveries a listing shows. */
 export const DELIVERY_LIST_LIMIT = 100;
-// URLs are stored, returned and their origin audited: one that could hold a card number is refused.
-const CARD_LIKE = /[0-9](?:[ -]?[0-9]){11}/;
 
 /**
  * Addresses a merchant's webhook may not name outside development: loopback, private, link-local (cloud metadata
@@ -70,7 +69,8 @@ function checkUrl(value: unknown, allowInsecure: boolean): string {
   // The deliverer would send them on every request, and they would show in every listing.
   if (url.username !== '' || url.password !== '') throw fail('url may not carry credentials');
   if (!allowInsecure && isInternalHost(url.hostname)) throw fail('url may not name a loopback, private or link-local address');
-  if (CARD_LIKE.test(decodeURIComponentSafe(url.href))) throw fail('url may not hold a run of twelve digits');
+  // URLs are stored, returned and their origin audited: one that could hold a card number is refused.
+  if (mayHoldCardNumber(decodeURIComponentSafe(url.href))) throw fail('url may not hold a run of twelve digits');
   if (url.href.length > MAX_WEBHOOK_URL_LENGTH) throw fail(`url is at most ${MAX_WEBHOOK_URL_LENGTH} characters`);
   return url.href;
 }
