@@ -10,6 +10,7 @@ import { MIGRATIONS_DIR, migrateDown, migrateUp, pendingMigrations } from '../..
 import { REPO_ROOT } from '../support/env';
 import { ensureBuilt } from '../support/build';
 import { adminQuery as admin } from '../support/admin-db';
+import { waitFor } from '../support/wait-for';
 
 jest.setTimeout(60_000);
 
@@ -150,13 +151,6 @@ describe('on PostgreSQL', () => {
   });
 });
 
-async function waitFor(condition: () => Promise<boolean>, timeoutMs = 8000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
 
 describe('on embedded PGlite', () => {
   let dataDir: string;

@@ -17,6 +17,7 @@ import { buildHarness, type Harness, type HarnessOptions } from '../support/harn
 import { bearer, cardBody, countCards } from '../support/http';
 import { captureLog } from '../support/log-capture';
 import { newPan } from '../support/pans';
+import { waitFor } from '../support/wait-for';
 
 jest.setTimeout(60_000);
 
@@ -275,10 +276,3 @@ async function redisCli(port: number, ...args: string[]): Promise<string> {
   return (await promisify(execFile)('redis-cli', ['-p', String(port), ...args])).stdout;
 }
 
-async function waitFor(condition: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
