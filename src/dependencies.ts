@@ -27,7 +27,7 @@ import { rateLimiters, type RateLimiters } from './http/rate-limit';
 import type { ReadinessCheck } from './http/service-routes';
 import type { Logger } from './log';
 import { loadPolicies } from './policy/load-policies';
-import { PgCardStore } from './store/card-store';
+import { digestLegacyIdempotencyKeys, PgCardStore, purgeExpiredIdempotencyKeys } from './store/card-store';
 import { openEmbedded, openPostgres, type Db } from './store/db';
 import { migrateUp, pendingMigrations } from './store/migrate';
 import { RateLimitStore } from './store/rate-limit-store';
@@ -185,9 +185,16 @@ export function assembleVault(options: {
     rotator: (batchSize: number, onProgress?: FingerprintRotatorDeps['onProgress'], settleMs = 2 * FINGERPRINT_VIEW_TTL_MS + 1000) =>
       new FingerprintRotator({ kms, store: fingerprintRotationStore, crypto, audit, batchSize, settleMs, onProgress }),
   };
+  const idempotency = {
+    /** Removes records past their retention; main.ts runs it every 10 minutes. */
+    purgeExpired: () => purgeExpiredIdempotencyKeys(cardDb),
+    /** Re-keys records still holding a plaintext key (migrations/0013); main.ts runs it at start and then with the purge. */
+    digestLegacyKeys: () =>
+      digestLegacyIdempotencyKeys(cardDb, (tenantId, key, generation) => crypto.idempotencyKeyDigests(tenantId, key, [generation])),
+  };
   return {
     keyring, principals, vault, tenants, audit, auditStore, signer, clientEncryption, checkpointer, auditService, clientSessions, webhooks,
-    webhookDeliverer, keyRotation, fingerprintRotation, kms,
+    webhookDeliverer, keyRotation, fingerprintRotation, kms, idempotency,
   };
 }
 

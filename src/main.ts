@@ -6,7 +6,6 @@ import { ConfigError, loadConfig, type Config } from './config';
 import { openRuntime, type Runtime } from './dependencies';
 import { createHttpServer } from './http/server';
 import { createLogger, type Logger } from './log';
-import { purgeExpiredIdempotencyKeys } from './store/card-store';
 import { loadHostedAssets } from './hosted/assets';
 import { demoMerchantKey, startDemo } from './hosted/demo';
 import { assembleHosted } from './hosted/dependencies';
@@ -55,8 +54,14 @@ async function serve(config: Config, log: Logger, runtime: Runtime): Promise<Run
     updater: runtime.updater.updater,
     metrics: runtime.metrics,
   });
+  const maintainIdempotencyRecords = async () => {
+    await runtime.idempotency.purgeExpired();
+    const { digested, failed } = await runtime.idempotency.digestLegacyKeys();
+    if (digested > 0 || failed > 0) log.info({ digested, failed }, 'idempotency keys from before migration 0013 kept as digests');
+  };
+  maintainIdempotencyRecords().catch((err) => log.warn({ err }, 'idempotency maintenance failed'));
   const purge = setInterval(() => {
-    purgeExpiredIdempotencyKeys(runtime.db).catch((err) => log.warn({ err }, 'idempotency purge failed'));
+    maintainIdempotencyRecords().catch((err) => log.warn({ err }, 'idempotency maintenance failed'));
   }, PURGE_INTERVAL_MS);
   purge.unref();
 

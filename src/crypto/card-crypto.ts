@@ -88,5 +88,14 @@ export function createCardCrypto(keyring: Keyring): CardCrypto {
       const key = await keyring.fingerprintKey(tenant.id, keyedBy);
       return { generation: keyedBy, digest: createHmac('sha256', key).update('cardvault/idempotency/v1\u0000').update(canonicalRequest).digest('base64url') };
     },
+
+    async idempotencyKeyDigests(tenantId: string, idempotencyKey: string, generations?: number[]): Promise<Fingerprints> {
+      const digests: Fingerprints = { odd: null, even: null };
+      for (const generation of generations ?? (await keyring.fingerprintView(tenantId)).write) {
+        const key = await keyring.fingerprintKey(tenantId, generation);
+        digests[parityOf(generation)] = createHmac('sha256', key).update('cardvault/idempotency-key/v1\u0000').update(idempotencyKey).digest('base64url');
+      }
+      return digests;
+    },
   };
 }

@@ -125,6 +125,13 @@ export interface RequestDigest {
   digest: string;
 }
 
+/**
+ * An Idempotency-Key as the vault keeps it: HMACs under the tenant's fingerprint keys, one per generation written
+ * (the current one, and the other in a rotation's overlap), by parity. The key itself is the merchant's free text
+ * and may hold anything, a card number included, so it is never stored.
+ */
+export type IdempotencyKeyDigests = Fingerprints;
+
 export interface IdempotencyRecord {
   requestDigest: RequestDigest;
   /** Null while the first request is still in flight (only visible after a crash mid-transaction: never). */
@@ -149,14 +156,18 @@ export interface CardStore {
   ): Promise<CardRecord | undefined>;
   /** Destroys the ciphertext and fingerprints, leaving a tombstone so the token is never reissued. */
   destroyCard(tenantId: string, token: string): Promise<boolean>;
-  /** Claims the key for this request (or takes over an expired claim); otherwise returns what is stored. */
+  /**
+   * Claims the key for this request (or takes over an expired claim); otherwise returns what is stored. The key
+   * is matched, and stored, only by its digests.
+   */
   claimIdempotencyKey(
     tenantId: string,
-    key: string,
+    key: IdempotencyKeyDigests,
     requestDigest: RequestDigest,
     ttlSeconds: number,
-  ): Promise<{ claimed: true } | { claimed: false; record: IdempotencyRecord }>;
-  completeIdempotencyKey(tenantId: string, key: string, response: unknown): Promise<void>;
+  ): Promise<{ claimed: true; id: string } | { claimed: false; record: IdempotencyRecord }>;
+  /** Records the response of the claim `id` names, in the claim's transaction. */
+  completeIdempotencyKey(id: string, response: unknown): Promise<void>;
 }
 
 export interface TenantStore {
@@ -182,6 +193,8 @@ export interface CardCrypto {
   fingerprintView(tenant: Tenant): Promise<FingerprintView>;
   /** Keyed with the current generation, or with `generation` (a replay recorded under an earlier key). */
   requestDigest(tenant: Tenant, canonicalRequest: string, generation?: number): Promise<RequestDigest>;
+  /** An Idempotency-Key's digests under the generations the tenant's view writes, or under those given. */
+  idempotencyKeyDigests(tenantId: string, key: string, generations?: number[]): Promise<IdempotencyKeyDigests>;
   sealCvc(tenantId: string, token: string, cvc: Secret<string>): Promise<SealedCard>;
   openCvc(tenantId: string, token: string, sealed: SealedCard): Promise<Secret<string>>;
   /** A webhook endpoint's HMAC secret, bound to its tenant and endpoint id. */

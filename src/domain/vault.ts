@@ -223,8 +223,9 @@ export class Vault {
     // The digest is keyed: a plain hash of a request holding a PAN would be a PAN-equivalent.
     const canonical = JSON.stringify([card.pan.reveal(), card.expMonth, card.expYear, card.holderName, format]);
     const digest = await this.deps.crypto.requestDigest(tenant, canonical);
+    const key = await this.deps.crypto.idempotencyKeyDigests(tenant.id, idempotencyKey);
     return this.deps.cards.transaction(async (tx) => {
-      const claim = await tx.claimIdempotencyKey(tenant.id, idempotencyKey, digest, this.deps.idempotencyTtlSeconds);
+      const claim = await tx.claimIdempotencyKey(tenant.id, key, digest, this.deps.idempotencyTtlSeconds);
       if (!claim.claimed) {
         const recorded = claim.record.requestDigest;
         // Recorded under the previous fingerprint key (a rotation switched since): checked with that key.
@@ -235,7 +236,7 @@ export class Vault {
       // Checked after the claim: a retry of an accepted request replays it even once the month has turned.
       checkExpiry(card.expMonth, card.expYear, this.deps.clock.now());
       const outcome = await this.vaultCard(tx, tenant, card, format, fingerprint);
-      await tx.completeIdempotencyKey(tenant.id, idempotencyKey, outcome);
+      await tx.completeIdempotencyKey(claim.id, outcome);
       return { outcome, replayed: false };
     });
   }

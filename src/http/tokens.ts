@@ -1,7 +1,7 @@
 // /v1/tokens: parse the request, run the use case, present the result. Nothing else happens here.
 import { Router, type RequestHandler, type Response } from 'express';
 import { parseCvc } from '../domain/cvc';
-import { luhnValid, Pan } from '../domain/pan';
+import { luhnValid, mayHoldCardNumber, Pan } from '../domain/pan';
 import type { Action } from '../domain/policy';
 import { DEFAULT_TOKEN_FORMAT, isTokenFormat, looksLikeToken } from '../domain/token';
 import type { CardMetadata, Vault } from '../domain/vault';
@@ -60,7 +60,8 @@ function parsePan(number: string): Pan {
 function idempotencyKey(res: Response, header: string | undefined): string | undefined {
   if (header === undefined) return undefined;
   if (!IDEMPOTENCY_KEY.test(header)) throw new VaultError('invalid_idempotency_key', 'use 1–255 printable ASCII characters');
-  res.setHeader('Idempotency-Key', header);
+  // Echoed so a client can match answers to requests; not one that could be a card number (stored only as a digest).
+  if (!mayHoldCardNumber(header)) res.setHeader('Idempotency-Key', header);
   return header;
 }
 

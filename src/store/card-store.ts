@@ -1,6 +1,6 @@
 // Cards and idempotency records in PostgreSQL: one method per query, named for its intent.
 import type { Parity } from '../domain/fingerprints';
-import type { CardRecord, CardStatus, CardStore, IdempotencyRecord, NewCard, RequestDigest, SealedCard } from '../domain/ports';
+import type { CardRecord, CardStatus, CardStore, IdempotencyKeyDigests, IdempotencyRecord, NewCard, RequestDigest, SealedCard } from '../domain/ports';
 import type { TokenFormat } from '../domain/token';
 import { Batcher, ItemFailure, type BatcherLimits } from './batcher';
 import { isVaultError } from '../errors';
@@ -243,41 +243,87 @@ export class PgCardStore implements CardStore {
 
   async claimIdempotencyKey(
     tenantId: string,
-    key: string,
+    key: IdempotencyKeyDigests,
     requestDigest: RequestDigest,
     ttlSeconds: number,
-  ): Promise<{ claimed: true } | { claimed: false; record: IdempotencyRecord }> {
-    // A concurrent claim of the same key blocks here until the first transaction ends, then sees its row.
-    const claimed = await this.q.query(
-      `INSERT INTO idempotency_keys (tenant_id, key, request_digest, digest_generation, expires_at)
-       VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))
-       ON CONFLICT (tenant_id, key) DO UPDATE
-         SET request_digest = EXCLUDED.request_digest, digest_generation = EXCLUDED.digest_generation, response = NULL,
-             created_at = now(), expires_at = EXCLUDED.expires_at
-         WHERE idempotency_keys.expires_at < now()
-       RETURNING key`,
-      [tenantId, key, requestDigest.digest, requestDigest.generation, ttlSeconds],
-    );
-    if (claimed.length === 1) return { claimed: true };
-    const rows = await this.q.query<{ request_digest: string; digest_generation: number; response: unknown }>(
-      'SELECT request_digest, digest_generation, response FROM idempotency_keys WHERE tenant_id = $1 AND key = $2',
-      [tenantId, key],
-    );
-    const row = rows[0]!;
-    return { claimed: false, record: { requestDigest: { generation: row.digest_generation, digest: row.request_digest }, response: row.response } };
+  ): Promise<{ claimed: true; id: string } | { claimed: false; record: IdempotencyRecord }> {
+    for (let attempt = 0; attempt < 3; attempt += 1) {
+      // A concurrent claim of the same key blocks here until the first transaction ends, then conflicts with its row.
+      const claimed = await this.q.query<{ id: string }>(
+        `INSERT INTO idempotency_keys (tenant_id, key_digest_odd, key_digest_even, request_digest, digest_generation, expires_at)
+         VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))
+         ON CONFLICT DO NOTHING
+         RETURNING id`,
+        [tenantId, key.odd, key.even, requestDigest.digest, requestDigest.generation, ttlSeconds],
+      );
+      if (claimed.length === 1) return { claimed: true, id: claimed[0]!.id };
+      const rows = await this.q.query<{ id: string; request_digest: string; digest_generation: number; response: unknown; expired: boolean }>(
+        `SELECT id, request_digest, digest_generation, response, expires_at < now() AS expired
+           FROM idempotency_keys WHERE tenant_id = $1 AND (key_digest_odd = $2 OR key_digest_even = $3)`,
+        [tenantId, key.odd, key.even],
+      );
+      const live = rows.find((row) => !row.expired);
+      if (live) return { claimed: false, record: { requestDigest: { generation: live.digest_generation, digest: live.request_digest }, response: live.response } };
+      // Only expired records hold the key: taken over, by removing them and claiming again.
+      await this.q.query('DELETE FROM idempotency_keys WHERE id = ANY($1::bigint[]) AND expires_at < now()', [rows.map((row) => row.id)]);
+    }
+    throw new Error('an idempotency record kept expiring while it was claimed');
   }
 
-  async completeIdempotencyKey(tenantId: string, key: string, response: unknown): Promise<void> {
-    await this.q.query('UPDATE idempotency_keys SET response = $3 WHERE tenant_id = $1 AND key = $2', [
-      tenantId,
-      key,
-      JSON.stringify(response),
-    ]);
+  async completeIdempotencyKey(id: string, response: unknown): Promise<void> {
+    await this.q.query('UPDATE idempotency_keys SET response = $2 WHERE id = $1', [id, JSON.stringify(response)]);
   }
 }
 
 /** Removes idempotency records past their retention; run periodically. */
 export async function purgeExpiredIdempotencyKeys(db: Queryable): Promise<number> {
-  const rows = await db.query('DELETE FROM idempotency_keys WHERE expires_at < now() RETURNING key');
+  const rows = await db.query('DELETE FROM idempotency_keys WHERE expires_at < now() RETURNING id');
   return rows.length;
+}
+
+/**
+ * Replaces the plaintext key of records written before migration 0013 (or by the previous release during a
+ * rolling deploy) with its digests under the generation that keyed the record, which stays live while the
+ * record is unexpired (the fingerprint rotation waits for it). Expired ones are deleted instead. Any instance
+ * may run it, concurrently with others; each row is changed only while it still holds a key.
+ */
+export async function digestLegacyIdempotencyKeys(
+  db: Queryable,
+  digest: (tenantId: string, key: string, generation: number) => Promise<IdempotencyKeyDigests>,
+  batchSize = 500,
+): Promise<{ digested: number; failed: number }> {
+  await db.query('DELETE FROM idempotency_keys WHERE key IS NOT NULL AND expires_at < now()');
+  let digested = 0;
+  let failed = 0;
+  let after = '0';
+  for (;;) {
+    const rows = await db.query<{ id: string; tenant_id: string; key: string; digest_generation: number }>(
+      'SELECT id, tenant_id, key, digest_generation FROM idempotency_keys WHERE key IS NOT NULL AND id > $1 ORDER BY id LIMIT $2',
+      [after, batchSize],
+    );
+    if (rows.length === 0) return { digested, failed };
+    for (const row of rows) {
+      after = row.id;
+      let digests: IdempotencyKeyDigests;
+      try {
+        digests = await digest(row.tenant_id, row.key, row.digest_generation);
+      } catch {
+        failed += 1; // Its key unreadable now (the KMS down): left for the next pass.
+        continue;
+      }
+      try {
+        const updated = await db.query(
+          'UPDATE idempotency_keys SET key = NULL, key_digest_odd = $2, key_digest_even = $3 WHERE id = $1 AND key IS NOT NULL RETURNING id',
+          [row.id, digests.odd, digests.even],
+        );
+        digested += updated.length;
+      } catch (err) {
+        if ((err as { code?: unknown }).code !== '23505') throw err;
+        // A record by digest exists for this key already (claimed by an instance that could not see this one):
+        // that one answers retries from now on, and the plaintext goes.
+        await db.query('DELETE FROM idempotency_keys WHERE id = $1 AND key IS NOT NULL', [row.id]);
+        digested += 1;
+      }
+    }
+  }
 }

@@ -219,15 +219,19 @@ it('waits for idempotency records keyed by the old key before retiring it; repla
   expect(reused.body.code).toBe('idempotency_key_reused');
   const second = await request(h.app).post('/v1/tokens').set(merchant).set('Idempotency-Key', 'order-2').send(cardBody(newPan('411111')));
   expect(second.status).toBe(201);
-  const generations = await fresh.db.query<{ key: string; digest_generation: number }>(
-    'SELECT key, digest_generation FROM idempotency_keys WHERE tenant_id = $1 ORDER BY key',
-    [tenant.id],
-  );
-  expect(generations).toEqual([{ key: 'order-1', digest_generation: 1 }, { key: 'order-2', digest_generation: 2 }]);
+  // Each key found by its digests under both generations, as instances in this overlap find it; never stored as sent.
+  const [order1] = await h.idempotencyRecords(tenant.id, 'order-1', [1, 2]);
+  const [order2] = await h.idempotencyRecords(tenant.id, 'order-2', [1, 2]);
+  expect(order1).toMatchObject({ key: null, digest_generation: 1 });
+  expect(order1!.key_digest_odd).not.toBeNull(); // made in steady state: generation 1's digest only
+  expect(order1!.key_digest_even).toBeNull();
+  expect(order2).toMatchObject({ key: null, digest_generation: 2 });
+  expect(order2!.key_digest_odd).not.toBeNull(); // made in switch: both, so either neighbour state finds it
+  expect(order2!.key_digest_even).not.toBeNull();
 
   // Blocked again until it expires; then the same command finishes.
   await expect(rotator().rotate(tenant.id)).rejects.toBeInstanceOf(RetireBlockedError);
-  await fresh.db.query("UPDATE idempotency_keys SET expires_at = now() - interval '1 second' WHERE tenant_id = $1 AND key = 'order-1'", [tenant.id]);
+  await fresh.db.query("UPDATE idempotency_keys SET expires_at = now() - interval '1 second' WHERE key_digest_odd = $1", [order1!.key_digest_odd]);
   expect(await rotator().rotate(tenant.id)).toMatchObject({ generation: 2 });
   const replay2 = await request(h.app).post('/v1/tokens').set(merchant).set('Idempotency-Key', 'order-2').send(cardBody(newPan('411111')));
   expect(replay2.body.code).toBe('idempotency_key_reused');

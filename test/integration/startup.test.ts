@@ -4,13 +4,19 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import type { AddressInfo } from 'node:net';
 import { Client } from 'pg';
+import request from 'supertest';
 import { ConfigError, loadConfig } from '../../src/config';
 import { createLogger } from '../../src/log';
-import { startVault } from '../../src/main';
+import { startVault, type RunningVault } from '../../src/main';
 import { openPostgres } from '../../src/store/db';
 import { migrateUp } from '../../src/store/migrate';
 import { REPO_ROOT } from '../support/env';
+import { runCli } from '../support/cli';
+import { cardBody } from '../support/http';
+import { newPan } from '../support/pans';
+import { waitFor } from '../support/wait-for';
 import { captureLog } from '../support/log-capture';
 import { ensureBuilt } from '../support/build';
 import { withAdmin as admin } from '../support/admin-db';
@@ -153,6 +159,44 @@ describe('MIGRATE_ON_START=false', () => {
     const { stop } = await startVault(config(url, dir), createLogger({ level: 'info', destination: captured }));
     await stop();
     expect(captured.lines.join('')).not.toContain('migrations applied');
+  });
+
+  it('re-keys, as it starts, the Idempotency-Keys a previous release stored in plaintext; their retries replay', async () => {
+    const { url } = await freshDatabase();
+    const db = openPostgres({ url, poolSize: 1 });
+    const dir = scratchDir();
+    const env = { DATABASE_URL: url, MIGRATE_ON_START: 'false', VAULT_DATA_DIR: path.join(dir, '.vault') };
+    try {
+      await migrateUp(db);
+      const tenant = JSON.parse((await runCli(['tenants', 'create', 'upgraded'], env)).out[0]!) as { id: string };
+      const apiKey = (JSON.parse((await runCli(['keys', 'create', '--tenant', 'upgraded', '--role', 'merchant'], env)).out[0]!) as { api_key: string }).api_key;
+      const tokenize = async (vault: RunningVault, pan: string) => {
+        const { port } = vault.server.address() as AddressInfo;
+        return request(`http://127.0.0.1:${port}`).post('/v1/tokens').set('Authorization', `Bearer ${apiKey}`).set('Idempotency-Key', 'order-77').send(cardBody(pan));
+      };
+      const pan = newPan();
+      const before = await startVault(config(url, dir), createLogger({ level: 'info', destination: captureLog() }));
+      const first = await tokenize(before, pan);
+      await before.stop();
+      expect(first.status).toBe(201);
+      // As the previous release left it: the same record, under the key as sent.
+      expect((await db.query("UPDATE idempotency_keys SET key = 'order-77', key_digest_odd = NULL, key_digest_even = NULL WHERE tenant_id = $1 RETURNING 1", [tenant.id])).length).toBe(1);
+
+      const captured = captureLog();
+      const after = await startVault(config(url, dir), createLogger({ level: 'info', destination: captured }));
+      try {
+        await waitFor(async () => (await db.query('SELECT 1 FROM idempotency_keys WHERE key IS NOT NULL')).length === 0);
+        expect(captured.lines.join('')).toContain('"digested":1');
+        const replay = await tokenize(after, pan);
+        expect(replay.status).toBe(201);
+        expect(replay.body).toEqual(first.body);
+        expect((await tokenize(after, newPan())).body.code).toBe('idempotency_key_reused');
+      } finally {
+        await after.stop();
+      }
+    } finally {
+      await db.close();
+    }
   });
 
   it('starts as a least-privileged database user that may read and write rows but not create tables', async () => {

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import type { Express } from 'express';
 import { createApp, type AppDeps } from '../../src/app';
+import { createCardCrypto } from '../../src/crypto/card-crypto';
 import { openLocalKms } from '../../src/crypto/local-kms';
 import { assembleVault, readinessCheck } from '../../src/dependencies';
 import type { Policies } from '../../src/domain/policy';
@@ -34,7 +35,20 @@ export interface Harness {
   newUpdater(): UpdaterParts;
   /** A new tenant with one API key per requested role. */
   tenant(roles?: string[]): Promise<{ tenant: Tenant; keys: Record<string, string> }>;
+  /**
+   * The stored records of an Idempotency-Key, found as the vault finds them: by its digests under the tenant's
+   * fingerprint-key generations now written, or under those given.
+   */
+  idempotencyRecords(tenantId: string, key: string, generations?: number[]): Promise<IdempotencyRow[]>;
   close(): Promise<void>;
+}
+
+export interface IdempotencyRow {
+  key: string | null;
+  key_digest_odd: string | null;
+  key_digest_even: string | null;
+  digest_generation: number;
+  hours: number;
 }
 
 // One key file for the whole run, as every vault instance shares one KMS key: signing keys are global to
@@ -139,6 +153,14 @@ export async function buildHarness(options: HarnessOptions = {}): Promise<Harnes
       const keys: Record<string, string> = {};
       for (const role of roles) keys[role] = (await parts.principals.issueApiKey(tenant.id, role, 'test')).secret.reveal();
       return { tenant, keys };
+    },
+    async idempotencyRecords(tenantId, key, generations) {
+      const digests = await createCardCrypto(parts.keyring).idempotencyKeyDigests(tenantId, key, generations);
+      return db.query<IdempotencyRow>(
+        `SELECT key, key_digest_odd, key_digest_even, digest_generation, extract(epoch FROM expires_at - created_at) / 3600 AS hours
+           FROM idempotency_keys WHERE tenant_id = $1 AND (key_digest_odd = $2 OR key_digest_even = $3) ORDER BY created_at`,
+        [tenantId, digests.odd, digests.even],
+      );
     },
     async close() {
       await updater.worker.stop();
