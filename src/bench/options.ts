@@ -13,6 +13,8 @@ export interface Options {
   cpuProfileDir: string | undefined;
   /** BENCH_SKIP_ANALYZE=1 shows the vault on a database without planner statistics. */
   skipAnalyze: boolean;
+  /** BENCH_IDEMPOTENCY_KEYS=1: every tokenize carries a fresh Idempotency-Key, as a retrying backend sends. */
+  idempotencyKeys: boolean;
 }
 
 export function readOptions(env: NodeJS.ProcessEnv): Options {
@@ -33,5 +35,6 @@ export function readOptions(env: NodeJS.ProcessEnv): Options {
     seconds: int('BENCH_SECONDS', 10, 1, 3600),
     cpuProfileDir: env.BENCH_VAULT_CPU_PROF?.trim() || undefined,
     skipAnalyze: int('BENCH_SKIP_ANALYZE', 0, 0, 1) === 1,
+    idempotencyKeys: int('BENCH_IDEMPOTENCY_KEYS', 0, 0, 1) === 1,
   };
 }

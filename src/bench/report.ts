@@ -32,7 +32,8 @@ function table(options: Options, results: PhaseResult[]): string[] {
   const out = [
     `cardvault bench: ${options.processes} vault process(es), concurrency ${options.concurrency}, ` +
       `warm-up ${options.warmupSeconds} s, measured ${options.seconds} s per run`,
-    `database: PostgreSQL ${BENCH_DATABASE}, created afresh; ${options.skipAnalyze ? 'NOT analyzed' : 'ANALYZE after the tokenize run'}`,
+    `database: PostgreSQL ${BENCH_DATABASE}, created afresh; ${options.skipAnalyze ? 'NOT analyzed' : 'ANALYZE after the tokenize run'}; ` +
+      `tokenize ${options.idempotencyKeys ? 'with' : 'without'} an Idempotency-Key`,
     `machine: ${cpus} CPUs, ${model ?? 'unknown'}, node ${node}`,
     '',
     `${'run'.padEnd(22)}${'ops/s'.padStart(9)}${'p50 ms'.padStart(9)}${'p95 ms'.padStart(9)}${'p99 ms'.padStart(9)}${'errors'.padStart(8)}`,
@@ -102,6 +103,7 @@ function jsonSummary(options: Options, results: PhaseResult[]): string {
     concurrency: options.concurrency,
     seconds: options.seconds,
     analyzed: !options.skipAnalyze,
+    idempotency_keys: options.idempotencyKeys,
     results: Object.fromEntries(rows(results).map((row) => [row.name, stats(row.stats, row.cpu)])),
   });
 }

@@ -159,7 +159,7 @@ async function main(): Promise<number> {
     const vault = { pids: await cluster.ready, halt: halt.signal };
     await waitUntilReady(port);
     const keys = await readApiKeys(dataDir);
-    const workload = new Workload(client, keys);
+    const workload = new Workload(client, keys, options.idempotencyKeys);
     const pacedWorkload = workload.withClient(pacedClient);
 
     const results = [await runPhase('tokenize', workload, options, () => 'tokenize', vault)];

@@ -1,5 +1,5 @@
 // One bench request against a running vault: fresh test PANs, the HTTP call, and a printable name for a failure.
-import { randomInt } from 'node:crypto';
+import { randomInt, randomUUID } from 'node:crypto';
 import { Pool, type Dispatcher } from 'undici';
 
 export type Op = 'tokenize' | 'detokenize';
@@ -22,8 +22,15 @@ export function openClient(port: number, connections: number): Pool {
   return new Pool(`http://127.0.0.1:${port}`, { connections, pipelining: 1, keepAliveTimeout: 60_000 });
 }
 
-export async function send(client: Dispatcher, method: Dispatcher.HttpMethod, urlPath: string, apiKey?: string, body?: string): Promise<Reply> {
-  const headers: Record<string, string> = {};
+export async function send(
+  client: Dispatcher,
+  method: Dispatcher.HttpMethod,
+  urlPath: string,
+  apiKey?: string,
+  body?: string,
+  extraHeaders: Record<string, string> = {},
+): Promise<Reply> {
+  const headers: Record<string, string> = { ...extraHeaders };
   if (apiKey) headers.authorization = `Bearer ${apiKey}`;
   if (body !== undefined) headers['content-type'] = 'application/json';
   const res = await client.request({ method, path: urlPath, headers, body });
@@ -77,6 +84,7 @@ export class Workload {
   constructor(
     private readonly client: Dispatcher,
     private readonly keys: { merchant: string; payments: string },
+    private readonly idempotencyKeys = false,
     shared?: { cards: Card[]; issued: Set<string> },
   ) {
     this.#cards = shared?.cards ?? [];
@@ -85,7 +93,7 @@ export class Workload {
 
   /** The same cards and issued PANs (so a fresh PAN is never repeated), sent through another client. */
   withClient(client: Dispatcher): Workload {
-    return new Workload(client, this.keys, { cards: this.#cards, issued: this.#issued });
+    return new Workload(client, this.keys, this.idempotencyKeys, { cards: this.#cards, issued: this.#issued });
   }
 
   /** Runs one operation; resolves with undefined on success, else a printable failure name. */
@@ -100,7 +108,8 @@ export class Workload {
   private async tokenize(): Promise<string | undefined> {
     const pan = freshTestPan(this.#issued);
     const body = JSON.stringify({ card: { number: pan, ...EXPIRY } });
-    const reply = await send(this.client, 'POST', '/v1/tokens', this.keys.merchant, body);
+    const headers: Record<string, string> = this.idempotencyKeys ? { 'idempotency-key': randomUUID() } : {};
+    const reply = await send(this.client, 'POST', '/v1/tokens', this.keys.merchant, body, headers);
     // 200 would mean the vault converged on an existing card: not a fresh tokenization.
     if (reply.status !== 201) return failureName('tokenize', reply);
     this.#cards.push({ token: (JSON.parse(reply.body) as { token: string }).token, pan });
