@@ -23,9 +23,14 @@ function webhookSecretAad(tenantId: string, endpointId: string): Buffer {
   return Buffer.from(`cardvault/webhook-secret/v1\u0000${tenantId}\u0000${endpointId}`, 'utf8');
 }
 
+/** An HMAC-SHA-256 of `text` under a fingerprint key, bound to its use by `label` (base64url). */
+function keyedDigest(key: Buffer, label: string, text: string): string {
+  return createHmac('sha256', key).update(`cardvault/${label}/v1\u0000`).update(text).digest('base64url');
+}
+
 /** A number's fingerprint under one HMAC key (`fp_` + HMAC-SHA-256, base64url). */
 export function hmacFingerprint(key: Buffer, pan: Pan): string {
-  return `fp_${createHmac('sha256', key).update('cardvault/fingerprint/v1\u0000').update(pan.reveal()).digest('base64url')}`;
+  return `fp_${keyedDigest(key, 'fingerprint', pan.reveal())}`;
 }
 
 export function createCardCrypto(keyring: Keyring): CardCrypto {
@@ -86,14 +91,13 @@ export function createCardCrypto(keyring: Keyring): CardCrypto {
     async requestDigest(tenant: Tenant, canonicalRequest: string, generation?: number): Promise<RequestDigest> {
       const keyedBy = generation ?? (await keyring.fingerprintView(tenant.id)).current;
       const key = await keyring.fingerprintKey(tenant.id, keyedBy);
-      return { generation: keyedBy, digest: createHmac('sha256', key).update('cardvault/idempotency/v1\u0000').update(canonicalRequest).digest('base64url') };
+      return { generation: keyedBy, digest: keyedDigest(key, 'idempotency', canonicalRequest) };
     },
 
     async idempotencyKeyDigests(tenantId: string, idempotencyKey: string, generations?: number[]): Promise<Fingerprints> {
       const digests: Fingerprints = { odd: null, even: null };
       for (const generation of generations ?? (await keyring.fingerprintView(tenantId)).write) {
-        const key = await keyring.fingerprintKey(tenantId, generation);
-        digests[parityOf(generation)] = createHmac('sha256', key).update('cardvault/idempotency-key/v1\u0000').update(idempotencyKey).digest('base64url');
+        digests[parityOf(generation)] = keyedDigest(await keyring.fingerprintKey(tenantId, generation), 'idempotency-key', idempotencyKey);
       }
       return digests;
     },
