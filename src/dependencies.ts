@@ -188,7 +188,7 @@ export function assembleVault(options: {
   const idempotency = {
     /** Removes records past their retention; main.ts runs it every 10 minutes. */
     purgeExpired: () => purgeExpiredIdempotencyKeys(cardDb),
-    /** Re-keys records still holding a plaintext key (migrations/0013); main.ts runs it at start and then with the purge. */
+    /** Re-keys unexpired records still holding a plaintext key (migrations/0013); main.ts runs it after each purge. */
     digestLegacyKeys: () =>
       digestLegacyIdempotencyKeys(cardDb, (tenantId, key, generation) => crypto.idempotencyKeyDigests(tenantId, key, [generation])),
   };

@@ -223,9 +223,9 @@ export class Vault {
     // The digest is keyed: a plain hash of a request holding a PAN would be a PAN-equivalent.
     const canonical = JSON.stringify([card.pan.reveal(), card.expMonth, card.expYear, card.holderName, format]);
     const digest = await this.deps.crypto.requestDigest(tenant, canonical);
-    const key = await this.deps.crypto.idempotencyKeyDigests(tenant.id, idempotencyKey);
+    const keyDigests = await this.deps.crypto.idempotencyKeyDigests(tenant.id, idempotencyKey);
     return this.deps.cards.transaction(async (tx) => {
-      const claim = await tx.claimIdempotencyKey(tenant.id, key, digest, this.deps.idempotencyTtlSeconds);
+      const claim = await tx.claimIdempotencyKey(tenant.id, keyDigests, digest, this.deps.idempotencyTtlSeconds);
       if (!claim.claimed) {
         const recorded = claim.record.requestDigest;
         // Recorded under the previous fingerprint key (a rotation switched since): checked with that key.

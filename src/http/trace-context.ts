@@ -24,7 +24,7 @@ const TRACESTATE_MAX_LENGTH = 512;
 const TRACESTATE_KEY = /^(?:[a-z][a-z0-9_*\/-]{0,255}|[a-z0-9][a-z0-9_*\/-]{0,240}@[a-z][a-z0-9_*\/-]{0,13})$/;
 const TRACESTATE_VALUE = /^[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]$/;
 
-/** Ids are logged: one holding 12 digits in a row could be (and would be masked as) a card number, so it is refused. */
+/** Ids are logged: one that could hold a card number (domain/pan.ts, mayHoldCardNumber) is refused. */
 const usableId = (id: string) => !ALL_ZERO.test(id) && !mayHoldCardNumber(id);
 
 /** Random hex of `bytes` bytes that passes the same checks as a caller's id. */

@@ -284,21 +284,22 @@ export async function purgeExpiredIdempotencyKeys(db: Queryable): Promise<number
 /**
  * Replaces the plaintext key of records written before migration 0013 (or by the previous release during a
  * rolling deploy) with its digests under the generation that keyed the record, which stays live while the
- * record is unexpired (the fingerprint rotation waits for it). Expired ones are deleted instead. Any instance
- * may run it, concurrently with others; each row is changed only while it still holds a key.
+ * record is unexpired (the fingerprint rotation waits for it). Expired ones are left to
+ * purgeExpiredIdempotencyKeys, run just before. Any instance may run it, concurrently with others; each row is
+ * changed only while it still holds a key.
  */
 export async function digestLegacyIdempotencyKeys(
   db: Queryable,
   digest: (tenantId: string, key: string, generation: number) => Promise<IdempotencyKeyDigests>,
   batchSize = 500,
 ): Promise<{ digested: number; failed: number }> {
-  await db.query('DELETE FROM idempotency_keys WHERE key IS NOT NULL AND expires_at < now()');
   let digested = 0;
   let failed = 0;
   let after = '0';
   for (;;) {
     const rows = await db.query<{ id: string; tenant_id: string; key: string; digest_generation: number }>(
-      'SELECT id, tenant_id, key, digest_generation FROM idempotency_keys WHERE key IS NOT NULL AND id > $1 ORDER BY id LIMIT $2',
+      `SELECT id, tenant_id, key, digest_generation FROM idempotency_keys
+        WHERE key IS NOT NULL AND expires_at >= now() AND id > $1 ORDER BY id LIMIT $2`,
       [after, batchSize],
     );
     if (rows.length === 0) return { digested, failed };

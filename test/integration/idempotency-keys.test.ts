@@ -149,6 +149,8 @@ describe('records from before migration 0013', () => {
     await asPreviousRelease(tenant.id, 'order-old');
     await fresh.db.query("UPDATE idempotency_keys SET expires_at = now() - interval '1 second' WHERE tenant_id = $1 AND key = 'order-old'", [tenant.id]);
 
+    // As main.ts runs them: the purge, then the re-keying.
+    await h.parts.idempotency.purgeExpired();
     expect(await h.parts.idempotency.digestLegacyKeys()).toEqual({ digested: 1, failed: 0 });
     expect(await plaintextKeys(tenant.id)).toEqual([]);
     const kept = await h.idempotencyRecords(tenant.id, 'order-both');
