@@ -15,8 +15,23 @@ export interface MotoServer {
 const STARTUP_TIMEOUT_MS = 20_000;
 const STOP_GRACE_MS = 3_000;
 
+/**
+ * Moto takes seconds to bind the free port it is given; another suite's server may take the port first. Then
+ * moto exits at once (address in use), and it is started again on another port.
+ */
 export async function startMoto(): Promise<MotoServer> {
-  const port = await freePort();
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await startMotoOn(await freePort());
+    } catch (err) {
+      if (!(err instanceof MotoExited) || attempt >= 3) throw err;
+    }
+  }
+}
+
+class MotoExited extends Error {}
+
+async function startMotoOn(port: number): Promise<MotoServer> {
   // Its own process group, so stop() also reaches anything the pyenv shim or moto forks.
   const child = spawn('moto_server', ['-H', '127.0.0.1', '-p', String(port)], {
     detached: true,
@@ -83,7 +98,7 @@ async function waitForHttp(endpoint: string, child: ChildProcess, stderr: () => 
   const deadline = Date.now() + STARTUP_TIMEOUT_MS;
   while (Date.now() < deadline) {
     if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`moto_server did not start (${child.exitCode ?? child.signalCode}): ${stderr()}`);
+      throw new MotoExited(`moto_server did not start (${child.exitCode ?? child.signalCode}): ${stderr()}`);
     }
     if (await answers(endpoint)) return;
     await new Promise((resolve) => setTimeout(resolve, 100));
@@ -91,12 +106,12 @@ async function waitForHttp(endpoint: string, child: ChildProcess, stderr: () => 
   throw new Error(`moto_server did not answer on ${endpoint} within ${STARTUP_TIMEOUT_MS} ms: ${stderr()}`);
 }
 
-/** Any HTTP status counts: the point is that something speaks HTTP on the port. */
+/** Moto's own API answers 200 here; any other server that took the port first (a vault answers 404) does not. */
 function answers(endpoint: string): Promise<boolean> {
   return new Promise((resolve) => {
-    const req = request(`${endpoint}/moto-api/`, { method: 'GET', timeout: 1000 }, (res) => {
+    const req = request(`${endpoint}/moto-api/data.json`, { method: 'GET', timeout: 1000 }, (res) => {
       res.resume();
-      resolve(true);
+      resolve(res.statusCode === 200);
     });
     req.once('timeout', () => req.destroy());
     req.once('error', () => resolve(false));
