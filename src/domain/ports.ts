@@ -143,6 +143,8 @@ export interface CardStore {
   transaction<T>(fn: (tx: CardStore) => Promise<T>): Promise<T>;
   /** Inserts unless the token or one of the tenant's live fingerprints is taken; undefined on any conflict. */
   insertCard(card: NewCard): Promise<CardRecord | undefined>;
+  /** insertCard for many cards in one statement, each answered as alone (at most one per PAN or token). */
+  insertCards(cards: NewCard[]): Promise<(CardRecord | undefined)[]>;
   /** The active or closed card holding this number, by the fingerprint column of the given parity. */
   findCardByFingerprint(tenantId: string, fingerprint: { parity: Parity; value: string }): Promise<CardRecord | undefined>;
   /** Any card but a deleted one: active, closed, or merged (which the caller resolves). */
@@ -168,6 +170,14 @@ export interface CardStore {
   ): Promise<{ claimed: true; id: string } | { claimed: false; record: IdempotencyRecord }>;
   /** Records the response of the claim `id` names, in the claim's transaction. */
   completeIdempotencyKey(id: string, response: unknown): Promise<void>;
+  /**
+   * Claims many keys (at most one claim per key) with their responses, in one statement; false for a key held
+   * already, by a live or an expired record (claimIdempotencyKey settles those).
+   */
+  claimIdempotencyKeys(
+    claims: { tenantId: string; key: IdempotencyKeyDigests; requestDigest: RequestDigest; response: unknown }[],
+    ttlSeconds: number,
+  ): Promise<boolean[]>;
 }
 
 export interface TenantStore {

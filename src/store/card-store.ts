@@ -2,7 +2,7 @@
 import type { Parity } from '../domain/fingerprints';
 import type { CardRecord, CardStatus, CardStore, IdempotencyKeyDigests, IdempotencyRecord, NewCard, RequestDigest, SealedCard } from '../domain/ports';
 import type { TokenFormat } from '../domain/token';
-import { Batcher, ItemFailure, type BatcherLimits } from './batcher';
+import { Batcher, ItemFailure, type BatcherLimits } from '../domain/batcher';
 import { isVaultError } from '../errors';
 import type { Db, Queryable } from './db';
 
@@ -70,6 +70,8 @@ const first = (rows: CardRow[]) => (rows[0] ? toCardRecord(rows[0]) : undefined)
 
 const cardKey = (tenantId: string, token: string) => `${tenantId}\u0000${token}`;
 
+const compare = (a: string | null, b: string | null) => ((a ?? '') < (b ?? '') ? -1 : (a ?? '') > (b ?? '') ? 1 : 0);
+
 const INSERT_COLUMNS =
   'tenant_id, token, format, fingerprint, fingerprint_even, brand, bin, last4, exp_month, exp_year, data_key_id, iv, tag, ciphertext';
 
@@ -99,7 +101,7 @@ export class PgCardStore implements CardStore {
     if (batchLimits) {
       this.#lookups = new Batcher((keys) => this.findCards(keys), batchLimits);
       // Two new cards with one token or one number never share a statement: each must learn of its own conflict.
-      this.#inserts = new Batcher((cards) => this.insertCards(cards), batchLimits, (card) => [
+      this.#inserts = new Batcher((cards) => this.insertBatch(cards), batchLimits, (card) => [
         `t:${cardKey(card.tenantId, card.token)}`,
         ...(['odd', 'even'] as const).flatMap((parity) => {
           const value = card.fingerprints[parity];
@@ -130,34 +132,40 @@ export class PgCardStore implements CardStore {
     return first(rows);
   }
 
-  /**
-   * One autocommit statement for the batch; a card on a conflict is skipped and answered undefined, as alone.
-   * Should the statement fail for a reason other than the database being away, each card is retried alone so
-   * one bad row cannot fail the others.
-   */
-  private async insertCards(cards: NewCard[]): Promise<(CardRecord | undefined | ItemFailure)[]> {
-    if (cards.length === 1) return [await this.insertOne(cards[0]!)];
+  async insertCards(cards: NewCard[]): Promise<(CardRecord | undefined)[]> {
+    if (cards.length <= 1) return Promise.all(cards.map((card) => this.insertOne(card)));
+    // In the callers' order: a card clashing with one in a batch still out waits for the next batch, so a later
+    // batch waits on an earlier one, not the reverse (sorted by one column, two batches deadlocked in a test).
     const columns: unknown[][] = Array.from({ length: 14 }, () => []);
     for (const card of cards) insertValues(card).forEach((value, i) => columns[i]!.push(value));
-    let rows: CardRow[];
+    const rows = await this.q.query<CardRow>(
+      `INSERT INTO cards (${INSERT_COLUMNS})
+       SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+                            $9::smallint[], $10::smallint[], $11::uuid[], $12::bytea[], $13::bytea[], $14::bytea[])
+       ON CONFLICT DO NOTHING
+       RETURNING ${CARD_COLUMNS}`,
+      columns,
+    );
+    const inserted = new Map(rows.map((row) => [cardKey(row.tenant_id, row.token), row]));
+    // A row is a card's own only with its number too: two cards that drew one token must not share its row.
+    return cards.map((card) => {
+      const row = inserted.get(cardKey(card.tenantId, card.token));
+      return row && row.fingerprint === card.fingerprints.odd && row.fingerprint_even === card.fingerprints.even ? toCardRecord(row) : undefined;
+    });
+  }
+
+  /**
+   * The pool's batches: one autocommit statement. Should it fail for a reason other than the database being
+   * away, each card is retried alone so one bad row cannot fail the others.
+   */
+  private async insertBatch(cards: NewCard[]): Promise<(CardRecord | undefined | ItemFailure)[]> {
+    if (cards.length === 1) return [await this.insertOne(cards[0]!)];
     try {
-      rows = await this.q.query<CardRow>(
-        `INSERT INTO cards (${INSERT_COLUMNS})
-         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-                              $9::smallint[], $10::smallint[], $11::uuid[], $12::bytea[], $13::bytea[], $14::bytea[])
-         ON CONFLICT DO NOTHING
-         RETURNING ${CARD_COLUMNS}`,
-        columns,
-      );
+      return await this.insertCards(cards);
     } catch (err) {
       if (isVaultError(err) && err.code === 'database_unavailable') throw err;
       return Promise.all(cards.map((card) => this.insertOne(card).catch((cardErr: unknown) => new ItemFailure(cardErr))));
     }
-    const inserted = new Map(rows.map((row) => [cardKey(row.tenant_id, row.token), row]));
-    return cards.map((card) => {
-      const row = inserted.get(cardKey(card.tenantId, card.token));
-      return row ? toCardRecord(row) : undefined;
-    });
   }
 
   async findCardByFingerprint(tenantId: string, fingerprint: { parity: Parity; value: string }): Promise<CardRecord | undefined> {
@@ -272,6 +280,36 @@ export class PgCardStore implements CardStore {
 
   async completeIdempotencyKey(id: string, response: unknown): Promise<void> {
     await this.q.query('UPDATE idempotency_keys SET response = $2 WHERE id = $1', [id, JSON.stringify(response)]);
+  }
+
+  async claimIdempotencyKeys(
+    claims: { tenantId: string; key: IdempotencyKeyDigests; requestDigest: RequestDigest; response: unknown }[],
+    ttlSeconds: number,
+  ): Promise<boolean[]> {
+    if (claims.length === 0) return [];
+    // In one order: two batches claiming the same keys wait on each other, never in a cycle. A claim meeting a
+    // concurrent one's uncommitted row waits here until that transaction ends, then conflicts with the row.
+    const ordered = [...claims].sort((a, b) => compare(`${a.tenantId}${a.key.odd ?? a.key.even}`, `${b.tenantId}${b.key.odd ?? b.key.even}`));
+    const rows = await this.q.query<{ tenant_id: string; key_digest_odd: string | null; key_digest_even: string | null }>(
+      `INSERT INTO idempotency_keys (tenant_id, key_digest_odd, key_digest_even, request_digest, digest_generation, response, expires_at)
+       SELECT tenant_id, key_digest_odd, key_digest_even, request_digest, digest_generation, response, now() + make_interval(secs => $7)
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::integer[], $6::jsonb[])
+              AS c(tenant_id, key_digest_odd, key_digest_even, request_digest, digest_generation, response)
+       ON CONFLICT DO NOTHING
+       RETURNING tenant_id, key_digest_odd, key_digest_even`,
+      [
+        ordered.map((c) => c.tenantId),
+        ordered.map((c) => c.key.odd),
+        ordered.map((c) => c.key.even),
+        ordered.map((c) => c.requestDigest.digest),
+        ordered.map((c) => c.requestDigest.generation),
+        ordered.map((c) => JSON.stringify(c.response)),
+        ttlSeconds,
+      ],
+    );
+    const claimKey = (tenantId: string, odd: string | null, even: string | null) => `${tenantId}\u0000${odd ?? ''}\u0000${even ?? ''}`;
+    const claimed = new Set(rows.map((row) => claimKey(row.tenant_id, row.key_digest_odd, row.key_digest_even)));
+    return claims.map((c) => claimed.has(claimKey(c.tenantId, c.key.odd, c.key.even)));
   }
 }
 

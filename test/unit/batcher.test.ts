@@ -1,4 +1,4 @@
-import { Batcher, ItemFailure } from '../../src/store/batcher';
+import { Batcher, ItemFailure } from '../../src/domain/batcher';
 
 /** A run() whose batches stay open until the test releases them. */
 function gated<I>() {
