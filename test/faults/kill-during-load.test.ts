@@ -34,23 +34,26 @@ async function vaultOnTheDatabase(): Promise<VaultProcess> {
   return vault;
 }
 
-it('keeps every acknowledged token after a SIGKILL mid-load: each detokenizes to its PAN and has its card.tokenize event', async () => {
+it('keeps every acknowledged token after a SIGKILL mid-load, keyed or not: each detokenizes to its PAN and has its card.tokenize event', async () => {
   const first = await vaultOnTheDatabase();
   const keys = devKeys(dataDir);
 
+  // Every other request carries an Idempotency-Key, as a retrying backend sends: those share transactions.
+  let sent = 0;
   const acknowledged: Array<{ pan: string; token: string }> = [];
-  const unanswered: string[] = [];
+  const unanswered: Array<{ pan: string; idempotencyKey?: string }> = [];
   const statuses = new Tally();
   let killing = false;
   const load = startLoad(CLIENTS, async (agent) => {
     const pan = newPan();
+    const idempotencyKey = (sent += 1) % 2 === 0 ? `kill9-${sent}` : undefined;
     try {
-      const res = await tokenize(first.url, keys.merchant, pan, {}, agent);
+      const res = await tokenize(first.url, keys.merchant, pan, {}, agent, idempotencyKey);
       statuses.add(res.status);
       if (res.status === 201) acknowledged.push({ pan, token: res.body.token as string });
     } catch (err) {
       if (!killing) throw err;
-      unanswered.push(pan);
+      unanswered.push({ pan, idempotencyKey });
     }
   });
   await until('tokens acknowledged before the kill', async () => (acknowledged.length >= ACKNOWLEDGED_BEFORE_KILL || load.crashes.length > 0 ? true : undefined));
@@ -84,18 +87,29 @@ it('keeps every acknowledged token after a SIGKILL mid-load: each detokenizes to
   const audited = new Map(events.map((e) => [e.token, e.n]));
   expect(acknowledged.filter(({ token }) => audited.get(token) !== 1)).toEqual([]);
 
-  // An unanswered request is safe to retry: 200 with the token it had committed, or 201 if it never had.
-  const retries = new Tally();
-  await inBatches(unanswered, CLIENTS, async (pan) => {
-    const res = await tokenize(second.url, keys.merchant, pan);
-    retries.add(res.status);
-    if (res.status === 200) expect((await detokenize(second.url, keys.payments, res.body.token as string)).body.card.number).toBe(pan);
+  // An unanswered request is safe to retry. Without a key: 200 with the token it had committed, or 201 if it
+  // never had. With its key: 201 either way (its recorded answer, or a first one), and that token again after.
+  const tokensAtRestart = new Set((await fresh.db.query<{ token: string }>('SELECT token FROM cards')).map((row) => row.token));
+  let committed = 0;
+  await inBatches(unanswered, CLIENTS, async ({ pan, idempotencyKey }) => {
+    const res = await tokenize(second.url, keys.merchant, pan, {}, undefined, idempotencyKey);
+    expect((await detokenize(second.url, keys.payments, res.body.token as string)).body.card.number).toBe(pan);
+    if (tokensAtRestart.has(res.body.token as string)) committed += 1;
+    if (idempotencyKey === undefined) {
+      expect(res.status).toBe(tokensAtRestart.has(res.body.token as string) ? 200 : 201);
+      return;
+    }
+    expect(res.status).toBe(201);
+    const again = await tokenize(second.url, keys.merchant, pan, {}, undefined, idempotencyKey);
+    expect([again.status, again.body.token]).toEqual([201, res.body.token]);
   });
-  expect(retries.keys().every((status) => status === '200' || status === '201')).toBe(true);
-  expect(cardsAfterRestart).toBe(acknowledgedAtKill + retries.get(200));
+  expect(cardsAfterRestart).toBe(acknowledgedAtKill + committed);
+  const cardsAfterRetries = (await fresh.db.query<{ n: number }>('SELECT count(*)::int AS n FROM cards'))[0]!.n;
+  expect(cardsAfterRetries).toBe(acknowledgedAtKill + unanswered.length);
 
   process.stdout.write(
     `fault kill -9: ${acknowledgedAtKill} tokens acknowledged before SIGKILL, all ${acknowledgedAtKill} detokenize and are audited after the restart; ` +
-      `${unanswered.length} in flight (${retries.get(200)} had committed, ${retries.get(201)} had not)\n`,
+      `${unanswered.length} in flight (${committed} had committed, ${unanswered.length - committed} had not; ` +
+      `${unanswered.filter((u) => u.idempotencyKey).length} of them with an Idempotency-Key)\n`,
   );
 });

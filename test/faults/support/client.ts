@@ -52,8 +52,13 @@ export function call(base: string, method: string, path: string, options: CallOp
   });
 }
 
-export const tokenize = (base: string, key: string, pan: string, extra: Record<string, unknown> = {}, agent?: Agent) =>
-  call(base, 'POST', '/v1/tokens', { key, agent, body: { card: { number: pan, exp_month: 12, exp_year: 2031, ...extra } } });
+export const tokenize = (base: string, key: string, pan: string, extra: Record<string, unknown> = {}, agent?: Agent, idempotencyKey?: string) =>
+  call(base, 'POST', '/v1/tokens', {
+    key,
+    agent,
+    body: { card: { number: pan, exp_month: 12, exp_year: 2031, ...extra } },
+    headers: idempotencyKey === undefined ? {} : { 'idempotency-key': idempotencyKey },
+  });
 
 export const detokenize = (base: string, key: string, token: string, agent?: Agent) =>
   call(base, 'POST', `/v1/tokens/${encodeURIComponent(token)}/detokenize`, { key, agent, body: { purpose: 'authorization' } });
