@@ -23,12 +23,16 @@ interface Waiting<I, O> {
 }
 
 /**
- * `run` answers a batch with one result per item, in order (an ItemFailure rejects that item's caller alone). `keys` (optional) names what two items must not share
- * within one statement; an item with a key already in the batch waits for the next one.
+ * `run` answers a batch with one result per item, in order (an ItemFailure rejects that item's caller alone).
+ * `keys` (optional) names what two items must not share while either is out: an item with a key in the batch
+ * being formed, or in a batch still out, waits for a later one. Two items that would meet each other's
+ * uncommitted rows are then never out at once, so one never waits on the other's locks, let alone in a cycle.
  */
 export class Batcher<I, O> {
   #queue: Waiting<I, O>[] = [];
   #inFlight = 0;
+  /** The keys of the batches out, each counted once per item holding it. */
+  readonly #out = new Map<string, number>();
 
   constructor(
     private readonly run: (items: I[]) => Promise<(O | ItemFailure)[]>,
@@ -46,6 +50,9 @@ export class Batcher<I, O> {
   private pump(): void {
     while (this.#inFlight < this.limits.maxInFlight && this.#queue.length > 0) {
       const batch = this.take();
+      // Everything queued waits on a key that is out: the batch holding it pumps again when it is answered.
+      if (batch.length === 0) return;
+      const keys = this.hold(batch);
       this.#inFlight += 1;
       this.run(batch.map((w) => w.item)).then(
         (results) => {
@@ -59,6 +66,7 @@ export class Batcher<I, O> {
           for (const w of batch) w.reject(err);
         },
       ).finally(() => {
+        this.release(keys);
         this.#inFlight -= 1;
         this.pump();
       });
@@ -72,7 +80,7 @@ export class Batcher<I, O> {
     const rest: Waiting<I, O>[] = [];
     for (const w of this.#queue) {
       const keys = this.keys(w.item);
-      if (batch.length < this.limits.maxBatch && !keys.some((k) => seen.has(k))) {
+      if (batch.length < this.limits.maxBatch && !keys.some((k) => seen.has(k) || this.#out.has(k))) {
         for (const k of keys) seen.add(k);
         batch.push(w);
       } else {
@@ -81,5 +89,19 @@ export class Batcher<I, O> {
     }
     this.#queue = rest;
     return batch;
+  }
+
+  private hold(batch: Waiting<I, O>[]): string[] {
+    const keys = this.keys ? batch.flatMap((w) => this.keys!(w.item)) : [];
+    for (const k of keys) this.#out.set(k, (this.#out.get(k) ?? 0) + 1);
+    return keys;
+  }
+
+  private release(keys: string[]): void {
+    for (const k of keys) {
+      const n = this.#out.get(k)! - 1;
+      if (n === 0) this.#out.delete(k);
+      else this.#out.set(k, n);
+    }
   }
 }

@@ -140,6 +140,7 @@ export interface IdempotencyRecord {
 
 /** Storage for the card use cases; a transaction hands out the same interface bound to one connection. */
 export interface CardStore {
+  /** Runs `fn` in a transaction, again if PostgreSQL ends it as a deadlock's victim: `fn` acts on `tx` only. */
   transaction<T>(fn: (tx: CardStore) => Promise<T>): Promise<T>;
   /** Inserts unless the token or one of the tenant's live fingerprints is taken; undefined on any conflict. */
   insertCard(card: NewCard): Promise<CardRecord | undefined>;

@@ -76,8 +76,8 @@ export class Tokenizer {
   readonly #keyed: Batcher<KeyedRequest, Tokenized>;
 
   constructor(private readonly deps: TokenizerDeps) {
-    // Within one transaction no two requests share a key or a card number: each must meet the other's row as
-    // a committed conflict, exactly as it would alone.
+    // No two requests sharing a key or a card number are out at once, in one batch or two: the later meets the
+    // earlier's committed rows, exactly as it would alone, instead of waiting on its locks.
     this.#keyed = new Batcher((requests) => this.tokenizeTogether(requests), deps.keyedBatch ?? KEYED_BATCH_LIMITS, (r) =>
       (['odd', 'even'] as const).flatMap((parity) => [
         ...(r.key[parity] ? [`key:${parity}:${r.tenant.id}:${r.key[parity]}`] : []),

@@ -4,7 +4,7 @@ import type { CardRecord, CardStatus, CardStore, IdempotencyKeyDigests, Idempote
 import type { TokenFormat } from '../domain/token';
 import { Batcher, ItemFailure, type BatcherLimits } from '../domain/batcher';
 import { isVaultError } from '../errors';
-import type { Db, Queryable } from './db';
+import { isDeadlockVictim, type Db, type Queryable } from './db';
 
 interface CardRow {
   tenant_id: string;
@@ -82,6 +82,13 @@ function insertValues(card: NewCard): unknown[] {
   ];
 }
 
+/**
+ * A keyed tokenize running alone claims its key, then inserts its card; a batch inserts its cards, then claims
+ * their keys. Two such transactions of two instances racing on one key and one number can deadlock (one
+ * process's batcher keeps its own apart): PostgreSQL ends one, which runs again and meets the other's rows.
+ */
+const MAX_TRANSACTION_ATTEMPTS = 3;
+
 /** Coalescing on the pool: a busy process makes one statement for many concurrent lookups or inserts. */
 export const CARD_BATCH_LIMITS: BatcherLimits = { maxBatch: 64, maxInFlight: 4 };
 
@@ -111,9 +118,16 @@ export class PgCardStore implements CardStore {
     }
   }
 
-  transaction<T>(fn: (tx: CardStore) => Promise<T>): Promise<T> {
-    if (!this.db) throw new Error('nested transactions are not supported');
-    return this.db.transaction((tx) => fn(new PgCardStore(tx)));
+  async transaction<T>(fn: (tx: CardStore) => Promise<T>): Promise<T> {
+    const db = this.db;
+    if (!db) throw new Error('nested transactions are not supported');
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        return await db.transaction((tx) => fn(new PgCardStore(tx)));
+      } catch (err) {
+        if (attempt === MAX_TRANSACTION_ATTEMPTS || !isDeadlockVictim(err)) throw err;
+      }
+    }
   }
 
   async insertCard(card: NewCard): Promise<CardRecord | undefined> {
@@ -134,8 +148,6 @@ export class PgCardStore implements CardStore {
 
   async insertCards(cards: NewCard[]): Promise<(CardRecord | undefined)[]> {
     if (cards.length <= 1) return Promise.all(cards.map((card) => this.insertOne(card)));
-    // In the callers' order: a card clashing with one in a batch still out waits for the next batch, so a later
-    // batch waits on an earlier one, not the reverse (sorted by one column, two batches deadlocked in a test).
     const columns: unknown[][] = Array.from({ length: 14 }, () => []);
     for (const card of cards) insertValues(card).forEach((value, i) => columns[i]!.push(value));
     const rows = await this.q.query<CardRow>(

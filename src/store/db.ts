@@ -39,6 +39,13 @@ export function translateDbError(err: unknown): unknown {
   return err;
 }
 
+/** PostgreSQL ended this transaction to break a deadlock (or a serialization conflict): it may simply run again. */
+export function isDeadlockVictim(err: unknown): boolean {
+  const cause = err instanceof VaultError ? err.cause : err;
+  const code = (cause as { code?: unknown } | undefined)?.code;
+  return code === '40P01' || code === '40001';
+}
+
 async function translated<T>(work: () => Promise<T>): Promise<T> {
   try {
     return await work();

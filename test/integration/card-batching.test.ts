@@ -155,3 +155,39 @@ describe('coalesced card statements', () => {
     expect(watched.statements()).toBe(1 + 1 + 11);
   });
 });
+
+describe('card transactions', () => {
+  it("runs a deadlock's victim again: both transactions commit, each card once", async () => {
+    const store = new PgCardStore(h.db, h.db);
+    const [first, second] = [await newCard(tenantA), await newCard(tenantA)];
+    const runs = [0, 0];
+    let bothHoldOne!: () => void;
+    const held = new Promise<void>((resolve) => {
+      let holding = 0;
+      bothHoldOne = () => {
+        if ((holding += 1) === 2) resolve();
+      };
+    });
+    // Each inserts one card, waits until the other holds its own, then inserts the other's: a lock cycle. After
+    // the victim's rollback it runs again and meets the survivor's committed rows, as conflicts.
+    const crossing = (i: number, mine: NewCard, theirs: NewCard) =>
+      store.transaction(async (tx) => {
+        runs[i] += 1;
+        const own = await tx.insertCard(mine);
+        if (runs[i] === 1) bothHoldOne();
+        await held;
+        const other = await tx.insertCard(theirs);
+        return [own?.token, other?.token];
+      });
+
+    const results = await Promise.all([crossing(0, first, second), crossing(1, second, first)]);
+
+    expect([...runs].sort()).toEqual([1, 2]);
+    // The survivor inserted both cards; the victim, run again, found both taken.
+    const survivor = results[runs.indexOf(1)]!;
+    expect(new Set(survivor)).toEqual(new Set([first.token, second.token]));
+    expect(results[runs.indexOf(2)]).toEqual([undefined, undefined]);
+    expect(await rowsFor(first.token)).toBe(1);
+    expect(await rowsFor(second.token)).toBe(1);
+  });
+});
