@@ -31,8 +31,8 @@ interface Waiting<I, O> {
 export class Batcher<I, O> {
   #queue: Waiting<I, O>[] = [];
   #inFlight = 0;
-  /** The keys of the batches out, each counted once per item holding it. */
-  readonly #out = new Map<string, number>();
+  /** The keys of the batches out: no two of them share one, so each is held by one item. */
+  readonly #out = new Set<string>();
 
   constructor(
     private readonly run: (items: I[]) => Promise<(O | ItemFailure)[]>,
@@ -49,10 +49,10 @@ export class Batcher<I, O> {
 
   private pump(): void {
     while (this.#inFlight < this.limits.maxInFlight && this.#queue.length > 0) {
-      const batch = this.take();
+      const { batch, keys } = this.take();
       // Everything queued waits on a key that is out: the batch holding it pumps again when it is answered.
       if (batch.length === 0) return;
-      const keys = this.hold(batch);
+      for (const k of keys) this.#out.add(k);
       this.#inFlight += 1;
       this.run(batch.map((w) => w.item)).then(
         (results) => {
@@ -66,16 +66,17 @@ export class Batcher<I, O> {
           for (const w of batch) w.reject(err);
         },
       ).finally(() => {
-        this.release(keys);
+        for (const k of keys) this.#out.delete(k);
         this.#inFlight -= 1;
         this.pump();
       });
     }
   }
 
-  private take(): Waiting<I, O>[] {
-    if (!this.keys) return this.#queue.splice(0, this.limits.maxBatch);
+  /** The next batch, and the keys its items hold. */
+  private take(): { batch: Waiting<I, O>[]; keys: Set<string> } {
     const seen = new Set<string>();
+    if (!this.keys) return { batch: this.#queue.splice(0, this.limits.maxBatch), keys: seen };
     const batch: Waiting<I, O>[] = [];
     const rest: Waiting<I, O>[] = [];
     for (const w of this.#queue) {
@@ -88,20 +89,6 @@ export class Batcher<I, O> {
       }
     }
     this.#queue = rest;
-    return batch;
-  }
-
-  private hold(batch: Waiting<I, O>[]): string[] {
-    const keys = this.keys ? batch.flatMap((w) => this.keys!(w.item)) : [];
-    for (const k of keys) this.#out.set(k, (this.#out.get(k) ?? 0) + 1);
-    return keys;
-  }
-
-  private release(keys: string[]): void {
-    for (const k of keys) {
-      const n = this.#out.get(k)! - 1;
-      if (n === 0) this.#out.delete(k);
-      else this.#out.set(k, n);
-    }
+    return { batch, keys: seen };
   }
 }

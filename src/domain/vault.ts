@@ -10,8 +10,6 @@ import type { AuditTrail, CardCrypto, CardRecord, CardStore, RequestContext, Sea
 import type { TokenFormat } from './token';
 import { Tokenizer, type TokenizerDeps } from './tokenizer';
 
-export type { CardInput, CardMetadata, TokenizeOutcome } from './card-metadata';
-
 export type RevealedCard = Partial<Record<RevealableField, string | number | null>>;
 
 export interface VaultDeps extends TokenizerDeps {
