@@ -170,9 +170,14 @@ describe('card transactions', () => {
     });
     // Each inserts one card, waits until the other holds its own, then inserts the other's: a lock cycle. After
     // the victim's rollback it runs again and meets the survivor's committed rows, as conflicts.
+    const outcomes: Promise<unknown>[] = [];
     const crossing = (i: number, mine: NewCard, theirs: NewCard) =>
       store.transaction(async (tx) => {
         runs[i] += 1;
+        // Run again only once the survivor has committed. Without this wait, the victim's second run can take its
+        // card back before the survivor's pending insert does, and the two deadlock a second time. That race
+        // comes from this test's crossing pattern; the store does not create it.
+        if (runs[i] > 1) await outcomes[1 - i]!.catch(() => undefined);
         const own = await tx.insertCard(mine);
         if (runs[i] === 1) bothHoldOne();
         await held;
@@ -180,7 +185,8 @@ describe('card transactions', () => {
         return [own?.token, other?.token];
       });
 
-    const results = await Promise.all([crossing(0, first, second), crossing(1, second, first)]);
+    outcomes.push(crossing(0, first, second), crossing(1, second, first));
+    const results = (await Promise.all(outcomes)) as (string | undefined)[][];
 
     expect([...runs].sort()).toEqual([1, 2]);
     // The survivor inserted both cards; the victim, run again, found both taken.
