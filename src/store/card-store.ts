@@ -70,7 +70,8 @@ const first = (rows: CardRow[]) => (rows[0] ? toCardRecord(rows[0]) : undefined)
 
 const cardKey = (tenantId: string, token: string) => `${tenantId}\u0000${token}`;
 
-const compare = (a: string | null, b: string | null) => ((a ?? '') < (b ?? '') ? -1 : (a ?? '') > (b ?? '') ? 1 : 0);
+/** An idempotency claim by its tenant and digests: how a batch is ordered, and how its answers are matched. */
+const claimKey = (tenantId: string, odd: string | null, even: string | null) => `${tenantId}\u0000${odd ?? ''}\u0000${even ?? ''}`;
 
 const INSERT_COLUMNS =
   'tenant_id, token, format, fingerprint, fingerprint_even, brand, bin, last4, exp_month, exp_year, data_key_id, iv, tag, ciphertext';
@@ -301,7 +302,8 @@ export class PgCardStore implements CardStore {
     if (claims.length === 0) return [];
     // In one order: two batches claiming the same keys wait on each other, never in a cycle. A claim meeting a
     // concurrent one's uncommitted row waits here until that transaction ends, then conflicts with the row.
-    const ordered = [...claims].sort((a, b) => compare(`${a.tenantId}${a.key.odd ?? a.key.even}`, `${b.tenantId}${b.key.odd ?? b.key.even}`));
+    const keys = claims.map((c) => claimKey(c.tenantId, c.key.odd, c.key.even));
+    const ordered = claims.map((_, i) => i).sort((a, b) => (keys[a]! < keys[b]! ? -1 : keys[a]! > keys[b]! ? 1 : 0)).map((i) => claims[i]!);
     const rows = await this.q.query<{ tenant_id: string; key_digest_odd: string | null; key_digest_even: string | null }>(
       `INSERT INTO idempotency_keys (tenant_id, key_digest_odd, key_digest_even, request_digest, digest_generation, response, expires_at)
        SELECT tenant_id, key_digest_odd, key_digest_even, request_digest, digest_generation, response, now() + make_interval(secs => $7)
@@ -319,9 +321,8 @@ export class PgCardStore implements CardStore {
         ttlSeconds,
       ],
     );
-    const claimKey = (tenantId: string, odd: string | null, even: string | null) => `${tenantId}\u0000${odd ?? ''}\u0000${even ?? ''}`;
     const claimed = new Set(rows.map((row) => claimKey(row.tenant_id, row.key_digest_odd, row.key_digest_even)));
-    return claims.map((c) => claimed.has(claimKey(c.tenantId, c.key.odd, c.key.even)));
+    return keys.map((key) => claimed.has(key));
   }
 }
 
