@@ -170,7 +170,7 @@ describe('card transactions', () => {
     });
     // Each inserts one card, waits until the other holds its own, then inserts the other's: a lock cycle. After
     // the victim's rollback it runs again and meets the survivor's committed rows, as conflicts.
-    const outcomes: Promise<unknown>[] = [];
+    const outcomes: Promise<(string | undefined)[]>[] = [];
     const crossing = (i: number, mine: NewCard, theirs: NewCard) =>
       store.transaction(async (tx) => {
         runs[i] += 1;
@@ -186,7 +186,7 @@ describe('card transactions', () => {
       });
 
     outcomes.push(crossing(0, first, second), crossing(1, second, first));
-    const results = (await Promise.all(outcomes)) as (string | undefined)[][];
+    const results = await Promise.all(outcomes);
 
     expect([...runs].sort()).toEqual([1, 2]);
     // The survivor inserted both cards; the victim, run again, found both taken.
