@@ -3,6 +3,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { ConfigError, loadConfig } from '../config';
 import { createLogger } from '../log';
 import { startVault } from '../main';
+import { STAND_IN_KINDS, startStandIn, type StandInKind } from './stand-in';
 
 /** Sent to the parent over IPC once every worker listens; the pids let the bench account their CPU. */
 export interface ClusterReady {
@@ -15,6 +16,15 @@ function workerCount(argv: readonly string[]): number {
   const count = at >= 0 ? Number(argv[at + 1]) : 1;
   if (!Number.isInteger(count) || count < 1 || count > 64) throw new Error('--workers must be an integer from 1 to 64');
   return count;
+}
+
+/** `--stand-in node|express`: the workers serve the bench's floor (stand-in.ts) instead of the vault. */
+function standInKind(argv: readonly string[]): StandInKind | undefined {
+  const at = argv.indexOf('--stand-in');
+  if (at < 0) return undefined;
+  const kind = STAND_IN_KINDS.find((k) => k === argv[at + 1]);
+  if (!kind) throw new Error(`--stand-in must be one of ${STAND_IN_KINDS.join(', ')}`);
+  return kind;
 }
 
 function fork(): Promise<Worker> {
@@ -63,10 +73,19 @@ async function runPrimary(count: number): Promise<void> {
   process.send?.(ready);
 }
 
-async function runWorker(): Promise<void> {
+async function runWorker(standIn: StandInKind | undefined): Promise<void> {
   const config = loadConfig(process.env);
-  const log = createLogger({ level: config.logLevel });
-  const { stop } = await startVault(config, log);
+  let stop: () => Promise<void>;
+  if (standIn) {
+    const server = await startStandIn(standIn, config.host, config.port);
+    stop = () =>
+      new Promise((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+  } else {
+    ({ stop } = await startVault(config, createLogger({ level: config.logLevel })));
+  }
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.once(signal, () => {
       stop().then(
@@ -85,5 +104,5 @@ function fail(err: unknown): void {
 
 if (require.main === module) {
   if (cluster.isPrimary) runPrimary(workerCount(process.argv)).catch(fail);
-  else runWorker().catch(fail);
+  else runWorker(standInKind(process.argv)).catch(fail);
 }

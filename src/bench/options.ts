@@ -15,6 +15,8 @@ export interface Options {
   skipAnalyze: boolean;
   /** BENCH_IDEMPOTENCY_KEYS=1: every tokenize carries a fresh Idempotency-Key, as a retrying backend sends. */
   idempotencyKeys: boolean;
+  /** BENCH_FLOOR=1: first the same detokenize load against stand-ins that answer at once (stand-in.ts). */
+  floor: boolean;
 }
 
 export function readOptions(env: NodeJS.ProcessEnv): Options {
@@ -36,5 +38,6 @@ export function readOptions(env: NodeJS.ProcessEnv): Options {
     cpuProfileDir: env.BENCH_VAULT_CPU_PROF?.trim() || undefined,
     skipAnalyze: int('BENCH_SKIP_ANALYZE', 0, 0, 1) === 1,
     idempotencyKeys: int('BENCH_IDEMPOTENCY_KEYS', 0, 0, 1) === 1,
+    floor: int('BENCH_FLOOR', 0, 0, 1) === 1,
   };
 }

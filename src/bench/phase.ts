@@ -1,7 +1,12 @@
 // One measured run: closed-loop lanes driving the workload, latencies recorded and summarised as percentiles.
 import { watchCpu, type CpuUsed } from './cpu-usage';
 import type { Options } from './options';
-import type { Op, Workload } from './workload';
+import type { Op } from './workload';
+
+/** Anything that runs one operation and resolves with undefined, or a printable failure name. */
+export interface Runner {
+  run(op: Op): Promise<string | undefined>;
+}
 
 export interface OpStats {
   opsPerSecond: number;
@@ -40,7 +45,7 @@ function summarize(latenciesMs: number[], errors: number, elapsedSeconds: number
  */
 export async function runPhase(
   name: string,
-  workload: Workload,
+  workload: Runner,
   options: Options,
   pick: () => Op,
   vault: { pids: number[]; halt: AbortSignal },
@@ -91,7 +96,7 @@ export async function runPhase(
  */
 export async function runPacedPhase(
   name: string,
-  workload: Workload,
+  workload: Runner,
   options: Options,
   pick: () => Op,
   vault: { pids: number[]; halt: AbortSignal },

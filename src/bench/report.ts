@@ -46,8 +46,10 @@ function table(options: Options, results: PhaseResult[]): string[] {
     ...results.map((r) => {
       if (!r.cpu) return `  ${r.name.padEnd(11)} (not measured)`;
       const perOp = (cores: number) => `${fixed(cores, 2)} (${fixed((cores * 1e6) / (r.total.opsPerSecond || NaN), 0)} µs/op)`;
+      // A floor run's "vault" pids are its stand-in's.
+      const server = r.name.startsWith('floor:') ? 'stand-in' : 'vault';
       return (
-        `  ${r.name.padEnd(11)} vault ${perOp(r.cpu.vault)}  postgres ${perOp(r.cpu.postgres)}  load generator ${perOp(r.cpu.bench)}  ` +
+        `  ${r.name.padEnd(11)} ${server} ${perOp(r.cpu.vault)}  postgres ${perOp(r.cpu.postgres)}  load generator ${perOp(r.cpu.bench)}  ` +
         `kernel irq ${fixed(r.cpu.irq, 2)}  other ${fixed(r.cpu.other, 2)}${r.cpu.other >= 0.1 ? ` (${r.cpu.others})` : ''}  ` +
         `idle ${fixed(r.cpu.idle, 2)}`
       );
@@ -77,6 +79,12 @@ function verdict(results: PhaseResult[]): string[] {
     const ops = Math.round(r.total.opsPerSecond);
     lines.push(`${r.name}: ${ops} ops/s ${ops >= floor ? 'meets' : 'MISSES'} the target (>= ${floor} ops/s)`);
   }
+  const detokenize = results.find((r) => r.name === 'detokenize')?.total.opsPerSecond;
+  for (const floor of results.filter((r) => r.name.startsWith('floor:'))) {
+    if (detokenize === undefined || !(floor.total.opsPerSecond > 0)) continue;
+    const share = Math.round((100 * detokenize) / floor.total.opsPerSecond);
+    lines.push(`detokenize: ${Math.round(detokenize)} ops/s is ${share}% of ${floor.name} (${Math.round(floor.total.opsPerSecond)}/s, answering at once)`);
+  }
   return lines;
 }
 
@@ -104,6 +112,7 @@ function jsonSummary(options: Options, results: PhaseResult[]): string {
     seconds: options.seconds,
     analyzed: !options.skipAnalyze,
     idempotency_keys: options.idempotencyKeys,
+    floor: options.floor,
     results: Object.fromEntries(rows(results).map((row) => [row.name, stats(row.stats, row.cpu)])),
   });
 }

@@ -8,9 +8,10 @@ import path from 'node:path';
 import { Client } from 'pg';
 import type { ClusterReady } from './cluster';
 import { BENCH_DATABASE, readOptions, type Options } from './options';
-import { runPacedPhase, runPhase } from './phase';
+import { runPacedPhase, runPhase, type PhaseResult } from './phase';
 import { printReport } from './report';
-import { openClient, send, Workload } from './workload';
+import { STAND_IN_KINDS } from './stand-in';
+import { openClient, send, StandInWorkload, Workload } from './workload';
 
 /** The steady rate of the latency run (README: p99 at 1,000 req/s). */
 const PACED_RATE = 1000;
@@ -57,9 +58,9 @@ function freePort(): Promise<number> {
 }
 
 /** Starts dist/bench/cluster.js and resolves with the worker pids once every worker listens. */
-function startCluster(options: Options, env: NodeJS.ProcessEnv): { child: ChildProcess; ready: Promise<number[]> } {
-  const profile = options.cpuProfileDir ? ['--cpu-prof', '--cpu-prof-dir', options.cpuProfileDir] : [];
-  const child = spawn(process.execPath, [...profile, path.join(__dirname, 'cluster.js'), '--workers', String(options.processes)], {
+function startCluster(options: Options, env: NodeJS.ProcessEnv, standIn: string[] = []): { child: ChildProcess; ready: Promise<number[]> } {
+  const profile = options.cpuProfileDir && standIn.length === 0 ? ['--cpu-prof', '--cpu-prof-dir', options.cpuProfileDir] : [];
+  const child = spawn(process.execPath, [...profile, path.join(__dirname, 'cluster.js'), '--workers', String(options.processes), ...standIn], {
     cwd: path.resolve(__dirname, '..', '..'),
     env,
     // The vault's own log lines (warn and above, PAN-scrubbed) go to stderr, away from the results.
@@ -114,6 +115,30 @@ async function waitUntilReady(port: number): Promise<void> {
   }
 }
 
+/**
+ * BENCH_FLOOR=1: the detokenize load, as many processes and clients, against each stand-in in turn. What they
+ * reach is this machine's ceiling for any vault on node:http, and on Express, before a byte of the vault's work.
+ */
+async function runFloor(options: Options, env: NodeJS.ProcessEnv, apiKey: string): Promise<PhaseResult[]> {
+  const results: PhaseResult[] = [];
+  for (const kind of STAND_IN_KINDS) {
+    const port = await freePort();
+    const standIn = startCluster(options, { ...env, PORT: String(port) }, ['--stand-in', kind]);
+    const client = openClient(port, options.concurrency);
+    const halt = new AbortController();
+    standIn.child.once('exit', () => halt.abort(`the ${kind} stand-in exited`));
+    try {
+      const pids = await standIn.ready;
+      await waitUntilReady(port);
+      results.push(await runPhase(`floor:${kind}`, new StandInWorkload(client, apiKey), options, () => 'detokenize', { pids, halt: halt.signal }));
+    } finally {
+      await client.destroy();
+      await stopCluster(standIn.child);
+    }
+  }
+  return results;
+}
+
 async function main(): Promise<number> {
   const options = readOptions(process.env);
   const databaseUrl = await recreateDatabase(options.adminUrl);
@@ -162,7 +187,9 @@ async function main(): Promise<number> {
     const workload = new Workload(client, keys, options.idempotencyKeys);
     const pacedWorkload = workload.withClient(pacedClient);
 
-    const results = [await runPhase('tokenize', workload, options, () => 'tokenize', vault)];
+    // The vault's processes sit idle meanwhile: the stand-ins have the machine to themselves.
+    const results = options.floor ? await runFloor(options, env, keys.payments) : [];
+    results.push(await runPhase('tokenize', workload, options, () => 'tokenize', vault));
     if (!options.skipAnalyze) await analyze(databaseUrl);
     results.push(await runPhase('detokenize', workload, options, () => 'detokenize', vault));
     results.push(await runPhase('mixed', workload, options, () => (randomInt(2) === 0 ? 'tokenize' : 'detokenize'), vault));

@@ -1,6 +1,8 @@
 // One bench request against a running vault: fresh test PANs, the HTTP call, and a printable name for a failure.
 import { randomInt, randomUUID } from 'node:crypto';
 import { Pool, type Dispatcher } from 'undici';
+import type { Runner } from './phase';
+import { isStandInReply, STAND_IN_TOKEN } from './stand-in';
 
 export type Op = 'tokenize' | 'detokenize';
 
@@ -77,7 +79,7 @@ interface Card {
 }
 
 /** The operations against a running vault; `#cards` grows with every tokenization and feeds detokenize. */
-export class Workload {
+export class Workload implements Runner {
   readonly #cards: Card[];
   readonly #issued: Set<string>;
 
@@ -123,5 +125,23 @@ export class Workload {
     if (reply.status !== 200) return failureName('detokenize', reply);
     const revealed = JSON.parse(reply.body) as { card?: { number?: string } };
     return revealed.card?.number === card.pan ? undefined : 'detokenize 200 wrong_card';
+  }
+}
+
+/** The vault's detokenize request, headers and body alike, sent to a stand-in (stand-in.ts) that answers at once. */
+export class StandInWorkload implements Runner {
+  constructor(
+    private readonly client: Dispatcher,
+    /** Sent so the request weighs what the vault's does; the stand-in reads no header. */
+    private readonly apiKey: string,
+  ) {}
+
+  async run(op: Op): Promise<string | undefined> {
+    try {
+      const reply = await send(this.client, 'POST', `/v1/tokens/${STAND_IN_TOKEN}/detokenize`, this.apiKey, DETOKENIZE_BODY);
+      return isStandInReply(reply.status, reply.body) ? undefined : `${op} ${reply.status} stand-in`;
+    } catch (err) {
+      return failureName(op, undefined, err);
+    }
   }
 }
