@@ -6,6 +6,9 @@ import type { OpStats, PhaseResult } from './phase';
 
 const TARGET = { tokenize: 2500, detokenize: 4000, p99Ms: 50 };
 
+/** A floor run (BENCH_FLOOR=1): its pids are a stand-in's, not the vault's. */
+const isFloor = (name: string) => name.startsWith('floor:');
+
 const fixed = (n: number, digits = 1) => (Number.isFinite(n) ? n.toFixed(digits) : '-');
 
 const machine = () => ({ cpus: os.availableParallelism(), model: os.cpus()[0]?.model.trim(), node: process.version });
@@ -46,8 +49,7 @@ function table(options: Options, results: PhaseResult[]): string[] {
     ...results.map((r) => {
       if (!r.cpu) return `  ${r.name.padEnd(11)} (not measured)`;
       const perOp = (cores: number) => `${fixed(cores, 2)} (${fixed((cores * 1e6) / (r.total.opsPerSecond || NaN), 0)} µs/op)`;
-      // A floor run's "vault" pids are its stand-in's.
-      const server = r.name.startsWith('floor:') ? 'stand-in' : 'vault';
+      const server = isFloor(r.name) ? 'stand-in' : 'vault';
       return (
         `  ${r.name.padEnd(11)} ${server} ${perOp(r.cpu.vault)}  postgres ${perOp(r.cpu.postgres)}  load generator ${perOp(r.cpu.bench)}  ` +
         `kernel irq ${fixed(r.cpu.irq, 2)}  other ${fixed(r.cpu.other, 2)}${r.cpu.other >= 0.1 ? ` (${r.cpu.others})` : ''}  ` +
@@ -80,7 +82,7 @@ function verdict(results: PhaseResult[]): string[] {
     lines.push(`${r.name}: ${ops} ops/s ${ops >= floor ? 'meets' : 'MISSES'} the target (>= ${floor} ops/s)`);
   }
   const detokenize = results.find((r) => r.name === 'detokenize')?.total.opsPerSecond;
-  for (const floor of results.filter((r) => r.name.startsWith('floor:'))) {
+  for (const floor of results.filter((r) => isFloor(r.name))) {
     if (detokenize === undefined || !(floor.total.opsPerSecond > 0)) continue;
     const share = Math.round((100 * detokenize) / floor.total.opsPerSecond);
     lines.push(`detokenize: ${Math.round(detokenize)} ops/s is ${share}% of ${floor.name} (${Math.round(floor.total.opsPerSecond)}/s, answering at once)`);
@@ -89,7 +91,7 @@ function verdict(results: PhaseResult[]): string[] {
 }
 
 function jsonSummary(options: Options, results: PhaseResult[]): string {
-  const stats = (s: OpStats, cpu: CpuUsed | undefined) => ({
+  const stats = (name: string, s: OpStats, cpu: CpuUsed | undefined) => ({
     ops_per_s: Math.round(s.opsPerSecond),
     p50_ms: Number(fixed(s.p50, 2)),
     p95_ms: Number(fixed(s.p95, 2)),
@@ -98,7 +100,7 @@ function jsonSummary(options: Options, results: PhaseResult[]): string {
     ...(cpu && {
       cpu_us_per_op: Object.fromEntries(
         (['vault', 'postgres', 'bench'] as const).map((who) => [
-          who === 'bench' ? 'load_generator' : who,
+          who === 'bench' ? 'load_generator' : who === 'vault' && isFloor(name) ? 'stand_in' : who,
           Math.round((cpu[who] * 1e6) / s.opsPerSecond),
         ]),
       ),
@@ -113,7 +115,7 @@ function jsonSummary(options: Options, results: PhaseResult[]): string {
     analyzed: !options.skipAnalyze,
     idempotency_keys: options.idempotencyKeys,
     floor: options.floor,
-    results: Object.fromEntries(rows(results).map((row) => [row.name, stats(row.stats, row.cpu)])),
+    results: Object.fromEntries(rows(results).map((row) => [row.name, stats(row.name, row.stats, row.cpu)])),
   });
 }
 
