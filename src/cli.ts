@@ -5,6 +5,7 @@ import { verifyCommand } from './audit/verify-command';
 import { ConfigError, loadConfig, type Config } from './config';
 import { assembleVault, openDatabase, openKms, watchKeyRotations } from './dependencies';
 import { createLogger } from './log';
+import { mayHoldCardNumber } from './domain/pan';
 import { loadPolicies } from './policy/load-policies';
 import pino from 'pino';
 import { migrateDown, migrateUp } from './store/migrate';
@@ -59,6 +60,9 @@ database, stop the server first: PGlite allows one process at a time.`;
 
 class UsageError extends Error {}
 
+/** node:util parseArgs refusing an option or a positional: the operator's usage error, as a UsageError is. */
+const isParseArgsError = (err: unknown) => /^ERR_PARSE_ARGS_/.test(String((err as { code?: unknown } | null)?.code));
+
 type Out = (line: string) => void;
 
 export async function run(argv: string[], env = process.env, out: Out = (l) => process.stdout.write(`${l}\n`)): Promise<number> {
@@ -82,8 +86,10 @@ export async function run(argv: string[], env = process.env, out: Out = (l) => p
     if (command === 'updater' && (sub === 'run' || sub === 'status')) return await updater(config, sub, rest, out);
     throw new UsageError(command ? `unknown command: ${[command, sub].filter(Boolean).join(' ')}` : 'no command given');
   } catch (err) {
-    if (err instanceof UsageError) {
-      process.stderr.write(`cardvault: ${err.message}\n\n${USAGE}\n`);
+    if (err instanceof UsageError || isParseArgsError(err)) {
+      // parseArgs quotes what it refused: never repeat it if it could be a card number.
+      const message = (err as Error).message;
+      process.stderr.write(`cardvault: ${mayHoldCardNumber(message) ? 'an option or argument was not understood' : message}\n\n${USAGE}\n`);
       return 64;
     }
     const message = err instanceof ConfigError || err instanceof Error ? err.message : 'unknown error';
@@ -116,7 +122,9 @@ async function rotateEncryptionKey(config: Config, args: string[], out: Out): Pr
 }
 
 async function retireEncryptionKey(config: Config, args: string[], out: Out): Promise<number> {
-  const { positionals } = parseArgs({ args, allowPositionals: true, strict: true });
+  // A kid is base64url, so one in 64 begins with '-'. The command has no options: its one argument is the kid,
+  // whether or not it follows '--'.
+  const positionals = args[0] === '--' ? args.slice(1) : args;
   if (positionals.length !== 1) throw new UsageError('encryption-key retire takes one KID');
   return withDb(config, async (db) => {
     const { clientEncryption } = await openVault(config, db);

@@ -199,6 +199,19 @@ describe('cardvault usage', () => {
     expect(result.err).toContain('usage: cardvault <command>');
   });
 
+  it('exits 64 for an option it does not know, and does not repeat one that could be a card number', async () => {
+    const unknown = await cardvault('encryption-key', 'rotate', '--overlap', '2');
+    expect(unknown.code).toBe(64);
+    expect(unknown.err).toContain("Unknown option '--overlap'");
+    expect(unknown.err).toContain('usage: cardvault <command>');
+    const { newPan } = await import('../support/pans');
+    const pan = newPan();
+    const cardLike = await cardvault('audit', 'rotate-key', `--${pan}`);
+    expect(cardLike.code).toBe(64);
+    expect(cardLike.err).toContain('an option or argument was not understood');
+    expect(cardLike.err).not.toContain(pan);
+  });
+
   it('names the unknown command', async () => {
     expect((await cardvault('frobnicate')).err).toContain('unknown command: frobnicate');
   });
@@ -273,6 +286,28 @@ describe('encryption-key rotate and retire', () => {
     const [after] = await db.query<{ retired: boolean }>('SELECT retires_at IS NOT NULL AS retired FROM encryption_keys WHERE kid = $1', [kid]);
     expect(after!.retired).toBe(true);
     expect((await cardvault('encryption-key', 'retire', kid)).code).not.toBe(0);
+  });
+
+  it('retires a key whose kid begins with "-" (one kid in 64), with or without "--" before it', async () => {
+    // Stored directly: the command only names the row, and a generated kid starts with '-' too rarely to wait for.
+    const kids = [`-${randomBytes(32).toString('base64url')}`, `-${randomBytes(32).toString('base64url')}`];
+    for (const kid of kids) {
+      await db.query(
+        `INSERT INTO encryption_keys (kid, alg, public_jwk, kms_key_id, wrapped_key, iv, tag, ciphertext, activates_at)
+         VALUES ($1, 'RSA-OAEP-256', '{}', 'local:test', '\\x00', $2, $3, '\\x00', now())`,
+        [kid, randomBytes(12), randomBytes(16)],
+      );
+    }
+    try {
+      expect(await cardvault('encryption-key', 'retire', kids[0]!)).toMatchObject({ code: 0 });
+      expect(await cardvault('encryption-key', 'retire', '--', kids[1]!)).toMatchObject({ code: 0 });
+      const rows = await db.query<{ retired: boolean }>('SELECT retires_at IS NOT NULL AS retired FROM encryption_keys WHERE kid = ANY($1)', [kids]);
+      expect(rows.map((r) => r.retired)).toEqual([true, true]);
+      expect((await cardvault('encryption-key', 'retire', '--', kids[0]!, 'extra')).code).toBe(64);
+    } finally {
+      // They hold no real key, and keys rotate (below) re-wraps every stored key.
+      await db.query('DELETE FROM encryption_keys WHERE kid = ANY($1)', [kids]);
+    }
   });
 });
 
