@@ -12,7 +12,7 @@ import { openPostgres, type Db } from '../../src/store/db';
 import { MIGRATIONS_DIR, migrateUp } from '../../src/store/migrate';
 import { REPO_ROOT } from '../support/env';
 import { ensureBuilt } from '../support/build';
-import { runCli } from '../support/cli';
+import { outcome, runCli } from '../support/cli';
 import { adminQuery as admin } from '../support/admin-db';
 import packageJson from '../../package.json';
 import { createLogger } from '../../src/log';
@@ -64,7 +64,7 @@ afterAll(async () => {
 describe('cardvault migrate', () => {
   it('applies every migration to an empty database and prints their names', async () => {
     const result = await cardvault('migrate');
-    expect(result).toMatchObject({ code: 0 });
+    expect(outcome(result)).toEqual({ code: 0 });
     expect(result.out.map((line) => JSON.parse(line))).toEqual([{ applied: ALL }]);
     expect(await cardvault('migrate')).toMatchObject({ code: 0, out: [JSON.stringify({ applied: [] })] });
   });
@@ -93,13 +93,13 @@ describe('cardvault tenants and keys', () => {
 
   async function createTenant(name: string): Promise<string> {
     const result = await cardvault('tenants', 'create', name);
-    expect(result).toMatchObject({ code: 0 });
+    expect(outcome(result)).toEqual({ code: 0 });
     return (JSON.parse(result.out[0]!) as { id: string }).id;
   }
 
   it('tenants create acme prints the new tenant id', async () => {
     const result = await cardvault('tenants', 'create', 'acme');
-    expect(result).toMatchObject({ code: 0 });
+    expect(outcome(result)).toEqual({ code: 0 });
     expect(result.out).toHaveLength(1);
     const printed = JSON.parse(result.out[0]!) as { id: string; name: string };
     expect(printed.name).toBe('acme');
@@ -123,7 +123,7 @@ describe('cardvault tenants and keys', () => {
     const name = uniqueName('keys');
     const tenantId = await createTenant(name);
     const result = await cardvault('keys', 'create', '--tenant', name, '--role', 'merchant', '--label', 'checkout');
-    expect(result).toMatchObject({ code: 0 });
+    expect(outcome(result)).toEqual({ code: 0 });
     expect(result.out).toHaveLength(1);
     const printed = JSON.parse(result.out[0]!) as { id: string; tenant: string; role: string; api_key: string };
     expect(printed).toMatchObject({ tenant: name, role: 'merchant' });
@@ -141,7 +141,7 @@ describe('cardvault tenants and keys', () => {
     expect(dump).not.toContain(Buffer.from(secret).toString('hex'));
 
     const listed = await cardvault('keys', 'list', '--tenant', name);
-    expect(listed).toMatchObject({ code: 0 });
+    expect(outcome(listed)).toEqual({ code: 0 });
     expect(listed.out.map((line) => JSON.parse(line))).toEqual([expect.objectContaining({ id: printed.id, role: 'merchant', label: 'checkout', revoked_at: null })]);
     expect(listed.out.join('\n')).not.toContain(secret.slice('cvk_'.length));
   });
@@ -158,7 +158,7 @@ describe('cardvault tenants and keys', () => {
     expect(principal.apiKeyId).toBe(created.id);
 
     const revoked = await cardvault('keys', 'revoke', created.id);
-    expect(revoked).toMatchObject({ code: 0 });
+    expect(outcome(revoked)).toEqual({ code: 0 });
     expect(revoked.out.map((line) => JSON.parse(line))).toEqual([{ id: created.id, revoked: true }]);
     const rejected = await vault.authenticate(created.api_key).then(
       () => undefined,
@@ -272,7 +272,7 @@ describe('operator input that could carry a card number', () => {
 describe('encryption-key rotate and retire', () => {
   it('publishes a new client-side encryption key with an overlap, and retires one exactly once', async () => {
     const rotated = await cardvault('encryption-key', 'rotate', '--overlap-hours', '2');
-    expect(rotated).toMatchObject({ code: 0 });
+    expect(outcome(rotated)).toEqual({ code: 0 });
     const { kid, offered_after_hours } = JSON.parse(rotated.out[0]!) as { kid: string; offered_after_hours: number };
     expect(offered_after_hours).toBe(2);
     const [row] = await db.query<{ hours: number; retired: boolean }>(
@@ -282,7 +282,7 @@ describe('encryption-key rotate and retire', () => {
     expect(Math.round(Number(row!.hours))).toBe(2);
     expect(row!.retired).toBe(false);
 
-    expect(await cardvault('encryption-key', 'retire', kid)).toMatchObject({ code: 0 });
+    expect(outcome(await cardvault('encryption-key', 'retire', kid))).toEqual({ code: 0 });
     const [after] = await db.query<{ retired: boolean }>('SELECT retires_at IS NOT NULL AS retired FROM encryption_keys WHERE kid = $1', [kid]);
     expect(after!.retired).toBe(true);
     expect((await cardvault('encryption-key', 'retire', kid)).code).not.toBe(0);
@@ -299,8 +299,8 @@ describe('encryption-key rotate and retire', () => {
       );
     }
     try {
-      expect(await cardvault('encryption-key', 'retire', kids[0]!)).toMatchObject({ code: 0 });
-      expect(await cardvault('encryption-key', 'retire', '--', kids[1]!)).toMatchObject({ code: 0 });
+      expect(outcome(await cardvault('encryption-key', 'retire', kids[0]!))).toEqual({ code: 0 });
+      expect(outcome(await cardvault('encryption-key', 'retire', '--', kids[1]!))).toEqual({ code: 0 });
       const rows = await db.query<{ retired: boolean }>('SELECT retires_at IS NOT NULL AS retired FROM encryption_keys WHERE kid = ANY($1)', [kids]);
       expect(rows.map((r) => r.retired)).toEqual([true, true]);
       expect((await cardvault('encryption-key', 'retire', '--', kids[0]!, 'extra')).code).toBe(64);
@@ -315,7 +315,7 @@ describe('keys rotate', () => {
   it('adds a key to the local key file, re-wraps every wrapped key under it with progress, and refuses a bad batch size', async () => {
     expect((await cardvault('keys', 'rotate', '--batch-size', '0')).code).toBe(64);
     const rotated = await cardvault('keys', 'rotate', '--reencrypt-cards', '--batch-size', '5');
-    expect(rotated).toMatchObject({ code: 0 });
+    expect(outcome(rotated)).toEqual({ code: 0 });
     const result = JSON.parse(rotated.out[0]!) as { generation: number; kms_key_id: string; state: string; rewrapped: number };
     expect(result).toMatchObject({ state: 'completed', kms_key_id: expect.stringMatching(/^local:[0-9a-f]{16}$/) });
     expect(result.rewrapped).toBeGreaterThan(0);
@@ -363,7 +363,7 @@ describe('keys rotate-fingerprint', () => {
     await db.query("UPDATE idempotency_keys SET expires_at = now() - interval '1 second' WHERE tenant_id = $1", [tenantId]);
     await backdate();
     const done = await cardvault('keys', 'rotate-fingerprint', '--tenant', tenantId, '--batch-size', '10');
-    expect(done).toMatchObject({ code: 0 });
+    expect(outcome(done)).toEqual({ code: 0 });
     expect(JSON.parse(done.out[0]!)).toEqual({ tenant: tenantId, generation: 2, state: 'completed', backfilled: 0, cleared: 0 });
     expect(done.err).toContain('clear old fingerprints [');
     const states = await db.query<{ state: string }>('SELECT state FROM fingerprint_keys WHERE tenant_id = $1 ORDER BY generation', [tenantId]);

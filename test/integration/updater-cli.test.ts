@@ -7,7 +7,7 @@ import { freshDatabase, type FreshDatabase } from '../support/fresh-database';
 import { buildHarness, sharedKeyFile, type Harness } from '../support/harness';
 import { bearer, cardBody } from '../support/http';
 import { newPan } from '../support/pans';
-import { runCli } from '../support/cli';
+import { outcome, runCli } from '../support/cli';
 
 jest.setTimeout(60_000);
 
@@ -39,7 +39,7 @@ it('runs a tenant’s account updater with a progress bar, then reports the run 
   }
 
   const result = await cardvault('updater', 'run', '--tenant', tenant.name, '--scope', 'all');
-  expect(result.code).toBe(0);
+  expect(outcome(result)).toEqual({ code: 0 });
   const printed = JSON.parse(result.out[0]!);
   expect(printed).toMatchObject({ state: 'completed', trigger: 'cli', scope: 'all', progress: { done: 120, total: 120 } });
   // Not a terminal here: one line per tenth reached, never going back, ending at 100%. How many tenths a poll
@@ -52,7 +52,7 @@ it('runs a tenant’s account updater with a progress bar, then reports the run 
   expect(bars[bars.length - 1]).toContain('120/120  100%');
 
   const status = await cardvault('updater', 'status', printed.id, '--tenant', tenant.name);
-  expect(status.code).toBe(0);
+  expect(outcome(status)).toEqual({ code: 0 });
   expect(JSON.parse(status.out[0]!)).toEqual(printed);
   const started = await fresh.db.query<{ n: number }>(
     "SELECT count(*)::int AS n FROM audit_events WHERE tenant_id = $1 AND event::jsonb ->> 'action' = 'updater.run.start' AND event::jsonb ->> 'principal' = 'cli'",

@@ -20,3 +20,11 @@ export async function runCli(argv: string[], env: Record<string, string>): Promi
     write.mockRestore();
   }
 }
+
+/**
+ * For `expect(outcome(result)).toEqual({ code: 0 })`: the exit code, with stderr beside it only when the code is
+ * not the one expected, so a failing assertion shows why the command failed.
+ */
+export function outcome(result: CliResult, expected = 0): { code: number; err?: string } {
+  return result.code === expected ? { code: result.code } : { code: result.code, err: result.err };
+}
