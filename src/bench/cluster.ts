@@ -1,6 +1,7 @@
 // The bench's vault: N worker processes sharing one listening port through node:cluster, as a multi-core host runs it.
 import cluster, { type Worker } from 'node:cluster';
 import { ConfigError, loadConfig } from '../config';
+import { closeNow } from '../http/server';
 import { createLogger } from '../log';
 import { startVault } from '../main';
 import { STAND_IN_KINDS, startStandIn, type StandInKind } from './stand-in';
@@ -78,11 +79,7 @@ async function runWorker(standIn: StandInKind | undefined): Promise<void> {
   let stop: () => Promise<void>;
   if (standIn) {
     const server = await startStandIn(standIn, config.host, config.port);
-    stop = () =>
-      new Promise((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
+    stop = () => closeNow(server);
   } else {
     ({ stop } = await startVault(config, createLogger({ level: config.logLevel })));
   }

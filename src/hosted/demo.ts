@@ -3,6 +3,7 @@ import fs from 'node:fs/promises';
 import http, { type Server } from 'node:http';
 import path from 'node:path';
 import { DEMO_TENANT } from '../bootstrap';
+import { closeNow } from '../http/server';
 import type { Logger } from '../log';
 import type { HostedAssets } from './assets';
 import { escapeHtml } from './form-page';
@@ -104,10 +105,6 @@ export async function startDemo(options: DemoOptions): Promise<RunningDemo> {
   return {
     server,
     origin,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
+    stop: () => closeNow(server),
   };
 }

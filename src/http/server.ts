@@ -20,6 +20,14 @@ export function createHttpServer(app: Express): http.Server {
   return http.createServer(bornClasses.get(app) ?? classesFor(app), app);
 }
 
+/** Stops listening and drops every open connection at once: for listeners whose requests need no grace. */
+export function closeNow(server: http.Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
+}
+
 function classesFor(app: Express): BornClasses {
   class AppRequest extends http.IncomingMessage {}
   class AppResponse extends http.ServerResponse {}

@@ -1,6 +1,7 @@
 // GET /metrics on a port of its own, apart from the API: scraping needs no API key, so it must not share the API's port.
 import { createServer, type Server } from 'node:http';
 import type { Registry } from 'prom-client';
+import { closeNow } from '../http/server';
 import type { Logger } from '../log';
 
 export interface MetricsServer {
@@ -46,10 +47,6 @@ export async function serveMetrics(options: { registry: Registry; host: string; 
   return {
     server,
     port,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
+    stop: () => closeNow(server),
   };
 }

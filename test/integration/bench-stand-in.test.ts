@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import type { Pool } from 'undici';
 import { STAND_IN_KINDS, startStandIn } from '../../src/bench/stand-in';
 import { openClient, send, StandInWorkload } from '../../src/bench/workload';
+import { closeNow } from '../../src/http/server';
 
 const servers: http.Server[] = [];
 const clients: Pool[] = [];
@@ -17,15 +18,7 @@ async function clientFor(server: http.Server): Promise<Pool> {
 
 afterEach(async () => {
   await Promise.all(clients.splice(0).map((c) => c.destroy()));
-  await Promise.all(
-    servers.splice(0).map(
-      (s) =>
-        new Promise<void>((resolve) => {
-          s.closeAllConnections();
-          s.close(() => resolve());
-        }),
-    ),
-  );
+  await Promise.all(servers.splice(0).map(closeNow));
 });
 
 describe('bench stand-ins', () => {

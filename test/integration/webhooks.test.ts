@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import request from 'supertest';
 import { createCardCrypto } from '../../src/crypto/card-crypto';
 import { SYSTEM_CONTEXT } from '../../src/domain/ports';
+import { closeNow } from '../../src/http/server';
 import { PgWebhookStore, enqueueWebhookEvent } from '../../src/store/webhook-store';
 import { WebhookDeliverer } from '../../src/updater/webhooks/deliverer';
 import { WEBHOOK_EVENT_TYPES, webhookBody, type WebhookEvent, type WebhookEventType } from '../../src/updater/webhooks/events';
@@ -55,10 +56,7 @@ class Receiver {
     const server = this.server;
     this.server = undefined;
     if (!server) return;
-    await new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    });
+    await closeNow(server);
   }
 }
 

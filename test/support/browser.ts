@@ -4,6 +4,7 @@ import http, { type RequestListener, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { chromium, type Browser } from 'playwright-core';
 import { startDemo, type RunningDemo } from '../../src/hosted/demo';
+import { closeNow } from '../../src/http/server';
 import { assembleHosted } from '../../src/hosted/dependencies';
 import { buildHarness, type Harness } from './harness';
 
@@ -61,10 +62,7 @@ export async function startHostedStack(): Promise<HostedStack> {
     tenant,
     async close() {
       await demo.stop();
-      await new Promise<void>((resolve) => {
-        vault.close(() => resolve());
-        vault.closeAllConnections();
-      });
+      await closeNow(vault);
       await h.close();
     },
   };
