@@ -1,11 +1,17 @@
 // The bench's settings: the only reader of its BENCH_* variables.
 import os from 'node:os';
 
-/** Dropped and recreated by every run, so it must never be a database anyone else uses. */
+/**
+ * Dropped and recreated by every run, so it must never be a database anyone else uses: BENCH_DATABASE may
+ * only name another one of the bench's own (the test of the bench uses cardvault_bench_test).
+ */
 export const BENCH_DATABASE = 'cardvault_bench';
+const BENCH_DATABASE_NAME = /^cardvault_bench(_[a-z0-9]+)*$/;
 
 export interface Options {
   adminUrl: string;
+  /** The database the run drops and recreates (BENCH_DATABASE, cardvault_bench…). */
+  database: string;
   processes: number;
   concurrency: number;
   warmupSeconds: number;
@@ -27,8 +33,11 @@ export function readOptions(env: NodeJS.ProcessEnv): Options {
     if (!/^\d+$/.test(raw) || value < min || value > max) throw new Error(`${name} must be an integer from ${min} to ${max}`);
     return value;
   };
+  const database = env.BENCH_DATABASE?.trim() || BENCH_DATABASE;
+  if (!BENCH_DATABASE_NAME.test(database)) throw new Error(`BENCH_DATABASE must be ${BENCH_DATABASE} or begin ${BENCH_DATABASE}_ (the run drops it)`);
   return {
     adminUrl: env.BENCH_ADMIN_DATABASE_URL?.trim() || 'postgres://postgres@127.0.0.1:5432/postgres',
+    database,
     processes: int('BENCH_VAULT_PROCESSES', os.availableParallelism(), 1, 64),
     // Requests in flight, as the backends of a busy merchant keep them: at 4,000/s and ~10 ms each, about 40.
     // With 32 the vault sits partly idle waiting on audit batches (README, Performance: both are reported).

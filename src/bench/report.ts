@@ -1,7 +1,7 @@
 // What the bench prints: the results table, CPU per run, the targets, the BENCH_JSON line and any errors.
 import os from 'node:os';
 import type { CpuUsed } from './cpu-usage';
-import { BENCH_DATABASE, type Options } from './options';
+import type { Options } from './options';
 import type { OpStats, PhaseResult } from './phase';
 
 const TARGET = { tokenize: 2500, detokenize: 4000, p99Ms: 50 };
@@ -35,7 +35,7 @@ function table(options: Options, results: PhaseResult[]): string[] {
   const out = [
     `cardvault bench: ${options.processes} vault process(es), concurrency ${options.concurrency}, ` +
       `warm-up ${options.warmupSeconds} s, measured ${options.seconds} s per run`,
-    `database: PostgreSQL ${BENCH_DATABASE}, created afresh; ${options.skipAnalyze ? 'NOT analyzed' : 'ANALYZE after the tokenize run'}; ` +
+    `database: PostgreSQL ${options.database}, created afresh; ${options.skipAnalyze ? 'NOT analyzed' : 'ANALYZE after the tokenize run'}; ` +
       `tokenize ${options.idempotencyKeys ? 'with' : 'without'} an Idempotency-Key`,
     `machine: ${cpus} CPUs, ${model ?? 'unknown'}, node ${node}`,
     '',

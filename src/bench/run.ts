@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Client } from 'pg';
 import type { ClusterReady } from './cluster';
-import { BENCH_DATABASE, readOptions, type Options } from './options';
+import { readOptions, type Options } from './options';
 import { runPacedPhase, runPhase, type PhaseResult } from './phase';
 import { printReport } from './report';
 import { STAND_IN_KINDS } from './stand-in';
@@ -17,17 +17,17 @@ import { openClient, send, StandInWorkload, Workload } from './workload';
 const PACED_RATE = 1000;
 
 /** A fresh database each run: the figures never depend on what an earlier run left behind. */
-async function recreateDatabase(adminUrl: string): Promise<string> {
+async function recreateDatabase(adminUrl: string, database: string): Promise<string> {
   const admin = new Client({ connectionString: adminUrl });
   await admin.connect();
   try {
-    await admin.query(`DROP DATABASE IF EXISTS ${BENCH_DATABASE} WITH (FORCE)`);
-    await admin.query(`CREATE DATABASE ${BENCH_DATABASE}`);
+    await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+    await admin.query(`CREATE DATABASE ${database}`);
   } finally {
     await admin.end();
   }
   const url = new URL(adminUrl);
-  url.pathname = `/${BENCH_DATABASE}`;
+  url.pathname = `/${database}`;
   return url.toString();
 }
 
@@ -141,7 +141,7 @@ async function runFloor(options: Options, env: NodeJS.ProcessEnv, apiKey: string
 
 async function main(): Promise<number> {
   const options = readOptions(process.env);
-  const databaseUrl = await recreateDatabase(options.adminUrl);
+  const databaseUrl = await recreateDatabase(options.adminUrl, options.database);
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'cardvault-bench-'));
   const port = await freePort();
   const env: NodeJS.ProcessEnv = {
