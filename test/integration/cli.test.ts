@@ -1,4 +1,5 @@
 // The `cardvault` operator command through run(), on a fresh database, and once as the compiled bin/ script.
+// Each test makes what it needs (its tenant, its keys), so any one of them can run alone (jest -t).
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
@@ -21,6 +22,8 @@ jest.setTimeout(60_000);
 
 const suffix = randomBytes(6).toString('hex');
 const DATABASE = `cardvault_cli_${suffix}`;
+/** Empty until `cardvault migrate` runs on it; DATABASE is migrated before any test. */
+const MIGRATE_DATABASE = `cardvault_cli_migrate_${suffix}`;
 const BIN_DATABASE = `cardvault_cli_bin_${suffix}`;
 const urlOf = (name: string) => `postgres://postgres@127.0.0.1:5432/${name}`;
 
@@ -49,12 +52,14 @@ beforeAll(async () => {
   };
   await admin(`CREATE DATABASE ${DATABASE}`);
   db = openPostgres({ url: urlOf(DATABASE), poolSize: 2 });
+  await migrateUp(db);
 });
 
 afterAll(async () => {
   try {
     await db?.close();
     await admin(`DROP DATABASE IF EXISTS ${DATABASE} WITH (FORCE)`);
+    await admin(`DROP DATABASE IF EXISTS ${MIGRATE_DATABASE} WITH (FORCE)`);
     await admin(`DROP DATABASE IF EXISTS ${BIN_DATABASE} WITH (FORCE)`);
   } finally {
     if (tmpDir) fs.rmSync(tmpDir, { recursive: true, force: true });
@@ -63,17 +68,16 @@ afterAll(async () => {
 
 describe('cardvault migrate', () => {
   it('applies every migration to an empty database and prints their names', async () => {
-    const result = await cardvault('migrate');
+    await admin(`CREATE DATABASE ${MIGRATE_DATABASE}`);
+    const migrate = () => runCli(['migrate'], { ...env, DATABASE_URL: urlOf(MIGRATE_DATABASE) });
+    const result = await migrate();
     expect(outcome(result)).toEqual({ code: 0 });
     expect(result.out.map((line) => JSON.parse(line))).toEqual([{ applied: ALL }]);
-    expect(await cardvault('migrate')).toMatchObject({ code: 0, out: [JSON.stringify({ applied: [] })] });
+    expect(await migrate()).toMatchObject({ code: 0, out: [JSON.stringify({ applied: [] })] });
   });
 });
 
 describe('cardvault tenants and keys', () => {
-  // Independent of the test above: migrating twice is a no-op.
-  beforeAll(() => migrateUp(db));
-
   /** The principals as the server builds them, on the same database and KMS key, with no key cache. */
   async function principals() {
     const kms = await openLocalKms({ keyFile: env.LOCAL_KMS_KEY_FILE! });
@@ -262,7 +266,9 @@ describe('operator input that could carry a card number', () => {
     expect(tenant.code).not.toBe(0);
     expect(tenant.err).toContain('tenant name');
     expect(tenant.err).not.toContain(pan);
-    const label = await cardvault('keys', 'create', '--tenant', 'acme', '--role', 'merchant', '--label', `card ${pan}`);
+    const name = uniqueName('labels');
+    expect(outcome(await cardvault('tenants', 'create', name))).toEqual({ code: 0 });
+    const label = await cardvault('keys', 'create', '--tenant', name, '--role', 'merchant', '--label', `card ${pan}`);
     expect(label.code).not.toBe(0);
     expect(label.err).toContain('key label');
     expect(label.err).not.toContain(pan);
@@ -314,6 +320,8 @@ describe('encryption-key rotate and retire', () => {
 describe('keys rotate', () => {
   it('adds a key to the local key file, re-wraps every wrapped key under it with progress, and refuses a bad batch size', async () => {
     expect((await cardvault('keys', 'rotate', '--batch-size', '0')).code).toBe(64);
+    // A tenant's fingerprint key is wrapped by the KMS key: at least one key to re-wrap.
+    expect(outcome(await cardvault('tenants', 'create', uniqueName('rewrap')))).toEqual({ code: 0 });
     const rotated = await cardvault('keys', 'rotate', '--reencrypt-cards', '--batch-size', '5');
     expect(outcome(rotated)).toEqual({ code: 0 });
     const result = JSON.parse(rotated.out[0]!) as { generation: number; kms_key_id: string; state: string; rewrapped: number };
