@@ -35,9 +35,7 @@ export class AuditLog implements AuditTrail {
     return new Promise<void>((resolve, reject) => {
       this.#queue.push({ input, time: this.clock.now(), queuedAt: process.hrtime.bigint(), resolve, reject });
       // While one batch commits, the next one gathers: that is the whole group-commit mechanism.
-      this.#flushing ??= this.drain().finally(() => {
-        this.#flushing = undefined;
-      });
+      this.#flushing ??= this.drain();
     });
   }
 
@@ -46,28 +44,41 @@ export class AuditLog implements AuditTrail {
     while (this.#flushing) await this.#flushing;
   }
 
+  /**
+   * Runs until the queue is empty. It clears #flushing itself, in the same turn as it finds the queue empty: a
+   * record() made by a caller its last batch resolved must start a new drain, not join one that has finished.
+   */
   private async drain(): Promise<void> {
-    while (this.#queue.length > 0) {
-      let batch: Pending[] = [];
-      try {
-        // The batch is taken once the head is locked: whatever queued while another instance held the lock
-        // rides along, so batches grow exactly when the lock is contended.
-        await this.store.appendBatch((head) => {
-          batch = this.#queue.splice(0, MAX_BATCH);
-          return seal(head, batch);
-        });
-        for (const pending of batch) pending.resolve();
-        if (this.onCommit) {
-          const committedAt = process.hrtime.bigint();
-          this.onCommit(batch.map((pending) => Number(committedAt - pending.queuedAt) / 1e9));
-        }
-      } catch (err) {
-        // A failure before the lock (no connection) leaves the batch untaken: fail what is queued now.
-        if (batch.length === 0) batch = this.#queue.splice(0, MAX_BATCH);
-        this.log.error({ err, events: batch.length }, 'audit write failed');
-        const failure = new VaultError('audit_unavailable', undefined, { cause: err });
-        for (const pending of batch) pending.reject(failure);
+    try {
+      // The first batch is taken after an await, so record() has stored this promise in #flushing by then.
+      await Promise.resolve();
+      while (this.#queue.length > 0) await this.commitNext();
+    } finally {
+      this.#flushing = undefined;
+    }
+  }
+
+  /** Commits the next batch and settles its callers: resolved once durable, rejected if it could not be. */
+  private async commitNext(): Promise<void> {
+    let batch: Pending[] = [];
+    try {
+      // The batch is taken once the head is locked: whatever queued while another instance held the lock
+      // rides along, so batches grow exactly when the lock is contended.
+      await this.store.appendBatch((head) => {
+        batch = this.#queue.splice(0, MAX_BATCH);
+        return seal(head, batch);
+      });
+      for (const pending of batch) pending.resolve();
+      if (this.onCommit) {
+        const committedAt = process.hrtime.bigint();
+        this.onCommit(batch.map((pending) => Number(committedAt - pending.queuedAt) / 1e9));
       }
+    } catch (err) {
+      // A failure before the lock (no connection) leaves the batch untaken: fail what is queued now.
+      if (batch.length === 0) batch = this.#queue.splice(0, MAX_BATCH);
+      this.log.error({ err, events: batch.length }, 'audit write failed');
+      const failure = new VaultError('audit_unavailable', undefined, { cause: err });
+      for (const pending of batch) pending.reject(failure);
     }
   }
 }
