@@ -10,7 +10,7 @@ import { clientSessionAuth, clientSessionRoutes, recordSessionToken } from './ht
 import { auditRoutes, jwksRoute } from './http/audit-routes';
 import type { Vault } from './domain/vault';
 import { VaultError } from './errors';
-import { mayHoldCardNumber } from './domain/pan';
+import { mayHoldCardNumberAcrossPunctuation } from './domain/pan';
 import { randomLetterId } from './crypto/random';
 import { authenticate } from './http/authenticate';
 import { jsonBodies } from './http/json-body';
@@ -63,7 +63,7 @@ function requestContext(log: Logger, metrics: AppDeps['metrics']): RequestHandle
   return (req, res, next) => {
     const incoming = req.get('X-Request-Id');
     // A caller's id is kept only if it cannot carry a card number: it is written to logs and the audit trail.
-    const requestId = incoming && REQUEST_ID.test(incoming) && !mayHoldCardNumber(incoming) ? incoming : newRequestId();
+    const requestId = incoming && REQUEST_ID.test(incoming) && !mayHoldCardNumberAcrossPunctuation(incoming) ? incoming : newRequestId();
     res.locals.requestId = requestId;
     res.setHeader('X-Request-Id', requestId);
     // The caller's trace continued with a span of ours, or a new trace; the header echoed is rebuilt, never the raw one.

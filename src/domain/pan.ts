@@ -91,6 +91,15 @@ export function mayHoldCardNumber(text: string): boolean {
   return CARD_LIKE.test(text);
 }
 
+/**
+ * For header values the vault echoes, logs or audits (X-Request-Id, Idempotency-Key, tracestate): true when its
+ * digits, read across any punctuation between them, could hold a card ('4111.1111.1111.1111', '4111_1111…',
+ * '4111--1111…'). Stricter than mayHoldCardNumber, which names and origins need: an IP address is not a card.
+ */
+export function mayHoldCardNumberAcrossPunctuation(text: string): boolean {
+  return CARD_LIKE.test(text.replace(/[^0-9A-Za-z]+/g, ''));
+}
+
 const MIN_LENGTH = 12;
 const MAX_LENGTH = 19;
 

@@ -1,7 +1,7 @@
 // /v1/tokens: parse the request, run the use case, present the result. Nothing else happens here.
 import { Router, type RequestHandler, type Response } from 'express';
 import { parseCvc } from '../domain/cvc';
-import { luhnValid, mayHoldCardNumber, Pan } from '../domain/pan';
+import { luhnValid, mayHoldCardNumberAcrossPunctuation, Pan } from '../domain/pan';
 import type { Action } from '../domain/policy';
 import { DEFAULT_TOKEN_FORMAT, isTokenFormat, looksLikeToken } from '../domain/token';
 import type { CardMetadata } from '../domain/card-metadata';
@@ -62,7 +62,7 @@ function idempotencyKey(res: Response, header: string | undefined): string | und
   if (header === undefined) return undefined;
   if (!IDEMPOTENCY_KEY.test(header)) throw new VaultError('invalid_idempotency_key', 'use 1–255 printable ASCII characters');
   // Echoed so a client can match answers to requests; not one that could be a card number (stored only as a digest).
-  if (!mayHoldCardNumber(header)) res.setHeader('Idempotency-Key', header);
+  if (!mayHoldCardNumberAcrossPunctuation(header)) res.setHeader('Idempotency-Key', header);
   return header;
 }
 

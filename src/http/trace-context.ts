@@ -1,6 +1,6 @@
 // W3C Trace Context: strict parsing of a caller's traceparent and tracestate, and ids for the spans the vault starts.
 import { randomHexId } from '../crypto/random';
-import { mayHoldCardNumber } from '../domain/pan';
+import { mayHoldCardNumber, mayHoldCardNumberAcrossPunctuation } from '../domain/pan';
 
 export interface TraceContext {
   /** 32 lowercase hex digits: the caller's trace, continued, or a new one. */
@@ -76,5 +76,5 @@ function validTraceState(header: string | undefined): string | undefined {
   }
   // Kept for calls made on the caller's behalf; one that could hold a card number is not worth the risk.
   const state = members.join(',');
-  return mayHoldCardNumber(state) ? undefined : state;
+  return mayHoldCardNumberAcrossPunctuation(state) ? undefined : state;
 }

@@ -1,7 +1,7 @@
 // Pan: Luhn, brand ranges, what parse accepts and rejects, and that no printed form shows the digits.
 import { inspect } from 'node:util';
 import { isVaultError } from '../../src/errors';
-import { detectBrand, luhnValid, Pan, type Brand } from '../../src/domain/pan';
+import { detectBrand, luhnValid, mayHoldCardNumber, mayHoldCardNumberAcrossPunctuation, Pan, type Brand } from '../../src/domain/pan';
 import { generateTestPan, PUBLISHED_TEST_CARDS } from '../support/test-cards';
 
 function parseError(input: unknown): unknown {
@@ -209,5 +209,28 @@ describe('Pan masking', () => {
   it('compares by digits', () => {
     expect(pan.equals(Pan.parse(number))).toBe(true);
     expect(pan.equals(Pan.parse('4242424242424242'))).toBe(false);
+  });
+});
+
+describe('mayHoldCardNumber and mayHoldCardNumberAcrossPunctuation', () => {
+  const pan = '4111111111111111';
+  const spelled = (sep: string) => pan.match(/.{4}/g)!.join(sep);
+
+  it('both see twelve digits in a row, or split by single spaces or dashes', () => {
+    for (const text of [pan, `req-${pan}`, spelled(' '), spelled('-'), pan.split('').join('-')]) {
+      expect([text, mayHoldCardNumber(text), mayHoldCardNumberAcrossPunctuation(text)]).toEqual([text, true, true]);
+    }
+  });
+
+  it('only the header check sees digits split by dots, underscores, slashes or repeated separators', () => {
+    for (const text of [spelled('.'), spelled('_'), spelled('/'), spelled('--'), spelled(' . '), `id:${spelled(':')}`]) {
+      expect([text, mayHoldCardNumber(text), mayHoldCardNumberAcrossPunctuation(text)]).toEqual([text, false, true]);
+    }
+  });
+
+  it('neither sees a card where letters break the digits, or in fewer than twelve digits', () => {
+    for (const text of ['req-01HZX3A9K2', '4111a1111b1111c1111', '192.168.100.20', 'order-2026-11-21', '12345678901']) {
+      expect([text, mayHoldCardNumber(text), mayHoldCardNumberAcrossPunctuation(text)]).toEqual([text, false, false]);
+    }
   });
 });
