@@ -1,5 +1,5 @@
 // /v1/audit (checkpoint, proofs, NDJSON export) and the public JWKS that verifies checkpoints.
-import { Router } from 'express';
+import { Router, type Response } from 'express';
 import type { AuditService } from '../audit/audit-service';
 import { VaultError } from '../errors';
 import { contextOf, principalOf } from './authenticate';
@@ -21,6 +21,23 @@ function time(value: unknown, name: string): Date | null {
     throw new VaultError('invalid_field', `${name} must be an RFC 3339 date-time or date`, { pointer: `/${name}` });
   }
   return parsed;
+}
+
+/** Resolves true once the response takes more data, false if the client has gone. */
+function drained(res: Response): Promise<boolean> {
+  if (res.destroyed) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const onDrain = () => {
+      res.off('close', onClose);
+      resolve(true);
+    };
+    const onClose = () => {
+      res.off('drain', onDrain);
+      resolve(false);
+    };
+    res.once('drain', onDrain);
+    res.once('close', onClose);
+  });
 }
 
 export function jwksRoute(keySet: { jwks(): Promise<{ keys: Record<string, unknown>[] }> }): Router {
@@ -59,8 +76,9 @@ export function auditRoutes(audit: AuditService, limits?: Pick<RateLimiters, 'fo
     const lines = await audit.export(principalOf(res), contextOf(req, res), time(req.query.from, 'from'), time(req.query.to, 'to'));
     res.status(200).type('application/x-ndjson');
     for await (const line of lines) {
-      // Respect back-pressure: a slow auditor must not make the vault buffer the whole log.
-      if (!res.write(line)) await new Promise((resolve) => res.once('drain', resolve));
+      // Respect back-pressure: a slow auditor must not make the vault buffer the whole log. One who hangs up
+      // ends the export (leaving the loop closes the reader), instead of leaving it waiting for a drain forever.
+      if (!res.write(line) && !(await drained(res))) return;
     }
     res.end();
   });
