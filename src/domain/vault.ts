@@ -54,10 +54,13 @@ export class Vault {
       const { outcome, replayed } = await this.#tokenizer.tokenize(principal.tenant, card, format, idempotencyKey);
       const { brand, bin, last4, token } = outcome.card;
       const tenantId = principal.tenant.id;
-      // A card vaulted just now cannot have a CVC held yet: ask the store only for a known card.
-      const cvcHeld = card.cvc
-        ? await this.deps.cvc.hold(tenantId, token, card.cvc)
-        : !outcome.created && (await this.deps.cvc.held(tenantId, token));
+      // A replay changes nothing: a CVC it carries is not held again, since an authorization may have used the
+      // first request's, and a retry must not make it revealable twice. A card vaulted just now cannot have a CVC
+      // held yet: ask the store only for a known card, or on a replay.
+      const cvcHeld =
+        card.cvc && !replayed
+          ? await this.deps.cvc.hold(tenantId, token, card.cvc)
+          : (replayed || !outcome.created) && (await this.deps.cvc.held(tenantId, token));
       const result = { ...outcome, card: { ...outcome.card, cvcHeld } };
       return { result, token, details: { format: outcome.card.format, brand, bin, last4, created: outcome.created, replayed, cvc_held: cvcHeld } };
     });

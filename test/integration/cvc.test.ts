@@ -50,6 +50,34 @@ describe('the CVC, held in Redis', () => {
     expect((await tokenize(newPan())).body.cvc_held).toBe(false);
   });
 
+  it('is not held again by a retry with the same Idempotency-Key, whatever CVC the retry carries', async () => {
+    const pan = newPan();
+    const keyed = (cvc: string) =>
+      request(h.app).post('/v1/tokens').set(bearer(keys.merchant!)).set('Idempotency-Key', `order-${pan.slice(-6)}`).send(cardBody(pan, { cvc }));
+    const first = await keyed('737');
+    expect(first.status).toBe(201);
+    expect(first.body.cvc_held).toBe(true);
+    const token = first.body.token as string;
+    expect((await detokenize(token)).body.card.cvc).toBe('737');
+
+    // The client timed out and retries: the answer is a replay, and the CVC an authorization used stays used.
+    for (const cvc of ['737', '999']) {
+      const retry = await keyed(cvc);
+      expect(retry.status).toBe(201);
+      expect(retry.body.token).toBe(token);
+      expect(retry.body.cvc_held).toBe(false);
+      expect((await detokenize(token)).body.card.cvc).toBeUndefined();
+    }
+  });
+
+  it('reports a replay as holding the CVC its first request left unused', async () => {
+    const pan = newPan();
+    const keyed = () => request(h.app).post('/v1/tokens').set(bearer(keys.merchant!)).set('Idempotency-Key', `order-${pan.slice(-6)}`).send(cardBody(pan, { cvc: '321' }));
+    expect((await keyed()).body.cvc_held).toBe(true);
+    expect((await keyed()).body.cvc_held).toBe(true);
+    expect((await detokenize((await keyed()).body.token as string)).body.card.cvc).toBe('321');
+  });
+
   it('reveals it to exactly one of many concurrent authorizations', async () => {
     const token = (await tokenize(newPan(), '123')).body.token as string;
     const answers = await Promise.all(Array.from({ length: 10 }, () => detokenize(token)));
