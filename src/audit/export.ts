@@ -18,7 +18,9 @@ export async function* exportAuditLog(store: PgAuditStore, checkpointer: Checkpo
   // A checkpoint at the current head covers every event in the range, including the newest.
   const covering = await checkpointer.checkpointNow();
   const end = covering?.treeSize ?? 0;
-  const firstSeq = scope.from ? await store.seqAtTime(scope.from) : 0;
+  // Never past the covering checkpoint: events appended since (by any instance) are outside this export, and a
+  // start beyond its end could not be verified.
+  const firstSeq = Math.min(scope.from ? await store.seqAtTime(scope.from) : 0, end);
   const endSeq = Math.min(scope.to ? await store.seqAtTime(scope.to) : end, end);
   // Start at a signed checkpoint at or before the range, so the starting compact range is itself verifiable.
   const start = await store.checkpointAtOrBelow(firstSeq);
