@@ -35,8 +35,9 @@ const USAGE = `usage: cardvault <command>
   keys list --tenant NAME                 list a tenant's keys (ids, roles, state; never secrets)
   keys revoke KEY_ID                      revoke a key (other instances drop it within API_KEY_CACHE_SECONDS)
   keys rotate [--kms-key-id ID] [--reencrypt-cards] [--batch-size N]
-                                          rotate the KMS key: new data keys under ID at once (every instance
-                                          within 5 s), every wrapped key re-wrapped with ReEncrypt, and with
+                                          rotate the KMS key: new data keys under ID (every instance within
+                                          5 s; the command waits 11 s for them), every wrapped key re-wrapped
+                                          with ReEncrypt, and with
                                           --reencrypt-cards every card sealed again under a new data key.
                                           Resumable: run it again to finish an interrupted rotation. Local key
                                           file: without --kms-key-id a new key is added to the file
@@ -253,7 +254,13 @@ async function rotateKeys(config: Config, args: string[], out: Out): Promise<num
     if (!keyId && config.kms.provider === 'aws') throw new UsageError('keys rotate needs --kms-key-id with KMS_PROVIDER=aws');
     keyId ??= await addLocalKmsKey((config.kms as { keyFile: string }).keyFile);
     const bars = { rewrap: new ProgressBar(process.stderr, 're-wrap keys'), reencrypt: new ProgressBar(process.stderr, 're-seal cards') };
-    const rotator = vault.keyRotation.rotator(batchSize, ({ phase, done, total }) => bars[phase].update(done, total));
+    // settleMs undefined: the production wait (KEY_ROTATION_SETTLE_MS), which this line tells the operator about.
+    const rotator = vault.keyRotation.rotator(batchSize, ({ phase, done, total }) => bars[phase].update(done, total), undefined, (waitMs) =>
+      process.stderr.write(
+        `cardvault: waiting ${Math.ceil(waitMs / 1000)} s before re-wrapping: every vault instance checks for the rotation ` +
+          `every ${vault.keyRotation.pollMs / 1000} s and may write keys under the old KMS key until it has\n`,
+      ),
+    );
     try {
       const done = await rotator.rotate(keyId, { reencryptCards: values['reencrypt-cards'] ?? false }, () => vault.keyRotation.sync());
       bars.rewrap.finish();

@@ -46,7 +46,13 @@ import { FingerprintRotator, type FingerprintRotatorDeps } from './crypto/finger
 import { PgFingerprintRotationStore } from './store/fingerprint-rotation-store';
 
 /** How often an instance looks for a new KMS key rotation: new writes move to the new key within this time. */
-const KEY_ROTATION_POLL_MS = 5000;
+export const KEY_ROTATION_POLL_MS = 5000;
+
+/**
+ * How long `cardvault keys rotate` waits after the rotation starts before re-wrapping: every instance has polled by
+ * then, and a second more for requests already in flight under the old KMS key to land their keys.
+ */
+export const KEY_ROTATION_SETTLE_MS = 2 * KEY_ROTATION_POLL_MS + 1000;
 
 export interface Runtime extends VaultParts {
   /** Synchronous commits: audit log, checkpoints, signing keys, migrations, readiness. */
@@ -166,14 +172,24 @@ export function assembleVault(options: {
   const keyRotationStore = new PgKeyRotationStore(db);
   const keyRotation = {
     store: keyRotationStore,
+    /** How often every instance polls for a rotation (watchKeyRotations). */
+    pollMs: KEY_ROTATION_POLL_MS,
     /** Picks up a rotation made by `cardvault keys rotate` anywhere: the new KMS key, and fresh sealing keys. */
     async sync(): Promise<void> {
       const latest = await keyRotationStore.latest();
       kms.setActiveKey(latest?.kmsKeyId);
       keyring.useGeneration(latest?.generation ?? 0);
     },
-    rotator: (batchSize: number, onProgress?: KeyRotatorDeps['onProgress']) =>
-      new KeyRotator({ kms, store: keyRotationStore, crypto, audit, batchSize, onProgress }),
+    /**
+     * `cardvault keys rotate`. settleMs must exceed every instance's poll interval (KEY_ROTATION_POLL_MS in
+     * production); onSettle is told when the command starts waiting for them, and for how long.
+     */
+    rotator: (
+      batchSize: number,
+      onProgress?: KeyRotatorDeps['onProgress'],
+      settleMs = KEY_ROTATION_SETTLE_MS,
+      onSettle?: KeyRotatorDeps['onSettle'],
+    ) => new KeyRotator({ kms, store: keyRotationStore, crypto, audit, batchSize, settleMs, onProgress, onSettle }),
   };
   const fingerprintRotationStore = new PgFingerprintRotationStore(db);
   const fingerprintRotation = {

@@ -1,5 +1,6 @@
-// KMS key rotation without downtime: new data keys under the new KMS key at once, every existing wrapped key
-// re-wrapped with ReEncrypt (its plaintext never in the vault with AWS KMS), and optionally every card re-sealed.
+// KMS key rotation without downtime: new data keys under the new KMS key once every instance has polled for the
+// rotation, every existing wrapped key re-wrapped with ReEncrypt (its plaintext never in the vault with AWS KMS),
+// and optionally every card re-sealed.
 //
 // Each step is resumable: a rotation row records the generation and progress; re-running the command picks up the
 // open rotation, and every row is replaced only if it is still what was read.
@@ -18,19 +19,32 @@ export interface KeyRotatorDeps {
   crypto: Pick<CardCrypto, 'open' | 'seal'>;
   audit: AuditTrail;
   batchSize: number;
+  /**
+   * How long after the rotation's start to wait before re-wrapping: longer than any instance takes to poll for it
+   * and finish what it began under the old key (default: 2 × KEY_ROTATION_POLL_MS + 1 s).
+   */
+  settleMs: number;
   /** Called after each batch, for a progress bar. */
   onProgress?: (progress: RotationProgress) => void;
+  /** Told how long the wait for every instance will be, as it begins (not called when there is none left). */
+  onSettle?: (waitMs: number) => void;
 }
 
+/** Re-wrap passes before giving up: keys still appearing under the old KMS key after that mean an instance lags. */
+const MAX_REWRAP_PASSES = 3;
+
 const CLI = { tenantId: null, principal: 'cli' } as const;
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export class KeyRotator {
   constructor(private readonly deps: KeyRotatorDeps) {}
 
   /**
-   * Starts a rotation to `kmsKeyId` (or resumes the open one) and runs it to completion. New data keys are wrapped
-   * under the new key as soon as the rotation row exists: every instance polls for it (every 5 s). `activate` makes
-   * this process pick it up at once (keyRotation.sync).
+   * Starts a rotation to `kmsKeyId` (or resumes the open one) and runs it to completion. Every instance polls for
+   * the rotation row (every KEY_ROTATION_POLL_MS) and then wraps new keys under the new KMS key; `activate` makes
+   * this process pick it up at once (keyRotation.sync). Until the others have, they may still write keys under the
+   * old one, so nothing is re-wrapped before settleMs has passed since the rotation started.
    */
   async rotate(kmsKeyId: string, options: { reencryptCards: boolean }, activate: () => Promise<void>): Promise<KeyRotation> {
     const canonical = await this.deps.kms.resolveKeyId(kmsKeyId);
@@ -38,11 +52,11 @@ export class KeyRotator {
     if (!created && rotation.kmsKeyId !== canonical) {
       throw new Error(`a rotation to ${rotation.kmsKeyId} is still in progress: run keys rotate again without another key to finish it`);
     }
-    // This process seals with the new key from here on, as every instance will within its next poll.
     await activate();
     if (created) {
       await this.deps.audit.record({ ...CLI, action: 'key.rotation.start', outcome: 'success', details: { generation: rotation.generation, kms_key_id: canonical, reencrypt_cards: options.reencryptCards } });
     }
+    await this.settle(rotation);
     if (rotation.state === 'rewrapping') await this.rewrapAll(rotation);
     if (rotation.reencryptCards && rotation.state !== 'completed') await this.reencryptCards(rotation);
     await this.deps.store.setState(rotation.generation, 'completed');
@@ -51,11 +65,40 @@ export class KeyRotator {
     return done;
   }
 
-  /** Every wrapped key in every table, re-wrapped under the rotation's key in batches. */
+  /** Until every instance has polled since the rotation started (by the database's clock: a resumed one waits no more). */
+  private async settle(rotation: KeyRotation): Promise<void> {
+    const remaining = this.deps.settleMs - (await this.deps.store.sinceStartMs(rotation.generation));
+    if (remaining <= 0) return;
+    this.deps.onSettle?.(remaining);
+    await sleep(remaining);
+  }
+
+  /**
+   * Every wrapped key in every table, re-wrapped under the rotation's key in batches, table by table; then counted
+   * again, and the pass repeated if a key was written under another KMS key meanwhile (a request in flight).
+   */
   private async rewrapAll(rotation: KeyRotation): Promise<void> {
-    const { store, kms, batchSize } = this.deps;
-    const total = rotation.rewrapped + (await store.countNotWrappedUnder(rotation.kmsKeyId));
+    const { store } = this.deps;
     let done = rotation.rewrapped;
+    let left = await store.countNotWrappedUnder(rotation.kmsKeyId);
+    for (let pass = 1; left > 0; pass++) {
+      if (pass > MAX_REWRAP_PASSES) {
+        throw new Error(
+          `${left} wrapped keys were still written under another KMS key than ${rotation.kmsKeyId} after ${MAX_REWRAP_PASSES} re-wrap passes ` +
+            '(an instance that has not picked the rotation up?); run keys rotate again to finish the rotation',
+        );
+      }
+      done = await this.rewrapPass(rotation, done, done + left);
+      left = await store.countNotWrappedUnder(rotation.kmsKeyId);
+    }
+    await this.deps.audit.record({ ...CLI, action: 'key.rotation.rewrap', outcome: 'success', details: { generation: rotation.generation, rewrapped: done } });
+    await store.setState(rotation.generation, rotation.reencryptCards ? 'reencrypting' : 'completed');
+    rotation.state = rotation.reencryptCards ? 'reencrypting' : 'completed';
+  }
+
+  /** One pass over every table; returns the running count of keys re-wrapped. */
+  private async rewrapPass(rotation: KeyRotation, done: number, total: number): Promise<number> {
+    const { store, kms, batchSize } = this.deps;
     for (const table of WRAPPED_TABLE_NAMES) {
       for (;;) {
         const rows = await store.notWrappedUnder(table, rotation.kmsKeyId, batchSize);
@@ -70,9 +113,7 @@ export class KeyRotator {
         this.deps.onProgress?.({ phase: 'rewrap', done, total: Math.max(total, done) });
       }
     }
-    await this.deps.audit.record({ ...CLI, action: 'key.rotation.rewrap', outcome: 'success', details: { generation: rotation.generation, rewrapped: done } });
-    await store.setState(rotation.generation, rotation.reencryptCards ? 'reencrypting' : 'completed');
-    rotation.state = rotation.reencryptCards ? 'reencrypting' : 'completed';
+    return done;
   }
 
   /** Every card sealed under a data key older than the rotation, opened and sealed again under a new data key. */

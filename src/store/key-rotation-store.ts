@@ -85,6 +85,16 @@ export class PgKeyRotationStore {
     return { rotation: toRotation(open[0]), created: false };
   }
 
+  /** Milliseconds since the rotation started, by the database's clock (the one its started_at was set by). */
+  async sinceStartMs(generation: number): Promise<number> {
+    const rows = await this.db.query<{ since_ms: number }>(
+      'SELECT (extract(epoch FROM now() - started_at) * 1000)::float8 AS since_ms FROM key_rotations WHERE generation = $1',
+      [generation],
+    );
+    if (!rows[0]) throw new Error(`no key rotation of generation ${generation}`);
+    return rows[0].since_ms;
+  }
+
   async setState(generation: number, state: KeyRotation['state']): Promise<void> {
     await this.db.query(
       `UPDATE key_rotations SET state = $2, finished_at = CASE WHEN $2 = 'completed' THEN now() ELSE NULL END WHERE generation = $1`,

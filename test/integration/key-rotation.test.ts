@@ -1,4 +1,5 @@
-// KMS key rotation under load: re-wrapping every key, re-sealing every card, two instances, and the old key retired.
+// KMS key rotation under load: re-wrapping every key, re-sealing every card, two instances, and the old key retired,
+// in one run: the command waits for every instance to pick the rotation up, and re-wraps what lands late.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -6,7 +7,9 @@ import { DisableKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 import request from 'supertest';
 import { createAwsKms } from '../../src/crypto/aws-kms';
 import { addLocalKmsKey, openLocalKms } from '../../src/crypto/local-kms';
-import type { RotationProgress } from '../../src/crypto/key-rotation';
+import { createCardCrypto } from '../../src/crypto/card-crypto';
+import { KeyRotator, type RotationProgress } from '../../src/crypto/key-rotation';
+import type { Kms } from '../../src/domain/ports';
 import { freshDatabase, type FreshDatabase } from '../support/fresh-database';
 import { buildHarness, type Harness } from '../support/harness';
 import { bearer, cardBody } from '../support/http';
@@ -48,6 +51,37 @@ async function expectAllDetokenize(h: Harness, key: string, cards: Map<string, s
   }
 }
 
+/** The wait the tests give instances to poll: long enough for what they do meanwhile, short enough to run often. */
+const SETTLE_MS = 2000;
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Rows in any table holding a wrapped key that are not wrapped under `kmsKeyId` (tenants: the legacy copies). */
+async function notUnder(db: FreshDatabase['db'], kmsKeyId: string): Promise<number> {
+  let n = 0;
+  for (const [table, column] of [...WRAPPED, ['tenants', 'fingerprint_kms_key_id']] as const) {
+    n += (await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${table} WHERE ${column} <> $1`, [kmsKeyId]))[0]!.n;
+  }
+  return n;
+}
+
+/** A vault over `db` whose KMS holds only the newest key of the file: it opens only what the rotation moved. */
+async function newestKeyOnly(db: FreshDatabase['db'], dir: string, keyFile: string): Promise<Harness> {
+  const onlyNew = path.join(dir, `only-new-${Date.now()}.key`);
+  const all = fs.readFileSync(keyFile);
+  fs.writeFileSync(onlyNew, all.subarray(all.length - 32), { mode: 0o600 });
+  return buildHarness({ db, kms: await openLocalKms({ keyFile: onlyNew }) });
+}
+
+async function rotationActions(db: FreshDatabase['db'], generation: number): Promise<string[]> {
+  const rows = await db.query<{ action: string }>(
+    `SELECT event::jsonb ->> 'action' AS action FROM audit_events
+     WHERE event::jsonb ->> 'action' LIKE 'key.rotation.%' AND (event::jsonb -> 'details' ->> 'generation')::int = $1 ORDER BY seq`,
+    [generation],
+  );
+  return rows.map((r) => r.action);
+}
+
 describe('with the local key file', () => {
   let fresh: FreshDatabase;
   let dir: string;
@@ -66,12 +100,13 @@ describe('with the local key file', () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  it('rotates under load: reads and writes never fail, every key and card moves to the new key, the old one is then unneeded', async () => {
+  it('rotates under load in one run: an instance that picks the rotation up on its poll, during the wait, leaves nothing under the old key', async () => {
     const { keys } = await h.tenant(['merchant', 'payments']);
     const cards = await vaultCards(h, keys.merchant!, 150);
-    // A second instance over the same database that has not yet seen the rotation.
+    // A second instance over the same database: it learns of the rotation only when it polls.
     const other = await buildHarness({ db: fresh.db, kms: await openLocalKms({ keyFile }) });
-    const oldKey = (await wrappingKeys(fresh.db)).data_keys[0]!;
+    await other.parts.keyRotation.sync();
+    const generation = ((await h.parts.keyRotation.store.latest())?.generation ?? 0) + 1;
 
     let running = true;
     let failures = 0;
@@ -93,57 +128,196 @@ describe('with the local key file', () => {
         requests += 1;
       }
     });
+    // New tenants on the other instance: a fingerprint key and a first data key each, under whatever key it has.
+    const newTenants: Array<{ payments: string; cards: Map<string, string> }> = [];
+    const onboarding = (async () => {
+      while (running) {
+        const tenant = await other.tenant(['merchant', 'payments']);
+        const pan = newPan('555555');
+        const res = await request(other.app).post('/v1/tokens').set(bearer(tenant.keys.merchant!)).send(cardBody(pan));
+        if (res.status === 201) newTenants.push({ payments: tenant.keys.payments!, cards: new Map([[res.body.token as string, pan]]) });
+        else failures += 1;
+      }
+    })();
 
     const newKey = await addLocalKmsKey(keyFile);
     const progress: RotationProgress[] = [];
-    const rotation = await h.parts.keyRotation.rotator(20, (p) => progress.push(p)).rotate(newKey, { reencryptCards: true }, () => h.parts.keyRotation.sync());
-    // The other instance picks the rotation up on its next poll; then its new data keys are under the new key too.
-    await other.parts.keyRotation.sync();
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    let waited = 0;
+    let polled: Promise<{ lateKeys: number; lateCards: number }> | undefined;
+    const rotator = h.parts.keyRotation.rotator(20, (p) => progress.push(p), SETTLE_MS, (waitMs) => {
+      waited = waitMs;
+      // The other instance polls halfway through the wait; until then it writes under the old key.
+      polled = sleep(waitMs / 2).then(async () => {
+        const since = "(SELECT started_at FROM key_rotations WHERE generation = $2)";
+        const [lateKeys] = await fresh.db.query<{ n: number }>(
+          `SELECT (SELECT count(*) FROM data_keys WHERE kms_key_id <> $1 AND created_at >= ${since})
+                + (SELECT count(*) FROM fingerprint_keys WHERE kms_key_id <> $1 AND created_at >= ${since}) AS n`,
+          [newKey, generation],
+        );
+        const [lateCards] = await fresh.db.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM cards c JOIN data_keys d ON d.id = c.data_key_id WHERE d.created_at < ${since.replace('$2', '$1')}
+           AND c.created_at >= ${since.replace('$2', '$1')}`,
+          [generation],
+        );
+        await other.parts.keyRotation.sync();
+        return { lateKeys: Number(lateKeys!.n), lateCards: lateCards!.n };
+      });
+    });
+    const rotation = await rotator.rotate(newKey, { reencryptCards: true }, () => h.parts.keyRotation.sync());
+    const late = await polled!;
+    await sleep(300);
     running = false;
-    await Promise.all(load);
+    await Promise.all([...load, onboarding]);
 
+    // The wait did cover writes under the old key after the rotation started: keys, and cards under an old data key.
+    expect(waited).toBeGreaterThan(SETTLE_MS / 2);
+    expect(late.lateKeys).toBeGreaterThan(0);
+    expect(late.lateCards).toBeGreaterThan(0);
     expect(failures).toBe(0);
     expect(requests).toBeGreaterThan(50);
-    expect(rotation).toMatchObject({ generation: 1, kmsKeyId: newKey, state: 'completed' });
+    expect(rotation).toMatchObject({ generation, kmsKeyId: newKey, state: 'completed' });
     expect(rotation.rewrapped).toBeGreaterThan(0);
     expect(rotation.reencrypted).toBeGreaterThanOrEqual(150);
     expect(progress.some((p) => p.phase === 'rewrap')).toBe(true);
     const lastReseal = progress.filter((p) => p.phase === 'reencrypt').at(-1)!;
     expect(lastReseal.done).toBe(lastReseal.total);
 
-    // Cards vaulted by the other instance before it saw the rotation sealed under an old data key: a second
-    // pass (running the command again) re-seals them; nothing may be left under the old key after it.
-    await h.parts.keyRotation.rotator(20).rotate(await addLocalKmsKey(keyFile), { reencryptCards: true }, () => h.parts.keyRotation.sync());
-    const finalKey = (await h.parts.keyRotation.store.latest())!.kmsKeyId;
+    // One run, and nothing is left under the old key: no wrapped key, no card under a data key from before it.
     const wrapped = await wrappingKeys(fresh.db);
-    for (const [table] of WRAPPED) expect(wrapped[table]).toEqual([finalKey]);
-    expect(finalKey).not.toBe(oldKey);
+    for (const [table] of WRAPPED) expect(wrapped[table]).toEqual([newKey]);
+    expect(await notUnder(fresh.db, newKey)).toBe(0);
     const stale = await fresh.db.query<{ n: number }>(
       `SELECT count(*)::int AS n FROM cards c JOIN data_keys d ON d.id = c.data_key_id
-       WHERE d.created_at < (SELECT started_at FROM key_rotations WHERE generation = 2)`,
+       WHERE d.created_at < (SELECT started_at FROM key_rotations WHERE generation = $1)`,
+      [generation],
     );
     expect(stale[0]!.n).toBe(0);
 
-    // A KMS holding only the newest key opens everything: the older keys can be destroyed.
-    const onlyNew = path.join(dir, 'only-new.key');
-    const all = fs.readFileSync(keyFile);
-    fs.writeFileSync(onlyNew, all.subarray(all.length - 32), { mode: 0o600 });
-    const fresh2 = await buildHarness({ db: fresh.db, kms: await openLocalKms({ keyFile: onlyNew }) });
+    // A KMS holding only the new key opens everything: the old key can be destroyed.
+    expect(newTenants.length).toBeGreaterThan(0);
+    const cold = await newestKeyOnly(fresh.db, dir, keyFile);
     try {
-      await expectAllDetokenize(fresh2, keys.payments!, cards);
+      await expectAllDetokenize(cold, keys.payments!, cards);
+      for (const tenant of newTenants) await expectAllDetokenize(cold, tenant.payments, tenant.cards);
     } finally {
-      await fresh2.close();
+      await cold.close();
       await other.close();
     }
+    expect(await rotationActions(fresh.db, generation)).toEqual(['key.rotation.start', 'key.rotation.rewrap', 'key.rotation.reencrypt', 'key.rotation.complete']);
+  });
 
-    const actions = await fresh.db.query<{ action: string }>(
-      "SELECT event::jsonb ->> 'action' AS action FROM audit_events WHERE event::jsonb ->> 'action' LIKE 'key.rotation.%' ORDER BY seq",
-    );
-    expect(actions.map((a) => a.action)).toEqual([
-      'key.rotation.start', 'key.rotation.rewrap', 'key.rotation.reencrypt', 'key.rotation.complete',
-      'key.rotation.start', 'key.rotation.rewrap', 'key.rotation.reencrypt', 'key.rotation.complete',
-    ]);
+  it("re-wraps a tenant's keys when its first card is sealed, after the rotation started, by an instance that has not polled yet", async () => {
+    const own = await freshDatabase('cardvault_rotation_late');
+    const rotating = await buildHarness({ db: own.db, kms: await openLocalKms({ keyFile }) });
+    const lagging = await buildHarness({ db: own.db, kms: await openLocalKms({ keyFile }) });
+    try {
+      await rotating.parts.keyRotation.sync();
+      await lagging.parts.keyRotation.sync();
+      const newKey = await addLocalKmsKey(keyFile);
+      let first: Promise<{ tenantId: string; payments: string; token: string; pan: string; status: number; sealedUnder: string[] }> | undefined;
+      const rotation = await rotating.parts.keyRotation.rotator(20, undefined, SETTLE_MS).rotate(newKey, { reencryptCards: false }, async () => {
+        await rotating.parts.keyRotation.sync();
+        // The rotation row exists. Half a second later, before the lagging instance polls, a new tenant seals its first card there.
+        first = (async () => {
+          await sleep(500);
+          const { tenant, keys } = await lagging.tenant(['merchant', 'payments']);
+          const pan = newPan('411111');
+          const res = await request(lagging.app).post('/v1/tokens').set(bearer(keys.merchant!)).send(cardBody(pan));
+          const sealedUnder = await own.db.query<{ k: string }>('SELECT kms_key_id AS k FROM data_keys WHERE tenant_id = $1', [tenant.id]);
+          await lagging.parts.keyRotation.sync();
+          return { tenantId: tenant.id, payments: keys.payments!, token: res.body.token as string, pan, status: res.status, sealedUnder: sealedUnder.map((r) => r.k) };
+        })();
+      });
+      const late = await first!;
+      expect(late.status).toBe(201);
+      expect(late.sealedUnder).toHaveLength(1);
+      expect(late.sealedUnder[0]).not.toBe(newKey);
+
+      expect(rotation).toMatchObject({ kmsKeyId: newKey, state: 'completed' });
+      const tenantKeys = await own.db.query<{ k: string }>(
+        `SELECT kms_key_id AS k FROM data_keys WHERE tenant_id = $1 UNION ALL SELECT kms_key_id FROM fingerprint_keys WHERE tenant_id = $1`,
+        [late.tenantId],
+      );
+      expect(tenantKeys.map((r) => r.k)).toEqual([newKey, newKey]);
+      expect(await notUnder(own.db, newKey)).toBe(0);
+      const cold = await newestKeyOnly(own.db, dir, keyFile);
+      try {
+        await expectAllDetokenize(cold, late.payments, new Map([[late.token, late.pan]]));
+      } finally {
+        await cold.close();
+      }
+    } finally {
+      await lagging.close();
+      await rotating.close();
+      await own.drop();
+    }
+  });
+
+  it('repeats the re-wrap pass for keys written under the old KMS key meanwhile, and after 3 passes asks to be run again', async () => {
+    const own = await freshDatabase('cardvault_rotation_passes');
+    const rotating = await buildHarness({ db: own.db, kms: await openLocalKms({ keyFile }) });
+    const lagging = await buildHarness({ db: own.db, kms: await openLocalKms({ keyFile }) });
+    try {
+      await rotating.parts.keyRotation.sync();
+      await lagging.parts.keyRotation.sync();
+      const { tenant, keys } = await rotating.tenant(['merchant']);
+      await vaultCards(rotating, keys.merchant!, 1);
+      // While it has writes left, the lagging instance writes a key under its (old) KMS key for each one re-wrapped:
+      // a new tenant's fingerprint key (a table later in the same pass) or a data key (a table the pass is done with).
+      let lateWrites = 0;
+      const inner = rotating.parts.kms;
+      const kms: Kms = {
+        provider: inner.provider,
+        generateDataKey: (context, keyId) => inner.generateDataKey(context, keyId),
+        decryptDataKey: (wrapped, context) => inner.decryptDataKey(wrapped, context),
+        resolveKeyId: (keyId) => inner.resolveKeyId(keyId),
+        async reEncrypt(wrapped, context, destination) {
+          if (lateWrites > 0) {
+            lateWrites -= 1;
+            if (context.purpose === 'card-data') await lagging.tenant([]);
+            else {
+              const { wrapped: late } = await lagging.parts.kms.generateDataKey({ tenantId: tenant.id, purpose: 'card-data' });
+              await lagging.parts.tenants.insertDataKey({ tenantId: tenant.id, purpose: 'card-data', wrapped: late });
+            }
+          }
+          return inner.reEncrypt(wrapped, context, destination);
+        },
+      };
+      const settles: number[] = [];
+      const rotator = (settleMs = 0) =>
+        new KeyRotator({
+          kms, store: rotating.parts.keyRotation.store, crypto: createCardCrypto(rotating.parts.keyring), audit: rotating.parts.audit,
+          batchSize: 5, settleMs, onSettle: (waitMs) => settles.push(waitMs),
+        });
+      const activate = () => rotating.parts.keyRotation.sync();
+
+      // Two late writes: the second is a data key after data_keys was done, so a second pass re-wraps it.
+      lateWrites = 2;
+      const firstKey = await addLocalKmsKey(keyFile);
+      const first = await rotator().rotate(firstKey, { reencryptCards: false }, activate);
+      expect(lateWrites).toBe(0);
+      expect(first).toMatchObject({ kmsKeyId: firstKey, state: 'completed' });
+      expect(await notUnder(own.db, firstKey)).toBe(0);
+
+      // A lagging instance that never stops: the rotation stays open and says to run it again.
+      await lagging.parts.keyRotation.sync();
+      lateWrites = Number.POSITIVE_INFINITY;
+      const secondKey = await addLocalKmsKey(keyFile);
+      await expect(rotator().rotate(secondKey, { reencryptCards: false }, activate)).rejects.toThrow(/after 3 re-wrap passes.*run keys rotate again/);
+      expect(await rotating.parts.keyRotation.store.latest()).toMatchObject({ kmsKeyId: secondKey, state: 'rewrapping' });
+      // Resumed once its start is longer ago than the wait (by the database's clock): it does not wait again.
+      lateWrites = 0;
+      await own.db.query("UPDATE key_rotations SET started_at = now() - interval '1 minute' WHERE state = 'rewrapping'");
+      const second = await rotator(30_000).rotate(secondKey, { reencryptCards: false }, activate);
+      expect(settles).toEqual([]);
+      expect(second).toMatchObject({ generation: first.generation + 1, kmsKeyId: secondKey, state: 'completed' });
+      expect(await notUnder(own.db, secondKey)).toBe(0);
+      expect(await rotationActions(own.db, second.generation)).toEqual(['key.rotation.start', 'key.rotation.rewrap', 'key.rotation.complete']);
+    } finally {
+      await lagging.close();
+      await rotating.close();
+      await own.drop();
+    }
   });
 });
 
@@ -169,7 +343,8 @@ describe('with AWS KMS (moto, the real SDK)', () => {
       const { keys } = await h.tenant(['merchant', 'payments']);
       const cards = await vaultCards(h, keys.merchant!, 20);
       // Named by key id; recorded by ARN, as KMS names it.
-      const rotation = await h.parts.keyRotation.rotator(5).rotate(keyB.keyId, { reencryptCards: false }, () => h.parts.keyRotation.sync());
+      // One instance: nothing to wait for.
+      const rotation = await h.parts.keyRotation.rotator(5, undefined, 0).rotate(keyB.keyId, { reencryptCards: false }, () => h.parts.keyRotation.sync());
       expect(rotation.kmsKeyId).toBe(keyB.arn);
       const wrapped = await wrappingKeys(fresh.db);
       for (const [table] of WRAPPED) expect(wrapped[table]).toEqual([keyB.arn]);
