@@ -52,6 +52,7 @@ export class Keyring {
     const key = id ? this.#current.use(tenantId) : undefined;
     if (id && key) return { id, key };
     await this.singleFlight(`new:${tenantId}`, async () => {
+      const generation = this.#generation;
       const dataKey = await this.kms.generateDataKey({ tenantId, purpose: 'card-data' });
       const stored = await this.store.insertDataKey({ tenantId, purpose: 'card-data', wrapped: dataKey.wrapped });
       await this.audit?.record({
@@ -61,8 +62,12 @@ export class Keyring {
         outcome: 'success',
         details: { data_key_id: stored.id, purpose: 'card-data', kms_key_id: dataKey.wrapped.kmsKeyId },
       });
-      this.#current.put(tenantId, dataKey.plaintext);
-      this.#currentIds.set(tenantId, stored.id);
+      // Begun before a key rotation reached this instance, it was wrapped under the old KMS key: it opens what
+      // it may already have sealed, but seals nothing more. The next call takes a key under the new one.
+      if (this.#generation === generation) {
+        this.#current.put(tenantId, dataKey.plaintext);
+        this.#currentIds.set(tenantId, stored.id);
+      }
       this.#cache.put(openingId(tenantId, stored.id), dataKey.plaintext);
       return dataKey.plaintext;
     });
