@@ -168,7 +168,13 @@ export function assembleVault(options: {
     options: { allowInsecureUrls: config.webhooks?.allowInsecureUrls ?? false },
   });
   // Runs beside the account-updater worker (main.ts in-process, or `cardvault worker`); claims are leased, SKIP LOCKED.
-  const webhookDeliverer = new WebhookDeliverer({ store: webhookStore, crypto, log, onDelivery: metrics?.webhookDelivery });
+  const webhookDeliverer = new WebhookDeliverer({
+    store: webhookStore,
+    crypto,
+    log,
+    onDelivery: metrics?.webhookDelivery,
+    allowInternalAddresses: config.webhooks?.allowInsecureUrls ?? false,
+  });
   const keyRotationStore = new PgKeyRotationStore(db);
   const keyRotation = {
     store: keyRotationStore,

@@ -265,6 +265,8 @@ describe('the worker side', () => {
       store,
       crypto: { openWebhookSecret: async () => new Secret('whsec_test') },
       log: h.log,
+      // The receiver listens on 127.0.0.1.
+      allowInternalAddresses: true,
       options: { maxAttempts: 8, timeoutMs: 2_000 },
       onDelivery: metrics.webhookDelivery,
     });

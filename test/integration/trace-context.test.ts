@@ -200,6 +200,8 @@ describe('webhook deliveries', () => {
       store,
       crypto: { openWebhookSecret: async () => new Secret('whsec_test') },
       log: h.log,
+      // The receiver listens on 127.0.0.1.
+      allowInternalAddresses: true,
       onDelivery: (result) => results.push(result),
     });
     const before = h.captured.lines.length;

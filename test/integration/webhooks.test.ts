@@ -80,9 +80,10 @@ const receivers: Receiver[] = [];
 const pans: string[] = [];
 
 /** Small delays so a whole retry schedule runs in milliseconds. */
-function deliverer(maxAttempts = 4): WebhookDeliverer {
+function deliverer(maxAttempts = 4, allowInternalAddresses = true): WebhookDeliverer {
   const crypto = createCardCrypto(h.parts.keyring);
-  return new WebhookDeliverer({ store, crypto, log: h.log, options: { baseDelayMs: 1, maxDelayMs: 20, maxAttempts, timeoutMs: 5_000 } });
+  // The receivers listen on 127.0.0.1, which production's deliverer refuses (see 'refuses to deliver…' below).
+  return new WebhookDeliverer({ store, crypto, log: h.log, allowInternalAddresses, options: { baseDelayMs: 1, maxDelayMs: 20, maxAttempts, timeoutMs: 5_000 } });
 }
 
 async function receiver(): Promise<Receiver> {
@@ -315,6 +316,25 @@ describe('delivery', () => {
     expect(JSON.parse(hit!.body)).toEqual(JSON.parse(webhookBody(event)));
     expect(await outbox(endpoint.id, event.id)).toMatchObject({ state: 'delivered', attempts: 1, last_status: 200, last_error: null });
     expect(await deliverer().deliverDue()).toEqual({ delivered: 0, retried: 0, dead: 0 });
+  });
+
+  it('refuses to deliver to a name or address that is loopback when internal addresses are not allowed, sending nothing', async () => {
+    const r = await receiver();
+    const { tenantId, key } = await merchant();
+    // Registered while http and internal hosts are allowed (the harness), as a name that resolves to loopback
+    // would be registered in production, and as an address; both refused at the connection.
+    const byName = await createEndpoint(key, `http://localhost:${r.port}/hooks/cardvault`);
+    const byAddress = await createEndpoint(key, r.url);
+    const event = await cardEvent(tenantId, key);
+    await enqueue(event);
+
+    expect(await deliverer(4, false).deliverDue()).toEqual({ delivered: 0, retried: 2, dead: 0 });
+    expect(r.hits).toHaveLength(0);
+    for (const endpoint of [byName, byAddress]) {
+      expect(await outbox(endpoint.id, event.id)).toMatchObject({ state: 'pending', attempts: 1, last_status: null, last_error: 'internal_address' });
+    }
+    // The deliverers of the tests below claim every due row of this database: these two are not theirs.
+    await h.db.query('DELETE FROM webhook_outbox WHERE endpoint_id = ANY($1::uuid[])', [[byName.id, byAddress.id]]);
   });
 
   it('retries a 500 and then a closed port with growing next_attempt_at, dead-letters after maxAttempts, and a re-drive delivers the same event', async () => {

@@ -1,10 +1,12 @@
 // Sends due outbox rows to merchant endpoints, signed; retries with backoff and jitter, then dead-letters.
+import { Agent, fetch } from 'undici';
 import { randomFraction } from '../../crypto/random';
 import type { CardCrypto } from '../../domain/ports';
 import { startTrace, formatTraceparent, type TraceContext } from '../../http/trace-context';
 import type { Logger } from '../../log';
 import type { ClaimedDelivery, FailedAttempt, WebhookStore } from './ports';
 import { SIGNATURE_HEADER, signatureHeader } from './signature';
+import { InternalAddressError, isInternalHost, publicOnlyLookup } from './egress';
 
 export interface DelivererOptions {
   /** The delay after the first failed attempt; each later one doubles it. */
@@ -48,6 +50,11 @@ export interface WebhookDelivererDeps {
   random?: () => number;
   /** Told the result of each claimed delivery, for metrics. */
   onDelivery?: (result: keyof DeliveryCounts) => void;
+  /**
+   * Loopback, private and link-local endpoints too, by name or address; development and tests only (it follows
+   * WEBHOOK_ALLOW_HTTP, refused in production). Otherwise every connection goes to a checked public address.
+   */
+  allowInternalAddresses?: boolean;
 }
 
 /**
@@ -69,6 +76,7 @@ export function failureCode(err: unknown): string {
   if (code === 'ECONNREFUSED') return 'connection_refused';
   if (code === 'ECONNRESET' || code === 'UND_ERR_SOCKET' || code === 'EPIPE') return 'connection_reset';
   if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return 'dns_failure';
+  if (code === 'EINTERNALADDRESS') return 'internal_address';
   if (code === 'ETIMEDOUT' || code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'UND_ERR_HEADERS_TIMEOUT') return 'timeout';
   if (/CERT|TLS|SSL|SELF_SIGNED|UNABLE_TO_VERIFY/.test(code)) return 'tls_error';
   return 'network_error';
@@ -82,7 +90,11 @@ export class WebhookDeliverer {
   private running: Promise<void> | undefined;
   private stopped = true;
 
+  /** Connections through it resolve the endpoint's name and go only to a public address (egress.ts). */
+  private readonly dispatcher: Agent;
+
   constructor(private readonly deps: WebhookDelivererDeps) {
+    this.dispatcher = new Agent(deps.allowInternalAddresses ? {} : { connect: { lookup: publicOnlyLookup() } });
     this.options = { ...DEFAULT_DELIVERER_OPTIONS, ...deps.options };
     this.now = deps.now ?? Date.now;
     this.random = deps.random ?? randomFraction;
@@ -174,7 +186,10 @@ export class WebhookDeliverer {
     // The stored event re-serialized (jsonb keeps no key order); the signature covers exactly these bytes.
     const body = JSON.stringify(row.payload);
     try {
+      // An address in the URL is connected to without a lookup: checked here. A name is checked by the lookup.
+      if (!this.deps.allowInternalAddresses && isInternalHost(new URL(row.url).hostname)) throw new TypeError('fetch failed', { cause: new InternalAddressError() });
       const response = await fetch(row.url, {
+        dispatcher: this.dispatcher,
         method: 'POST',
         headers: {
           'Content-Type': 'application/json',

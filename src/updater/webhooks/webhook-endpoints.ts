@@ -1,34 +1,17 @@
 // Merchant webhook endpoints and their deliveries: create (the secret shown once), list, disable, re-drive.
-import { BlockList, isIP } from 'node:net';
 import { audited } from '../../domain/audited';
 import { authorize, type Principal } from '../../domain/policy';
 import type { AuditTrail, CardCrypto, RequestContext } from '../../domain/ports';
 import { mayHoldCardNumber } from '../../domain/pan';
 import { Secret } from '../../domain/secret';
 import { VaultError } from '../../errors';
+import { isInternalHost } from './egress';
 import { WEBHOOK_EVENT_TYPES, type WebhookEventType } from './events';
 import type { DeliveryState, WebhookDelivery, WebhookEndpointRecord, WebhookStore } from './ports';
 
 export const MAX_WEBHOOK_URL_LENGTH = 2048;
 /** The newest deliveries a listing shows. */
 export const DELIVERY_LIST_LIMIT = 100;
-
-/**
- * Addresses a merchant's webhook may not name outside development: loopback, private, link-local (cloud metadata
- * included) and unique-local. A name that resolves to one is for the worker's egress policy to stop.
- */
-const INTERNAL = new BlockList();
-for (const [net, prefix] of [['127.0.0.0', 8], ['10.0.0.0', 8], ['172.16.0.0', 12], ['192.168.0.0', 16], ['169.254.0.0', 16], ['100.64.0.0', 10], ['0.0.0.0', 8]] as const) {
-  INTERNAL.addSubnet(net, prefix, 'ipv4');
-}
-for (const [net, prefix] of [['::1', 128], ['::', 128], ['fc00::', 7], ['fe80::', 10], ['::ffff:0:0', 96]] as const) INTERNAL.addSubnet(net, prefix, 'ipv6');
-
-function isInternalHost(hostname: string): boolean {
-  const host = hostname.replace(/^\[|\]$/g, '').toLowerCase();
-  if (host === 'localhost' || host.endsWith('.localhost')) return true;
-  const family = isIP(host);
-  return family !== 0 && INTERNAL.check(host, family === 4 ? 'ipv4' : 'ipv6');
-}
 
 export interface WebhookEndpointsOptions {
   /** Plain http:// endpoints too; development and tests only (WEBHOOK_ALLOW_HTTP, refused in production). */

@@ -1,0 +1,55 @@
+// Where a webhook may not go: every spelling of an internal address, and names that resolve to one.
+import type { LookupAddress } from 'node:dns';
+import { isInternalAddress, isInternalHost, publicOnlyLookup } from '../../src/updater/webhooks/egress';
+
+describe('isInternalAddress', () => {
+  it.each([
+    '127.0.0.1', '10.1.2.3', '172.31.255.255', '192.168.0.1', '169.254.169.254', '100.64.0.1', '0.0.0.0', '198.18.0.1', '224.0.0.1', '255.255.255.255',
+    '::1', '::', '::7f00:1', 'fc00::1', 'fd12:3456::1', 'fe80::1', 'fec0::1', 'ff02::1',
+    '::ffff:127.0.0.1', '::ffff:a9fe:a9fe', '0:0:0:0:0:ffff:7f00:1', '64:ff9b::a9fe:a9fe', '64:ff9b::10.0.0.1',
+  ])('refuses %s', (address) => {
+    expect(isInternalAddress(address)).toBe(true);
+  });
+
+  it.each(['93.184.216.34', '8.8.8.8', '2606:4700:4700::1111', '::ffff:93.184.216.34', '64:ff9b::808:808'])('allows the public %s', (address) => {
+    expect(isInternalAddress(address)).toBe(false);
+  });
+});
+
+describe('isInternalHost', () => {
+  it.each(['localhost', 'LOCALHOST', 'localhost.', 'api.localhost', 'api.localhost.', '[::1]', '[::ffff:7f00:1]', '127.0.0.1'])('refuses %s', (host) => {
+    expect(isInternalHost(host)).toBe(true);
+  });
+
+  it.each(['hooks.shop.example', 'localhost.example.com', '[2606:4700:4700::1111]'])('leaves %s to the connection check', (host) => {
+    expect(isInternalHost(host)).toBe(false);
+  });
+});
+
+describe('publicOnlyLookup', () => {
+  const resolving = (addresses: LookupAddress[]) =>
+    publicOnlyLookup((_host, _options, callback) => callback(null, addresses));
+  const lookup = (fn: ReturnType<typeof publicOnlyLookup>, all: boolean) =>
+    new Promise<{ err: NodeJS.ErrnoException | null; address: unknown; family?: number }>((resolve) =>
+      fn('hooks.shop.example', { all } as never, (err, address, family) => resolve({ err, address, family })),
+    );
+
+  it('passes on a name whose every address is public, in the form the caller asked for', async () => {
+    const fn = resolving([{ address: '93.184.216.34', family: 4 }, { address: '2606:4700:4700::1111', family: 6 }]);
+    expect(await lookup(fn, false)).toMatchObject({ err: null, address: '93.184.216.34', family: 4 });
+    expect((await lookup(fn, true)).address).toHaveLength(2);
+  });
+
+  it('refuses a name with any internal address among its answers, or none', async () => {
+    for (const addresses of [[{ address: '169.254.169.254', family: 4 }], [{ address: '93.184.216.34', family: 4 }, { address: '10.0.0.5', family: 4 }], []]) {
+      const { err } = await lookup(resolving(addresses), false);
+      expect(err).toMatchObject({ code: 'EINTERNALADDRESS' });
+      expect(err!.message).not.toContain('hooks.shop.example');
+    }
+  });
+
+  it('refuses localhost through the system resolver', async () => {
+    const { err } = await new Promise<{ err: NodeJS.ErrnoException | null }>((resolve) => publicOnlyLookup()('localhost', { all: false } as never, (e) => resolve({ err: e })));
+    expect(err).toMatchObject({ code: 'EINTERNALADDRESS' });
+  });
+});
