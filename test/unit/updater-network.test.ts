@@ -119,6 +119,24 @@ describe('FileDropTransport', () => {
     expect(await vault.receive('batch-1')).toBeUndefined();
   });
 
+  it("discards every copy the vault holds of an applied batch: the response, its archive, and the request the relay left", async () => {
+    const vault = dropIn();
+    await vault.send('batch-1', 'request text');
+    await vault.send('batch-2', 'another request');
+    const network = vault.counterpart();
+    await network.send('batch-1', 'response text');
+    await vault.archive('batch-1');
+    await vault.discard('batch-1');
+    expect(fs.readdirSync(vault.outbox)).toEqual(['batch-2.req']);
+    expect(fs.readdirSync(path.join(vault.inbox, 'processed'))).toEqual([]);
+    await vault.discard('batch-1');
+
+    // The network side's discard (the simulator's) leaves the response it sent for the vault to read.
+    await network.send('batch-2', 'second response');
+    await network.discard('batch-2');
+    expect(await vault.receive('batch-2')).toBe('second response');
+  });
+
   it('tightens a response the other side wrote 0644 to 0600 when archiving it', async () => {
     const vault = dropIn();
     fs.mkdirSync(vault.inbox, { recursive: true });

@@ -160,14 +160,16 @@ export class FileDropTransport {
   }
 
   /**
-   * Deletes this batch's files on this side, received and archived: batch files hold card numbers, and once a
-   * batch is applied nothing needs them. Idempotent.
+   * Deletes this batch's files on this side, received and archived, and on the vault's side its own request if
+   * the relay left it in the outbox: batch files hold card numbers, and once a batch is applied (its response
+   * read) nothing needs them. The network side keeps what it sent, which the vault has yet to read. Idempotent.
    */
   async discard(batchId: string): Promise<void> {
     checkBatchId(batchId);
     const name = `${batchId}${SUFFIX[this.side].receives}`;
     const removed = await Promise.all([removeIfPresent(path.join(this.inbox, name)), removeIfPresent(path.join(this.inbox, 'processed', name))]);
     if (removed.some(Boolean)) await syncDir(this.inbox);
+    if (this.side === 'vault' && (await removeIfPresent(path.join(this.outbox, `${batchId}${SUFFIX.vault.sends}`)))) await syncDir(this.outbox);
   }
 }
 
