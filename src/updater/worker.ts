@@ -95,13 +95,18 @@ export class UpdaterWorker {
     }
   }
 
-  /** A response file for a batch that is not waiting (applied already, or dropped twice) is read and changes nothing. */
+  /**
+   * Response files no open run collects. One for a batch applied already (dropped twice) is read and changes
+   * nothing. One that arrived after its run timed out is applied, once, like any answer: a new card number or
+   * expiry is worth having late, and nothing else would ever read (or delete) the file.
+   */
   private async rereadStrayFiles(): Promise<void> {
     for (const network of NETWORKS) {
       const adapter = this.deps.adapters[network];
       for (const batchId of await adapter.waiting()) {
         const batch = await this.deps.store.batch(batchId);
-        if (!batch || batch.state !== 'applied') continue;
+        if (!batch) continue;
+        if (batch.state !== 'applied' && (await this.deps.store.findRun(batch.tenantId, batch.runId))?.state !== 'failed') continue;
         await this.withLock(batch.tenantId, async (fence) => {
           const text = await adapter.receive(batchId);
           if (text !== undefined) await this.deps.processor.ingest(batchId, text, fence);

@@ -76,6 +76,35 @@ describe('with the network answering out of band (file drop)', () => {
     expect(await snapshot(h, tenant.id)).toEqual(after);
   });
 
+  it('applies a response that arrives after its run timed out, once, and deletes the file', async () => {
+    const { tenant, auth } = await setUpTenant(h, 8);
+    const started = await request(h.app).post('/v1/account-updater/runs').set(auth).send({});
+    await h.updater.worker.tick(tenant.id);
+    // The network is late past UPDATER_RESPONSE_TIMEOUT_HOURS: the run fails with response_timeout.
+    await h.db.query("UPDATE updater_runs SET started_at = now() - interval '1000 hours' WHERE id = $1", [started.body.id]);
+    await h.updater.worker.tick(tenant.id);
+    expect((await request(h.app).get(`/v1/account-updater/runs/${started.body.id}`).set(auth)).body).toMatchObject({ state: 'failed' });
+    const before = await snapshot(h, tenant.id);
+
+    const [batch] = await h.db.query<{ id: string }>('SELECT id FROM updater_batches WHERE run_id = $1', [started.body.id]);
+    const answered = (await answerDrop(dropTransport(h.updaterDropDir, 'visa'), vau, batch!.id, NetworkSimulator.fromFile()))!;
+    const responseText = fs.readFileSync(answered, 'utf8');
+    await h.updater.worker.tick(tenant.id);
+    const after = await snapshot(h, tenant.id);
+    expect(after.updates).toBeGreaterThan(before.updates);
+    expect(fs.existsSync(answered)).toBe(false);
+    const [state] = await h.db.query<{ state: string }>('SELECT state FROM updater_batches WHERE id = $1', [batch!.id]);
+    expect(state!.state).toBe('applied');
+    const open = await h.db.query<{ n: number }>("SELECT count(*)::int AS n FROM updater_inquiries WHERE batch_id = $1 AND outcome IS NULL", [batch!.id]);
+    expect(open[0]!.n).toBe(0);
+
+    // Dropped again (the network sends it twice): nothing more changes, and it is deleted again.
+    fs.writeFileSync(answered, responseText, { mode: 0o600 });
+    await h.updater.worker.tick(tenant.id);
+    expect(await snapshot(h, tenant.id)).toEqual(after);
+    expect(fs.existsSync(answered)).toBe(false);
+  });
+
   it('reports malformed records by line and code and still applies the rest', async () => {
     const { tenant, auth } = await setUpTenant(h, 10);
     const started = await request(h.app).post('/v1/account-updater/runs').set(auth).send({});
