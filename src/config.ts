@@ -120,6 +120,10 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Readonl
     if (webhookAllowHttp) {
       problems.push('WEBHOOK_ALLOW_HTTP=on is not allowed in production: webhook events and their signatures would travel unencrypted');
     }
+    // GenerateDataKey and Decrypt answers carry plaintext data keys: only over TLS (a VPC endpoint is https too).
+    if (kms.provider === 'aws' && kms.endpoint !== undefined && !/^https:\/\//i.test(kms.endpoint)) {
+      problems.push('AWS_ENDPOINT_URL_KMS must be an https:// URL in production: the KMS answers with plaintext data keys');
+    }
   }
 
   const config: Config = {

@@ -230,6 +230,17 @@ describe('loadConfig in production', () => {
     expect(config.migrateOnStart).toBe(false);
   });
 
+  it('refuses a plaintext KMS endpoint in production, where its answers carry plaintext data keys, and takes https', () => {
+    for (const endpoint of ['http://kms.internal:4566', 'kms.eu-west-1.amazonaws.com']) {
+      const err = configError({ ...PRODUCTION, AWS_ENDPOINT_URL_KMS: endpoint });
+      expect(err.problems).toEqual([expect.stringMatching(/^AWS_ENDPOINT_URL_KMS must be an https:\/\/ URL in production/)]);
+    }
+    const vpce = 'https://vpce-0abc-kms.eu-west-1.vpce.amazonaws.com';
+    expect(loadConfig({ ...PRODUCTION, AWS_ENDPOINT_URL_KMS: vpce }, CWD).kms).toMatchObject({ endpoint: vpce });
+    // Outside production the tests' moto listens on http://127.0.0.1.
+    expect(loadConfig({ ...PRODUCTION, NODE_ENV: 'test', AWS_ENDPOINT_URL_KMS: 'http://127.0.0.1:5000' }, CWD).kms).toMatchObject({ endpoint: 'http://127.0.0.1:5000' });
+  });
+
   it('migrates on start in production only when MIGRATE_ON_START says so', () => {
     expect(loadConfig({ ...PRODUCTION, MIGRATE_ON_START: 'true' }, CWD).migrateOnStart).toBe(true);
   });
