@@ -22,8 +22,11 @@ export interface Db extends Queryable {
   close(): Promise<void>;
 }
 
-/** SQLSTATE classes and socket errors that mean "the database is not there right now". */
-const UNAVAILABLE_SQLSTATE = /^(08|53|57P0|57P03|40001|40P01)/;
+/**
+ * SQLSTATE classes and socket errors that mean "the database is not there right now", or not for this request in
+ * time: 57014 is a statement cancelled by statement_timeout (a lock held too long, an overloaded server).
+ */
+const UNAVAILABLE_SQLSTATE = /^(08|53|57P0|57P03|57014|40001|40P01)/;
 const UNAVAILABLE_NODE = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH']);
 
 export function translateDbError(err: unknown): unknown {

@@ -6,6 +6,7 @@ import { bearer, cardBody } from '../support/http';
 import { startKmsProxy, type KmsProxy } from '../support/kms-proxy';
 import { createSymmetricKey, startMoto, TEST_CREDENTIALS, TEST_REGION, type MotoServer } from '../support/moto';
 import { newPan } from '../support/pans';
+import { TEST_DATABASE_URL } from '../support/env';
 
 jest.setTimeout(60_000);
 
@@ -25,6 +26,22 @@ describe('PostgreSQL unreachable', () => {
     expect(res.status).toBe(503);
     expect(res.body.code).toBe('database_unavailable');
     expect(res.headers['retry-after']).toBeDefined();
+  });
+});
+
+describe('a statement cancelled by statement_timeout', () => {
+  it('is database_unavailable (503, retry later), not an internal error', async () => {
+    const db = openPostgres({ url: TEST_DATABASE_URL, poolSize: 1 });
+    try {
+      const err = await db.transaction(async (tx) => {
+        await tx.query("SET LOCAL statement_timeout = '50ms'");
+        await tx.query('SELECT pg_sleep(1)');
+      }).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: 'database_unavailable' });
+      expect((err as { cause?: { code?: string } }).cause?.code).toBe('57014');
+    } finally {
+      await db.close();
+    }
   });
 });
 
