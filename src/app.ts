@@ -73,8 +73,9 @@ function requestContext(log: Logger, metrics: AppDeps['metrics']): RequestHandle
     const started = process.hrtime.bigint();
     res.on('finish', () => {
       const principal = res.locals.principal;
-      // The route template, not the URL: paths carry tokens.
-      const route = req.route ? `${req.baseUrl}${req.route.path}` : 'unmatched';
+      // The route template, not the URL: paths carry tokens. Routing ignores case but baseUrl keeps the caller's,
+      // so it is lowercased (every mount path is): '/HoStEd/tokens' must not be a label series of its own.
+      const route = req.route ? `${req.baseUrl.toLowerCase()}${req.route.path}` : 'unmatched';
       const elapsedNs = Number(process.hrtime.bigint() - started);
       metrics?.request(req.method, route, res.statusCode, elapsedNs / 1e9);
       log.info(

@@ -108,6 +108,9 @@ describe('the vault on METRICS_PORT', () => {
     expect(onApi.status).toBe(404);
     expect(onApi.text).not.toContain('http_requests_total');
 
+    // Routing ignores case; the route label must not follow the caller's spelling (one series, not 2^n).
+    for (const spelling of ['/hosted/tokens', '/HoStEd/ToKeNs', '/HOSTED/tokens']) expect((await request(api).get(spelling)).status).toBe(405);
+
     // Last: once an address has used up its failed authentications, it is turned away before any key lookup.
     const badKey = `cvk_${'B'.repeat(43)}`;
     secrets.push(badKey);
@@ -128,6 +131,8 @@ describe('the vault on METRICS_PORT', () => {
     expect(requests({ method: 'GET', route: 'unmatched', status: '401' })).toBe(FAILED_AUTH_PER_MINUTE);
     expect(requests({ method: 'GET', route: 'unmatched', status: '429' })).toBe(1);
     expect(requests({ method: 'GET', route: 'unmatched', status: '404' })).toBe(1);
+    expect(requests({ method: 'GET', route: '/hosted/tokens/', status: '405' })).toBe(3);
+    expect(text).not.toMatch(/route="[^"]*[A-Z]/);
     expect(sample(text, 'http_request_duration_seconds_count', { method: 'POST', route: '/v1/tokens/', status: '201' })).toBe(2);
     expect(sample(text, 'http_request_duration_seconds_bucket', { method: 'POST', route: '/v1/tokens/', status: '201', le: '+Inf' })).toBe(2);
 
