@@ -52,6 +52,12 @@ export interface AppDeps {
   updater?: AccountUpdater;
   /** Counts and times each response by route template, and counts reported CSP violations (served on METRICS_PORT, never here); absent, nothing is counted. */
   metrics?: Pick<VaultMetrics, 'request' | 'cspViolation'>;
+  /**
+   * True once the process is shutting down: every response then says `Connection: close`, so a keep-alive
+   * connection that is never idle (an ingress, a pooled client) closes after its next answer instead of being
+   * cut off, request and all, when the grace period ends.
+   */
+  draining?: () => boolean;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{8,64}$/;
@@ -59,8 +65,9 @@ const REQUEST_ID = /^[A-Za-z0-9._-]{8,64}$/;
 /** 128 random bits spelled in letters only, so the log's PAN scrubber can never mistake an id for a card. */
 const newRequestId = () => randomLetterId(16);
 
-function requestContext(log: Logger, metrics: AppDeps['metrics']): RequestHandler {
+function requestContext(log: Logger, metrics: AppDeps['metrics'], draining: AppDeps['draining']): RequestHandler {
   return (req, res, next) => {
+    if (draining?.()) res.setHeader('Connection', 'close');
     const incoming = req.get('X-Request-Id');
     // A caller's id is kept only if it cannot carry a card number: it is written to logs and the audit trail.
     const requestId = incoming && REQUEST_ID.test(incoming) && !mayHoldCardNumberAcrossPunctuation(incoming) ? incoming : newRequestId();
@@ -131,7 +138,7 @@ export function createApp(deps: AppDeps): express.Express {
   app.set('etag', false);
   app.disable('x-powered-by');
 
-  app.use(requestContext(deps.log, deps.metrics));
+  app.use(requestContext(deps.log, deps.metrics, deps.draining));
   app.use(
     securityHeaders({
       contentSecurityPolicy: { useDefaults: false, directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },

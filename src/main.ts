@@ -37,7 +37,9 @@ async function serve(config: Config, log: Logger, runtime: Runtime): Promise<Run
   if (config.devCredentials) {
     await createDevCredentials({ dataDir: config.dataDir, principals: runtime.principals, tenants: runtime.tenants, policies: runtime.policies, log });
   }
+  let draining = false;
   const app = createApp({
+    draining: () => draining,
     vault: runtime.vault,
     principals: runtime.principals,
     clientSessions: runtime.clientSessions,
@@ -89,7 +91,9 @@ async function serve(config: Config, log: Logger, runtime: Runtime): Promise<Run
   const stop = () =>
     (stopping ??= (async () => {
       clearInterval(purge);
-      // Stop accepting, let in-flight requests finish (each is committed or failed), then close the pools.
+      // Stop accepting, let in-flight requests finish (each is committed or failed), then close the pools. Busy
+      // keep-alive connections are told to close after their next answer, so they end before the grace does.
+      draining = true;
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS);
         force.unref();
