@@ -1,8 +1,9 @@
 // The vault's HTTP server: requests born with the app's prototypes, answered exactly as on a plain Node server.
 import http from 'node:http';
+import net from 'node:net';
 import type { Express } from 'express';
 import request from 'supertest';
-import { createHttpServer } from '../../src/http/server';
+import { closeNow, createHttpServer } from '../../src/http/server';
 import { buildHarness, type Harness } from '../support/harness';
 import { newPan } from '../support/pans';
 
@@ -91,4 +92,57 @@ it('reuses one pair of classes for a second server on the same app, so the proto
   // Express's own methods are still one link up the chain.
   expect(typeof app.request.get).toBe('function');
   expect(typeof app.response.json).toBe('function');
+});
+
+describe("Node's own refusals", () => {
+  let server: http.Server;
+  let port: number;
+  const serverSockets: net.Socket[] = [];
+  beforeAll(async () => {
+    server = createHttpServer(h.app);
+    server.on('connection', (socket: net.Socket) => serverSockets.push(socket));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    port = (server.address() as { port: number }).port;
+  });
+  afterAll(() => closeNow(server));
+
+  /** Sends raw bytes, returns everything the server answered before it closed the connection. */
+  const exchange = (bytes: string, socket = net.connect(port, '127.0.0.1')) =>
+    new Promise<string>((resolve, reject) => {
+      let answer = '';
+      socket.on('connect', () => socket.write(bytes));
+      socket.on('data', (chunk: Buffer) => (answer += chunk.toString('latin1')));
+      socket.on('close', () => resolve(answer));
+      socket.on('error', reject);
+    });
+
+  const problemOf = (answer: string) => {
+    const [head, body] = answer.split('\r\n\r\n');
+    return { statusLine: head!.split('\r\n')[0], type: /content-type: ([^\r]+)/i.exec(head!)?.[1], body: JSON.parse(body!) as Record<string, unknown> };
+  };
+
+  it.each([
+    ['headers over the limit', `GET /healthz HTTP/1.1\r\nHost: v\r\nX-Big: ${'a'.repeat(32 * 1024)}\r\n\r\n`, 431, 'headers_too_large'],
+    ['bytes that are not HTTP', 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 400, 'invalid_request'],
+    ['a broken chunk size', 'POST /v1/tokens HTTP/1.1\r\nHost: v\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n', 400, 'invalid_request'],
+  ])('answers %s with problem+json and a stable code, then closes', async (_name, bytes, status, code) => {
+    const { statusLine, type, body } = problemOf(await exchange(bytes));
+    expect(statusLine).toBe(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}`);
+    expect(type).toBe('application/problem+json');
+    expect(body).toEqual({ type: `urn:cardvault:problem:${code}`, title: expect.any(String), status, code });
+  });
+
+  it('answers a request not received within requestTimeout with 408 request_timeout', async () => {
+    // Node raises this from a timer that checks every 30 s by default: raised here the way Node raises it.
+    const socket = net.connect(port, '127.0.0.1');
+    // Headers in, body still owed: the request is being read when the timer fires.
+    const head = `POST /v1/tokens HTTP/1.1\r\nHost: v\r\nAuthorization: Bearer ${keys.merchant}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n`;
+    const answered = exchange(`${head}{"card"`, socket);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const serverSide = serverSockets.find((s) => s.remotePort === socket.localPort)!;
+    server.emit('clientError', Object.assign(new Error('Request timeout'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' }), serverSide);
+    const { statusLine, body } = problemOf(await answered);
+    expect(statusLine).toBe('HTTP/1.1 408 Request Timeout');
+    expect(body).toMatchObject({ status: 408, code: 'request_timeout' });
+  });
 });
