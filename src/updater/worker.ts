@@ -57,13 +57,22 @@ export class UpdaterWorker {
    */
   async tick(onlyTenant?: string): Promise<void> {
     await this.schedule(onlyTenant);
+    // One run that fails (a tenant's settings changed under it, the KMS away for its tenant) must not hold up the
+    // runs of every tenant after it: each is tried, and the first failure is thrown once all have been.
+    const failures: unknown[] = [];
     for (const run of await this.deps.store.openRuns()) {
       if (onlyTenant !== undefined && run.tenantId !== onlyTenant) continue;
       if (this.#stopping) return;
-      await this.withLock(run.tenantId, (fence) => this.deps.processor.advance(run, fence));
+      try {
+        await this.withLock(run.tenantId, (fence) => this.deps.processor.advance(run, fence));
+      } catch (err) {
+        this.deps.log.error({ err, run_id: run.id, tenant_id: run.tenantId }, 'account-updater run could not advance');
+        failures.push(err);
+      }
     }
     await this.rereadStrayFiles();
     await this.sweepUnaudited();
+    if (failures.length > 0) throw failures[0];
   }
 
   private async schedule(onlyTenant: string | undefined): Promise<void> {

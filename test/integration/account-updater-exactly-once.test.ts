@@ -6,7 +6,9 @@ import { dropTransport } from '../../src/updater/network/adapter';
 import { deriveNewPan, NetworkSimulator } from '../../src/updater/network/simulator';
 import { vau } from '../../src/updater/formats/vau';
 import { FencedOut } from '../../src/store/updater-store';
+import { UpdaterWorker } from '../../src/updater/worker';
 import { buildHarness, type Harness } from '../support/harness';
+import { freshDatabase, type FreshDatabase } from '../support/fresh-database';
 import { bearer, cardBody } from '../support/http';
 import { newPan, recordPan } from '../support/pans';
 import { reissueRules, type RulesFile } from '../support/reissue-rules';
@@ -123,6 +125,37 @@ describe('with the network answering out of band (file drop)', () => {
     expect(run.counts.no_response).toBe(2);
     const inquired = await h.db.query<{ n: number }>("SELECT count(*)::int AS n FROM cards WHERE tenant_id = $1 AND last_inquired_at IS NOT NULL", [tenant.id]);
     expect(inquired[0]!.n).toBe(10);
+  });
+});
+
+describe('a run that cannot advance', () => {
+  // A database of its own: the worker below takes the lock of every open run it finds.
+  let fresh: FreshDatabase;
+  let h: Harness;
+  beforeAll(async () => {
+    fresh = await freshDatabase('cardvault_updater_starve');
+    h = await buildHarness({ db: fresh.db, updater: { network: 'file-drop' } });
+  });
+  afterAll(async () => {
+    await h.close();
+    await fresh.drop();
+  });
+
+  it("does not hold up other tenants' runs in the same pass, and the pass still reports it", async () => {
+    const first = await setUpTenant(h, 1);
+    const second = await setUpTenant(h, 1);
+    const runs = [];
+    for (const t of [first, second]) runs.push((await request(h.app).post('/v1/account-updater/runs').set(t.auth).send({})).body.id as string);
+    const advanced: string[] = [];
+    const broken = new Error('the first tenant cannot advance');
+    const processor = Object.create(h.updater.processor) as typeof h.updater.processor;
+    processor.advance = async (run) => {
+      if (run.tenantId === first.tenant.id) throw broken;
+      advanced.push(run.id);
+    };
+    const worker = new UpdaterWorker({ store: h.updater.store, processor, adapters: h.updater.adapters, audit: h.parts.audit, log: h.log, lockTtlSeconds: 30, pollMs: 1000, auditSweepMs: 60_000 });
+    await expect(worker.tick()).rejects.toBe(broken);
+    expect(advanced).toContain(runs[1]);
   });
 });
 
