@@ -234,11 +234,12 @@ export class PgUpdaterStore {
 
   /**
    * Which of these changes already have their audit event (a worker that crashed after auditing, before marking).
-   * Bounded by time: an event is recorded after its change commits, so only events since the oldest change are read.
+   * Bounded by time: an event is recorded after its change commits, so only events since the oldest change are read,
+   * less a margin: the event's time is the vault's clock, the change's the database's, and the two may disagree.
    */
   async alreadyAudited(updates: readonly CardUpdate[]): Promise<Set<string>> {
     if (updates.length === 0) return new Set();
-    const since = new Date(Math.min(...updates.map((u) => u.createdAt.getTime())));
+    const since = new Date(Math.min(...updates.map((u) => u.createdAt.getTime())) - CLOCK_SKEW_MARGIN_MS);
     const rows = await this.db.query<{ update_id: string }>(
       `SELECT event::jsonb -> 'details' ->> 'update_id' AS update_id FROM audit_events
        WHERE recorded_at >= $1 AND event::jsonb ->> 'action' = 'updater.card_update'
@@ -252,6 +253,9 @@ export class PgUpdaterStore {
     if (ids.length > 0) await this.db.query('UPDATE card_updates SET audited_at = now() WHERE id = ANY($1::bigint[])', [ids]);
   }
 }
+
+/** How far the vault's and the database's clocks may disagree when an audit event is matched to its change. */
+const CLOCK_SKEW_MARGIN_MS = 5 * 60_000;
 
 /** The lock passed to another worker: stop, write nothing more. */
 export class FencedOut extends Error {

@@ -7,6 +7,7 @@ import { deriveNewPan, NetworkSimulator } from '../../src/updater/network/simula
 import { vau } from '../../src/updater/formats/vau';
 import { FencedOut } from '../../src/store/updater-store';
 import { UpdaterWorker } from '../../src/updater/worker';
+import type { CardUpdate } from '../../src/updater/model';
 import { buildHarness, type Harness } from '../support/harness';
 import { freshDatabase, type FreshDatabase } from '../support/fresh-database';
 import { bearer, cardBody } from '../support/http';
@@ -156,6 +157,22 @@ describe('a run that cannot advance', () => {
     const worker = new UpdaterWorker({ store: h.updater.store, processor, adapters: h.updater.adapters, audit: h.parts.audit, log: h.log, lockTtlSeconds: 30, pollMs: 1000, auditSweepMs: 60_000 });
     await expect(worker.tick()).rejects.toBe(broken);
     expect(advanced).toContain(runs[1]);
+  });
+});
+
+describe('matching a crashed worker\'s audit events to its changes', () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await buildHarness({ updater: { network: 'file-drop' } });
+  });
+  afterAll(() => h.close());
+
+  it('finds an event recorded by a vault whose clock is behind the database\'s, so the sweep does not audit it twice', async () => {
+    const updateId = String(Date.now());
+    await h.parts.audit.record({ tenantId: null, principal: 'system', action: 'updater.card_update', outcome: 'success', details: { update_id: updateId } });
+    // The change's created_at is the database's clock: here two minutes ahead of the vault's.
+    const change = { id: updateId, createdAt: new Date(Date.now() + 120_000) } as CardUpdate;
+    expect([...(await h.updater.store.alreadyAudited([change]))]).toEqual([updateId]);
   });
 });
 
