@@ -17,7 +17,16 @@ export class RedisCvcStore implements CvcStore {
   readonly #client: Redis;
 
   constructor(url: string) {
-    this.#client = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 2000, commandTimeout: 500 });
+    // A command that failed stays failed: nothing unanswered is sent again after a reconnect. Otherwise a hold the
+    // API reported as not held would land later with a fresh TTL (and, if the first write had landed, make one
+    // CVC revealable twice), and a late GETDEL or DEL could remove a newer CVC.
+    this.#client = new Redis(url, {
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      autoResendUnfulfilledCommands: false,
+      connectTimeout: 2000,
+      commandTimeout: 500,
+    });
     this.#client.on('error', () => undefined);
   }
 
