@@ -79,6 +79,8 @@ export interface PostgresOptions {
    * synchronous commit (the audit event): WAL is flushed in order, so that commit makes them durable too.
    */
   synchronousCommit?: boolean;
+  /** Each statement's limit (default 10 s); migrations lift it for their own transaction. */
+  statementTimeoutMs?: number;
 }
 
 export function openPostgres(options: PostgresOptions): Db {
@@ -89,7 +91,7 @@ export function openPostgres(options: PostgresOptions): Db {
     idleTimeoutMillis: 30_000,
     application_name: options.applicationName ?? 'cardvault',
     // A statement stuck behind a lock or a dying server must not hold a request forever.
-    statement_timeout: 10_000,
+    statement_timeout: options.statementTimeoutMs ?? 10_000,
     ...(options.synchronousCommit === false ? { options: '-c synchronous_commit=off' } : {}),
   };
   const pool = new Pool(poolConfig);

@@ -115,6 +115,28 @@ describe('on PostgreSQL', () => {
     }
   });
 
+  it("waits for another migrator's lock past the pool's statement timeout instead of failing", async () => {
+    await migrateDown(db);
+    // A pool whose statements may take 200 ms, while another session holds the migration lock for a second.
+    const impatient = openPostgres({ url: DATABASE_URL, poolSize: 1, statementTimeoutMs: 200 });
+    const holder = new Client({ connectionString: DATABASE_URL });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('SELECT pg_advisory_xact_lock($1)', [0x63617264]);
+      const migrated = migrateUp(impatient);
+      migrated.catch(() => undefined);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      await holder.query('COMMIT');
+      expect(await migrated).toEqual(ALL);
+      // Outside the migration, the pool's limit still holds.
+      await expect(impatient.query('SELECT pg_sleep(1)')).rejects.toMatchObject({ code: 'database_unavailable' });
+    } finally {
+      await holder.end();
+      await impatient.close();
+    }
+  });
+
   it('applies each migration exactly once when two pools migrate at the same time', async () => {
     await migrateDown(db);
     const a = openPostgres({ url: DATABASE_URL, poolSize: 1, applicationName: 'cardvault-migrate-a' });
