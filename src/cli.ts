@@ -5,7 +5,7 @@ import { verifyCommand } from './audit/verify-command';
 import { ConfigError, loadConfig, type Config } from './config';
 import { assembleVault, openDatabase, openKms, watchKeyRotations } from './dependencies';
 import { createLogger } from './log';
-import { mayHoldCardNumber } from './domain/pan';
+import { mayHoldCardNumberAcrossPunctuation } from './domain/pan';
 import { loadPolicies } from './policy/load-policies';
 import pino from 'pino';
 import { migrateDown, migrateUp } from './store/migrate';
@@ -17,6 +17,9 @@ import { addLocalKmsKey } from './crypto/local-kms';
 import { RetireBlockedError } from './crypto/fingerprint-rotation';
 import { startMetrics, WEBHOOK_DELIVERY_INTERVAL_MS } from './main';
 import { createMetrics } from './metrics/metrics';
+
+/** API key ids, as `keys list` prints them. */
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 const USAGE = `usage: cardvault <command>
 
@@ -90,11 +93,12 @@ export async function run(argv: string[], env = process.env, out: Out = (l) => p
     if (err instanceof UsageError || isParseArgsError(err)) {
       // parseArgs quotes what it refused: never repeat it if it could be a card number.
       const message = (err as Error).message;
-      process.stderr.write(`cardvault: ${mayHoldCardNumber(message) ? 'an option or argument was not understood' : message}\n\n${USAGE}\n`);
+      process.stderr.write(`cardvault: ${mayHoldCardNumberAcrossPunctuation(message) ? 'an option or argument was not understood' : message}\n\n${USAGE}\n`);
       return 64;
     }
+    // Messages can quote the operator's input (a tenant name, a file name): never one that could hold a card.
     const message = err instanceof ConfigError || err instanceof Error ? err.message : 'unknown error';
-    process.stderr.write(`cardvault: ${message}\n`);
+    process.stderr.write(`cardvault: ${mayHoldCardNumberAcrossPunctuation(message) ? 'the command failed (its message is not shown: it could hold a card number)' : message}\n`);
     return 1;
   }
 }
@@ -343,6 +347,8 @@ async function keys(config: Config, sub: 'create' | 'list' | 'revoke', args: str
     const { principals, tenants: store } = await openVault(config, db);
     if (sub === 'revoke') {
       if (positionals.length !== 1) throw new UsageError('keys revoke takes one KEY_ID');
+      // Key ids are UUIDs; anything else is refused before it is looked up or printed back.
+      if (!UUID.test(positionals[0]!)) throw new UsageError('keys revoke takes a KEY_ID as keys list prints it (a UUID)');
       const revoked = await principals.revokeApiKey(positionals[0]!, 'cli');
       out(JSON.stringify({ id: positionals[0], revoked }));
       return revoked ? 0 : 1;

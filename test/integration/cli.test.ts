@@ -275,6 +275,29 @@ describe('operator input that could carry a card number', () => {
   });
 });
 
+describe('card-like input in failing commands', () => {
+  it('is never printed back, whatever the command and however the digits are split', async () => {
+    const { newPan } = await import('../support/pans');
+    const pan = newPan();
+    const dotted = pan.match(/.{1,4}/g)!.join('.');
+    const runs = [
+      await cardvault('keys', 'revoke', pan),
+      await cardvault('keys', 'create', '--tenant', pan, '--role', 'merchant'),
+      await cardvault('keys', 'list', '--tenant', dotted),
+      await cardvault('updater', 'run', '--tenant', dotted),
+      await cardvault('keys', 'rotate-fingerprint', '--tenant', pan),
+      await cardvault('audit', 'verify', `${pan}.ndjson`, '--jwks', path.join(tmpDir, `${dotted}.json`)),
+    ];
+    expect(runs.map((r) => r.code)).toEqual([64, 1, 1, 1, 1, 1]);
+    for (const run of runs) {
+      const printed = `${run.out.join('\n')}\n${run.err}`.replace(/[^0-9]/g, '');
+      expect(printed).not.toContain(pan.slice(0, 12));
+    }
+    // An ordinary failure still says what went wrong.
+    expect((await cardvault('keys', 'list', '--tenant', 'nobody-here')).err).toContain('no tenant named nobody-here');
+  });
+});
+
 describe('encryption-key rotate and retire', () => {
   it('publishes a new client-side encryption key with an overlap, and retires one exactly once', async () => {
     const rotated = await cardvault('encryption-key', 'rotate', '--overlap-hours', '2');
