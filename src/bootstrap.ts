@@ -8,6 +8,12 @@ import type { Logger } from './log';
 
 export const DEMO_TENANT = 'demo';
 
+/**
+ * Writes the development credentials on a database with no tenant yet. A first start that stopped after creating
+ * the demo tenant but before writing the file (Ctrl-C, a crash) left keys whose secrets nobody has: the next
+ * start finds only that tenant and no file, revokes those keys and issues a new set. A database holding any other
+ * tenant is an operator's, and is left alone.
+ */
 export async function createDevCredentials(options: {
   dataDir: string;
   principals: Principals;
@@ -16,18 +22,34 @@ export async function createDevCredentials(options: {
   log: Logger;
 }): Promise<string | undefined> {
   const { principals, tenants, policies, log } = options;
-  if ((await tenants.countTenants()) > 0) return undefined;
+  const file = path.join(options.dataDir, 'credentials.json');
+  const count = await tenants.countTenants();
+  const unfinished = count === 1 ? await tenants.findTenantByName(DEMO_TENANT) : undefined;
+  if (count > 0 && !unfinished) return undefined;
+  if (unfinished && (await exists(file))) return undefined;
 
-  const tenant = await principals.createTenant(DEMO_TENANT, 'system');
+  const tenant = unfinished ?? (await principals.createTenant(DEMO_TENANT, 'system'));
+  if (unfinished) {
+    for (const key of await tenants.listApiKeys(tenant.id)) if (!key.revokedAt) await principals.revokeApiKey(key.id, 'system');
+  }
   const apiKeys: Record<string, string> = {};
   for (const role of policies.keys()) {
     const issued = await principals.issueApiKey(tenant.id, role, 'system', 'development credentials');
     apiKeys[role] = issued.secret.reveal();
   }
-  const file = path.join(options.dataDir, 'credentials.json');
   await fs.mkdir(options.dataDir, { recursive: true, mode: 0o700 });
-  await fs.writeFile(file, `${JSON.stringify({ tenant: DEMO_TENANT, api_keys: apiKeys }, null, 2)}\n`, { mode: 0o600, flag: 'w' });
-  await fs.chmod(file, 0o600);
+  // Whole or not at all: a reader never sees half a file, and a crash here leaves none (the next start retries).
+  const temp = `${file}.${process.pid}.tmp`;
+  await fs.writeFile(temp, `${JSON.stringify({ tenant: DEMO_TENANT, api_keys: apiKeys }, null, 2)}\n`, { mode: 0o600, flag: 'w' });
+  await fs.chmod(temp, 0o600);
+  await fs.rename(temp, file);
   log.info({ file }, 'development credentials written (tenant demo, one API key per role)');
   return file;
+}
+
+async function exists(file: string): Promise<boolean> {
+  return fs.access(file).then(
+    () => true,
+    () => false,
+  );
 }
