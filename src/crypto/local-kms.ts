@@ -1,6 +1,6 @@
 // The file-backed KMS for development and single-node installs: owns the master key file and the wrap format.
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
-import { mkdir, open, rename } from 'node:fs/promises';
+import { link, mkdir, open, rename, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { DataKey, KeyContext, Kms, WrappedKey } from '../domain/ports';
 import { VaultError } from '../errors';
@@ -100,6 +100,7 @@ export async function addLocalKmsKey(keyFile: string): Promise<string> {
     await handle.close();
   }
   await rename(temp, keyFile);
+  await syncDir(dirname(keyFile));
   return localKeyId(added);
 }
 
@@ -149,22 +150,38 @@ async function loadOrCreateMasterKeys(keyFile: string): Promise<Buffer[]> {
   }
   await mkdir(dirname(keyFile), { recursive: true, mode: 0o700 });
   const masterKey = randomBytes(KEY_BYTES);
-  let handle;
-  try {
-    // 'wx' fails if another process won the race; its key is then the one everybody must use.
-    handle = await open(keyFile, 'wx', 0o600);
-  } catch (err) {
-    masterKey.fill(0);
-    if (errorCode(err) === 'EEXIST') return readMasterKeys(keyFile);
-    throw err;
-  }
+  // Written whole to a file of its own, then linked into place: a crash before the link leaves no key file (the
+  // next start makes one), never an empty one that every later start would refuse.
+  const temp = `${keyFile}.${randomBytes(6).toString('hex')}.tmp`;
+  const handle = await open(temp, 'wx', 0o600);
   try {
     await handle.writeFile(masterKey);
     await handle.sync();
   } finally {
     await handle.close();
   }
+  try {
+    // link fails if another process won the race; its key is then the one everybody must use.
+    await link(temp, keyFile);
+  } catch (err) {
+    masterKey.fill(0);
+    if (errorCode(err) === 'EEXIST') return readMasterKeys(keyFile);
+    throw err;
+  } finally {
+    await unlink(temp);
+  }
+  await syncDir(dirname(keyFile));
   return [masterKey];
+}
+
+/** Makes a new directory entry durable: without it a crash can lose a file whose data was synced. */
+async function syncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
 }
 
 /** Reads through one file handle so the checks and the read see the same file. */

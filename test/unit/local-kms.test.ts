@@ -1,5 +1,6 @@
 // The file-backed KMS: key file lifecycle, context binding, tamper detection and what its errors may say.
 import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
@@ -64,7 +65,7 @@ describe('openLocalKms', () => {
     expect(dataKey.wrapped.kmsKeyId).toMatch(/^local:[0-9a-f]{16}$/);
   });
 
-  it('settles on one key when several opens race to create the file', async () => {
+  it('settles on one key when several opens race to create the file, leaving no temporary file behind', async () => {
     const keyFile = join(dir, 'master.key');
     const instances = await Promise.all(Array.from({ length: 8 }, () => openLocalKms({ keyFile })));
     const dataKey = await instances[0]!.generateDataKey(acme);
@@ -72,6 +73,16 @@ describe('openLocalKms', () => {
     for (const kms of instances) {
       expect((await kms.decryptDataKey(dataKey.wrapped, acme)).equals(dataKey.plaintext)).toBe(true);
     }
+    expect(readdirSync(dir).filter((name) => name.startsWith('master.key'))).toEqual(['master.key']);
+  });
+
+  it('starts despite a temporary file left by a creation that crashed before linking it into place', async () => {
+    const keyFile = join(dir, 'master.key');
+    writeFileSync(`${keyFile}.0123456789ab.tmp`, '', { mode: 0o600 });
+    const kms = await openLocalKms({ keyFile });
+    expect((await stat(keyFile)).size).toBe(32);
+    const dataKey = await kms.generateDataKey(acme);
+    expect((await kms.decryptDataKey(dataKey.wrapped, acme)).equals(dataKey.plaintext)).toBe(true);
   });
 
   it('refuses a key file of the wrong size, naming the path', async () => {
