@@ -1,0 +1,36 @@
+// Down migrations refuse rather than silently destroy card-on-file state: 0008 while a card is enrolled in the
+// account updater, 0009 while the updater has runs. Nothing is reverted by a refused down.
+import request from 'supertest';
+import { migrateDown, pendingMigrations } from '../../src/store/migrate';
+import { freshDatabase, type FreshDatabase } from '../support/fresh-database';
+import { buildHarness, type Harness } from '../support/harness';
+import { bearer, cardBody } from '../support/http';
+import { newPan } from '../support/pans';
+
+let fresh: FreshDatabase;
+let h: Harness;
+beforeAll(async () => {
+  fresh = await freshDatabase('cardvault_down_guards');
+  h = await buildHarness({ db: fresh.db, updater: { network: 'file-drop' } });
+});
+afterAll(async () => {
+  await h.close();
+  await fresh.drop();
+});
+
+it('refuses to revert 0008 while a card is enrolled, and 0009 while the updater has a run, reverting nothing', async () => {
+  const { keys } = await h.tenant(['merchant']);
+  const auth = bearer(keys.merchant!);
+  expect((await request(h.app).put('/v1/account-updater/settings').set(auth).send({ networks: { visa: { merchant_id: 'M-1' } } })).status).toBe(200);
+  const token = (await request(h.app).post('/v1/tokens').set(auth).send(cardBody(newPan('411111')))).body.token as string;
+  expect((await request(h.app).put(`/v1/tokens/${token}/account-updater`).set(auth).send({ enrolled: true })).status).toBe(200);
+
+  await expect(migrateDown(fresh.db, { to: '0007_client_sessions' })).rejects.toThrow(/reverting 0008 would destroy/);
+  expect(await pendingMigrations(fresh.db)).toEqual([]);
+
+  expect((await request(h.app).post('/v1/account-updater/runs').set(auth).send({})).status).toBe(202);
+  await expect(migrateDown(fresh.db, { to: '0008_card_lifecycle' })).rejects.toThrow(/reverting 0009 would destroy/);
+  expect(await pendingMigrations(fresh.db)).toEqual([]);
+  const [card] = await fresh.db.query<{ enrolled: boolean }>('SELECT updater_enrolled_at IS NOT NULL AS enrolled FROM cards WHERE token = $1', [token]);
+  expect(card!.enrolled).toBe(true);
+});
