@@ -5,6 +5,7 @@ import type { Principals } from './domain/principals';
 import type { Policies } from './domain/policy';
 import type { TenantStore } from './domain/ports';
 import type { Logger } from './log';
+import { writeFileAtomically } from './store/files';
 
 export const DEMO_TENANT = 'demo';
 
@@ -39,10 +40,7 @@ export async function createDevCredentials(options: {
   }
   await fs.mkdir(options.dataDir, { recursive: true, mode: 0o700 });
   // Whole or not at all: a reader never sees half a file, and a crash here leaves none (the next start retries).
-  const temp = `${file}.${process.pid}.tmp`;
-  await fs.writeFile(temp, `${JSON.stringify({ tenant: DEMO_TENANT, api_keys: apiKeys }, null, 2)}\n`, { mode: 0o600, flag: 'w' });
-  await fs.chmod(temp, 0o600);
-  await fs.rename(temp, file);
+  await writeFileAtomically(file, `${JSON.stringify({ tenant: DEMO_TENANT, api_keys: apiKeys }, null, 2)}\n`);
   log.info({ file }, 'development credentials written (tenant demo, one API key per role)');
   return file;
 }

@@ -46,13 +46,13 @@ import { FingerprintRotator, type FingerprintRotatorDeps } from './crypto/finger
 import { PgFingerprintRotationStore } from './store/fingerprint-rotation-store';
 
 /** How often an instance looks for a new KMS key rotation: new writes move to the new key within this time. */
-export const KEY_ROTATION_POLL_MS = 5000;
+const KEY_ROTATION_POLL_MS = 5000;
 
 /**
  * How long `cardvault keys rotate` waits after the rotation starts before re-wrapping: every instance has polled by
  * then, and a second more for requests already in flight under the old KMS key to land their keys.
  */
-export const KEY_ROTATION_SETTLE_MS = 2 * KEY_ROTATION_POLL_MS + 1000;
+const KEY_ROTATION_SETTLE_MS = 2 * KEY_ROTATION_POLL_MS + 1000;
 
 export interface Runtime extends VaultParts {
   /** Synchronous commits: audit log, checkpoints, signing keys, migrations, readiness. */

@@ -1,6 +1,7 @@
 // The file-backed KMS for development and single-node installs: owns the master key file and the wrap format.
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
-import { link, mkdir, open, rename, unlink } from 'node:fs/promises';
+import { mkdir, open } from 'node:fs/promises';
+import { writeFileAtomically } from '../store/files';
 import { dirname } from 'node:path';
 import type { DataKey, KeyContext, Kms, WrappedKey } from '../domain/ports';
 import { VaultError } from '../errors';
@@ -10,9 +11,6 @@ const IV_BYTES = 12;
 const TAG_BYTES = 16;
 const FORMAT_VERSION = 1;
 const WRAPPED_BYTES = 1 + IV_BYTES + TAG_BYTES + KEY_BYTES;
-
-// An empty file may be another process's between its 'wx' open and its write; give that writer this long.
-const CONCURRENT_WRITER_GRACE_MS = 1000;
 
 /**
  * The key file holds one or more 256-bit master keys, oldest first (`cardvault keys rotate` appends one). Each is
@@ -91,16 +89,7 @@ function indexKeys(masterKeys: Buffer[]): Map<string, Buffer> {
 export async function addLocalKmsKey(keyFile: string): Promise<string> {
   const existing = await readMasterKeys(keyFile);
   const added = randomBytes(KEY_BYTES);
-  const temp = `${keyFile}.${randomBytes(6).toString('hex')}.tmp`;
-  const handle = await open(temp, 'wx', 0o600);
-  try {
-    await handle.writeFile(Buffer.concat([...existing, added]));
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await rename(temp, keyFile);
-  await syncDir(dirname(keyFile));
+  await writeFileAtomically(keyFile, Buffer.concat([...existing, added]));
   return localKeyId(added);
 }
 
@@ -150,50 +139,25 @@ async function loadOrCreateMasterKeys(keyFile: string): Promise<Buffer[]> {
   }
   await mkdir(dirname(keyFile), { recursive: true, mode: 0o700 });
   const masterKey = randomBytes(KEY_BYTES);
-  // Written whole to a file of its own, then linked into place: a crash before the link leaves no key file (the
-  // next start makes one), never an empty one that every later start would refuse.
-  const temp = `${keyFile}.${randomBytes(6).toString('hex')}.tmp`;
-  const handle = await open(temp, 'wx', 0o600);
+  // Written whole, then linked into place: a crash before the link leaves no key file (the next start makes one),
+  // never an empty one that every later start would refuse. The link fails if another process won the race; its
+  // key is then the one everybody must use.
   try {
-    await handle.writeFile(masterKey);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  try {
-    // link fails if another process won the race; its key is then the one everybody must use.
-    await link(temp, keyFile);
+    await writeFileAtomically(keyFile, masterKey, { exclusive: true });
   } catch (err) {
     masterKey.fill(0);
     if (errorCode(err) === 'EEXIST') return readMasterKeys(keyFile);
     throw err;
-  } finally {
-    await unlink(temp);
   }
-  await syncDir(dirname(keyFile));
   return [masterKey];
-}
-
-/** Makes a new directory entry durable: without it a crash can lose a file whose data was synced. */
-async function syncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
 
 /** Reads through one file handle so the checks and the read see the same file. */
 async function readMasterKeys(keyFile: string): Promise<Buffer[]> {
   const handle = await open(keyFile, 'r');
   try {
-    const deadline = Date.now() + CONCURRENT_WRITER_GRACE_MS;
-    let info = await handle.stat();
-    while (info.isFile() && info.size === 0 && Date.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, 20));
-      info = await handle.stat();
-    }
+    // The file appears whole (writeFileAtomically): an empty one is damaged, not another process's mid-write.
+    const info = await handle.stat();
     if (!info.isFile()) throw new Error(`The KMS key file ${keyFile} is not a regular file`);
     if ((info.mode & 0o077) !== 0) {
       throw new Error(`The KMS key file ${keyFile} is accessible to group or others; chmod 600 it`);

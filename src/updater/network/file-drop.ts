@@ -1,9 +1,9 @@
 // The file-drop exchange with a card network: folders standing in for SFTP, written atomically, readable by owner only.
-import { randomBytes } from 'node:crypto';
 import { constants, promises as fs, type Stats } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { VaultError } from '../../errors';
+import { syncDir, writeFileAtomically } from '../../store/files';
 
 /** The vault sends requests and receives responses; the network (or its simulator) does the reverse. */
 export type DropSide = 'vault' | 'network';
@@ -44,16 +44,6 @@ async function ensureDir(dir: string): Promise<void> {
   if (created !== undefined) await fs.chmod(dir, DIR_MODE);
 }
 
-/** Makes a rename durable: without it a crash can lose the new directory entry though the data was synced. */
-async function syncDir(dir: string): Promise<void> {
-  const handle = await fs.open(dir, constants.O_RDONLY);
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
 export class FileDropTransport {
   readonly outbox: string;
   readonly inbox: string;
@@ -79,22 +69,7 @@ export class FileDropTransport {
     checkBatchId(batchId);
     await ensureDir(this.outbox);
     const finalPath = path.join(this.outbox, `${batchId}${SUFFIX[this.side].sends}`);
-    const tempPath = path.join(this.outbox, `.${batchId}.${randomBytes(6).toString('hex')}.tmp`);
-    try {
-      const handle = await fs.open(tempPath, 'wx', FILE_MODE);
-      try {
-        await handle.chmod(FILE_MODE);
-        await handle.writeFile(fileText, 'utf8');
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-      await fs.rename(tempPath, finalPath);
-    } catch (err) {
-      await fs.rm(tempPath, { force: true });
-      throw err;
-    }
-    await syncDir(this.outbox);
+    await writeFileAtomically(finalPath, fileText, { mode: FILE_MODE });
     return finalPath;
   }
 
