@@ -65,6 +65,30 @@ const REQUEST_ID = /^[A-Za-z0-9._-]{8,64}$/;
 /** 128 random bits spelled in letters only, so the log's PAN scrubber can never mistake an id for a card. */
 const newRequestId = () => randomLetterId(16);
 
+const ROUTE_TEMPLATE = Symbol('cardvault.routeTemplate');
+type RoutedRequest = express.Request & { [ROUTE_TEMPLATE]?: string };
+
+/**
+ * Records the template of the route that serves a request (metrics and request logs label by it; the URL carries
+ * tokens) at the moment Express matches it: `req.route` is set then, while `req.baseUrl` is still the router's
+ * mount path. An error a route throws unwinds to the app's handler, which resets `baseUrl` to '' and would turn
+ * '/v1/tokens/:token/detokenize' into '/:token/detokenize'. Routing ignores case but baseUrl keeps the caller's,
+ * so it is lowercased (every mount path is): '/HoStEd/tokens' must not be a label series of its own.
+ */
+function recordRouteTemplates(request: express.Request): void {
+  const route = Symbol('cardvault.route');
+  Object.defineProperty(request, 'route', {
+    configurable: true,
+    get(this: RoutedRequest & { [route]?: { path: string } }) {
+      return this[route];
+    },
+    set(this: RoutedRequest & { [route]?: { path: string } }, value: { path: string } | undefined) {
+      this[route] = value;
+      if (value) this[ROUTE_TEMPLATE] = `${this.baseUrl.toLowerCase()}${value.path}`;
+    },
+  });
+}
+
 function requestContext(log: Logger, metrics: AppDeps['metrics'], draining: AppDeps['draining']): RequestHandler {
   return (req, res, next) => {
     if (draining?.()) res.setHeader('Connection', 'close');
@@ -80,9 +104,7 @@ function requestContext(log: Logger, metrics: AppDeps['metrics'], draining: AppD
     const started = process.hrtime.bigint();
     res.on('finish', () => {
       const principal = res.locals.principal;
-      // The route template, not the URL: paths carry tokens. Routing ignores case but baseUrl keeps the caller's,
-      // so it is lowercased (every mount path is): '/HoStEd/tokens' must not be a label series of its own.
-      const route = req.route ? `${req.baseUrl.toLowerCase()}${req.route.path}` : 'unmatched';
+      const route = (req as RoutedRequest)[ROUTE_TEMPLATE] ?? 'unmatched';
       const elapsedNs = Number(process.hrtime.bigint() - started);
       metrics?.request(req.method, route, res.statusCode, elapsedNs / 1e9);
       log.info(
@@ -137,6 +159,7 @@ export function createApp(deps: AppDeps): express.Express {
   app.set('trust proxy', deps.trustProxy);
   app.set('etag', false);
   app.disable('x-powered-by');
+  recordRouteTemplates(app.request);
 
   app.use(requestContext(deps.log, deps.metrics, deps.draining));
   app.use(

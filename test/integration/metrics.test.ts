@@ -102,6 +102,9 @@ describe('the vault on METRICS_PORT', () => {
     const revealed = await request(api).post(`/v1/tokens/${tokens[1]}/detokenize`).set(payments).send({ purpose: 'authorization' });
     expect(revealed.status).toBe(200);
     expect(revealed.body.card.number).toBe(pans[1]);
+    // Refusals a route throws reach the app's error handler with the router's base path unwound: still their route.
+    expect((await request(api).post(`/v1/tokens/${tokens[1]}/detokenize`).set(merchant).send({ purpose: 'authorization' })).status).toBe(403);
+    expect((await request(api).delete(`/v1/tokens/${tokens[0]}`).set(payments)).status).toBe(403);
 
     // The API port has no /metrics: an anonymous scraper there gets the vault's 404.
     const onApi = await request(api).get('/metrics');
@@ -127,6 +130,9 @@ describe('the vault on METRICS_PORT', () => {
     expect(requests({ method: 'GET', route: '/v1/tokens/:token', status: '200' })).toBe(2);
     expect(requests({ method: 'GET', route: '/v1/tokens/:token', status: '429' })).toBe(1);
     expect(requests({ method: 'POST', route: '/v1/tokens/:token/detokenize', status: '200' })).toBe(1);
+    expect(requests({ method: 'POST', route: '/v1/tokens/:token/detokenize', status: '403' })).toBe(1);
+    expect(requests({ method: 'DELETE', route: '/v1/tokens/:token', status: '403' })).toBe(1);
+    expect(text).not.toMatch(/route="\/:token/);
     // Refused before any route matched: counted under `unmatched`, never under the URL.
     expect(requests({ method: 'GET', route: 'unmatched', status: '401' })).toBe(FAILED_AUTH_PER_MINUTE);
     expect(requests({ method: 'GET', route: 'unmatched', status: '429' })).toBe(1);
