@@ -15,6 +15,8 @@ import { openClient, send, StandInWorkload, Workload } from './workload';
 
 /** The steady rate of the latency run (README: p99 at 1,000 req/s). */
 const PACED_RATE = 1000;
+/** Open loop needs connections for whatever is in flight at once, not a fixed lane count. */
+const PACED_CONNECTIONS = 512;
 
 /** A fresh database each run: the figures never depend on what an earlier run left behind. */
 async function recreateDatabase(adminUrl: string, database: string): Promise<string> {
@@ -125,14 +127,18 @@ async function runFloor(options: Options, env: NodeJS.ProcessEnv, apiKey: string
     const port = await freePort();
     const standIn = startCluster(options, { ...env, PORT: String(port) }, ['--stand-in', kind]);
     const client = openClient(port, options.concurrency);
+    const pacedClient = openClient(port, PACED_CONNECTIONS);
     const halt = new AbortController();
     standIn.child.once('exit', () => halt.abort(`the ${kind} stand-in exited`));
     try {
       const pids = await standIn.ready;
       await waitUntilReady(port);
-      results.push(await runPhase(`floor:${kind}`, new StandInWorkload(client, apiKey), options, () => 'detokenize', { pids, halt: halt.signal }));
+      const phase = { pids, halt: halt.signal };
+      results.push(await runPhase(`floor:${kind}`, new StandInWorkload(client, apiKey), options, () => 'detokenize', phase));
+      // The same answer-at-once server at the latency run's pace: what one request costs when requests come apart.
+      results.push(await runPacedPhase(`floor:${kind}@1000/s`, new StandInWorkload(pacedClient, apiKey), options, () => 'detokenize', phase, PACED_RATE));
     } finally {
-      await client.destroy();
+      await Promise.all([client.destroy(), pacedClient.destroy()]);
       await stopCluster(standIn.child);
     }
   }
@@ -161,8 +167,7 @@ async function main(): Promise<number> {
   delete env.NODE_ENV;
   const cluster = startCluster(options, env);
   const client = openClient(port, options.concurrency);
-  // Open loop needs connections for whatever is in flight at once, not a fixed lane count.
-  const pacedClient = openClient(port, 512);
+  const pacedClient = openClient(port, PACED_CONNECTIONS);
   const halt = new AbortController();
   cluster.child.once('exit', () => halt.abort('the vault exited'));
   let cleaning: Promise<void> | undefined;
