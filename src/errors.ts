@@ -36,6 +36,7 @@ const CATALOGUE = {
   rate_limited: { status: 429, title: 'Too many requests; retry after the time in Retry-After' },
   headers_too_large: { status: 431, title: 'The request headers are too large' },
   token_space_exhausted: { status: 503, title: 'No free token could be generated; retry later' },
+  card_busy: { status: 503, title: 'The card kept changing while it was being updated; retry' },
   database_unavailable: { status: 503, title: 'The database is unavailable; retry later' },
   audit_unavailable: { status: 503, title: 'The audit log is unavailable; nothing was revealed; retry later' },
   network_unavailable: { status: 503, title: 'The card network did not answer; retry later' },

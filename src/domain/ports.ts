@@ -152,11 +152,15 @@ export interface CardStore {
   findCard(tenantId: string, token: string): Promise<CardRecord | undefined>;
   /** Moves the expiry forward only: a later expiry replaces an earlier one, never the reverse. */
   extendExpiry(tenantId: string, token: string, expMonth: number, expYear: number): Promise<CardRecord | undefined>;
+  /**
+   * With `sealed`, the new ciphertext replaces `sealed.replaces` only: a card re-sealed meanwhile (the account
+   * updater's new number, a rotation) is left alone and `stale` comes back, for the caller to read it again.
+   */
   updateCard(
     tenantId: string,
     token: string,
-    changes: { expMonth?: number; expYear?: number; sealed?: SealedCard },
-  ): Promise<CardRecord | undefined>;
+    changes: { expMonth?: number; expYear?: number; sealed?: { card: SealedCard; replaces: SealedCard } },
+  ): Promise<CardRecord | 'stale' | undefined>;
   /** Destroys the ciphertext and fingerprints, leaving a tombstone so the token is never reissued. */
   destroyCard(tenantId: string, token: string): Promise<boolean>;
   /**

@@ -19,6 +19,8 @@ export interface VaultDeps extends TokenizerDeps {
 
 /** A merged token points at its survivor, which a later merge may point on again; never more than a few hops. */
 const MAX_MERGE_HOPS = 8;
+/** Reads of a card re-sealed under a holder-name update before it gives up: each needs another writer in between. */
+const MAX_RESEAL_ATTEMPTS = 3;
 
 const notFound = () => new VaultError('token_not_found');
 
@@ -88,21 +90,28 @@ export class Vault {
       if (changes.expMonth !== undefined && changes.expYear !== undefined) {
         checkExpiry(changes.expMonth, changes.expYear, this.deps.clock.now());
       }
-      const card = await resolveCard(this.deps.cards, tenantId, token);
-      if (!card) throw notFound();
-      if (card.status === 'closed') throw new VaultError('card_closed');
-      let sealed;
-      if (changes.holderName !== undefined) {
-        const secret = await this.deps.crypto.open(tenantId, card.token, sealedOf(card));
-        sealed = await this.deps.crypto.seal(tenantId, card.token, { pan: secret.pan, holderName: changes.holderName });
+      let card: CardRecord | undefined;
+      let updated: CardRecord | 'stale' | undefined = 'stale';
+      // A new holder name is sealed with the number read here: should the card be re-sealed in between (the
+      // account updater's new number, a rotation), writing it would bring the old number back, so it is read again.
+      for (let attempt = 0; updated === 'stale' && attempt < MAX_RESEAL_ATTEMPTS; attempt++) {
+        card = await resolveCard(this.deps.cards, tenantId, token);
+        if (!card) throw notFound();
+        if (card.status === 'closed') throw new VaultError('card_closed');
+        let sealed;
+        if (changes.holderName !== undefined) {
+          const secret = await this.deps.crypto.open(tenantId, card.token, sealedOf(card));
+          sealed = { card: await this.deps.crypto.seal(tenantId, card.token, { pan: secret.pan, holderName: changes.holderName }), replaces: sealedOf(card) };
+        }
+        updated = await this.deps.cards.updateCard(tenantId, card.token, { expMonth: changes.expMonth, expYear: changes.expYear, sealed });
       }
-      const updated = await this.deps.cards.updateCard(tenantId, card.token, { expMonth: changes.expMonth, expYear: changes.expYear, sealed });
-      if (!updated) throw notFound();
+      if (updated === 'stale') throw new VaultError('card_busy');
+      if (!updated || !card) throw notFound();
       const fields = Object.entries({ exp_month: changes.expMonth, exp_year: changes.expYear, holder_name: changes.holderName })
         .filter(([, value]) => value !== undefined)
         .map(([name]) => name);
       const current = await currentParity(this.deps.crypto, principal.tenant);
-      return { result: { ...toMetadata(updated, current, token), cvcHeld: await this.deps.cvc.held(tenantId, card.token) }, details: { fields } };
+      return { result: { ...toMetadata(updated, current, token), cvcHeld: await this.deps.cvc.held(tenantId, updated.token) }, details: { fields } };
     });
   }
 

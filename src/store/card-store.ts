@@ -235,20 +235,25 @@ export class PgCardStore implements CardStore {
   async updateCard(
     tenantId: string,
     token: string,
-    changes: { expMonth?: number; expYear?: number; sealed?: SealedCard },
-  ): Promise<CardRecord | undefined> {
-    const s = changes.sealed;
-    return first(
+    changes: { expMonth?: number; expYear?: number; sealed?: { card: SealedCard; replaces: SealedCard } },
+  ): Promise<CardRecord | 'stale' | undefined> {
+    const s = changes.sealed?.card;
+    const was = changes.sealed?.replaces;
+    // Every seal draws a fresh IV, so the key id and IV name the ciphertext the new one was made from. A row
+    // re-sealed meanwhile (or locked to be, then committed) no longer matches and is not written.
+    const updated = first(
       await this.q.query<CardRow>(
         `UPDATE cards SET
            exp_month = COALESCE($3, exp_month), exp_year = COALESCE($4, exp_year),
            data_key_id = COALESCE($5, data_key_id), iv = COALESCE($6, iv), tag = COALESCE($7, tag),
            ciphertext = COALESCE($8, ciphertext), updated_at = now()
-         WHERE tenant_id = $1 AND token = $2 AND status = 'active'
+         WHERE tenant_id = $1 AND token = $2 AND status = 'active' AND ($9::uuid IS NULL OR (data_key_id = $9 AND iv = $10))
          RETURNING ${CARD_COLUMNS}`,
-        [tenantId, token, changes.expMonth ?? null, changes.expYear ?? null, s?.dataKeyId ?? null, s?.iv ?? null, s?.tag ?? null, s?.ciphertext ?? null],
+        [tenantId, token, changes.expMonth ?? null, changes.expYear ?? null, s?.dataKeyId ?? null, s?.iv ?? null, s?.tag ?? null, s?.ciphertext ?? null, was?.dataKeyId ?? null, was?.iv ?? null],
       ),
     );
+    if (updated || !was) return updated;
+    return (await this.findCard(tenantId, token))?.status === 'active' ? 'stale' : undefined;
   }
 
   async destroyCard(tenantId: string, token: string): Promise<boolean> {
