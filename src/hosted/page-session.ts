@@ -1,4 +1,4 @@
-// Checks a client session for serving the hosted form: genuine, unexpired, unused, and from a listed origin — without consuming it.
+// Checks a client session for serving the hosted form: genuine, unexpired, unused, its creator's key live, and from a listed origin — without consuming it.
 import { VaultError } from '../errors';
 import type { ClientSessionStore, SessionTokenCodec } from '../domain/client-sessions';
 import type { Clock } from '../domain/ports';
@@ -12,7 +12,7 @@ export interface PageSession {
 
 export interface PageSessionsDeps {
   tokens: Pick<SessionTokenCodec, 'verify'>;
-  sessions: Pick<ClientSessionStore, 'find'>;
+  sessions: Pick<ClientSessionStore, 'find' | 'creatorRevoked'>;
   clock: Clock;
 }
 
@@ -33,6 +33,8 @@ export class PageSessions {
     if (!row || row.tenantId !== claims.tenantId) throw new VaultError('session_invalid');
     if (row.usedAt) throw new VaultError('session_used');
     if (row.expiresAt.getTime() <= this.deps.clock.now().getTime()) throw new VaultError('session_expired');
+    // consume refuses a session whose creating key was revoked, so such a session gets no form either.
+    if (await this.deps.sessions.creatorRevoked(claims.id)) throw new VaultError('session_invalid');
     return { parentOrigin, allowedOrigins: claims.allowedOrigins };
   }
 }

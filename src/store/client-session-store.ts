@@ -61,6 +61,17 @@ export class PgClientSessionStore implements ClientSessionStore {
     return rows[0] && toRecord(rows[0]);
   }
 
+  /** The same test consume makes of the creating key, for a check that must not use the session up. */
+  async creatorRevoked(id: string): Promise<boolean> {
+    if (!UUID.test(id)) return false;
+    const rows = await this.q.query<{ revoked: boolean }>(
+      `SELECT EXISTS (SELECT 1 FROM client_sessions s JOIN api_keys k ON k.id::text = s.created_by
+                      WHERE s.id = $1 AND k.revoked_at IS NOT NULL) AS revoked`,
+      [id],
+    );
+    return rows[0]!.revoked;
+  }
+
   async recordToken(id: string, token: string): Promise<boolean> {
     if (!UUID.test(id)) return false;
     const rows = await this.q.query<{ id: string }>(

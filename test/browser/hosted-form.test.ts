@@ -198,6 +198,41 @@ describe('the form as the shopper types', () => {
   });
 });
 
+describe('an answer from the vault is final', () => {
+  it('after a 400 it submits no second time, hands the merchant the real code again, and asks the shopper to reload', async () => {
+    const context = await recordingContext();
+    try {
+      // The browser's clock is a year before the card's expiry month; the vault's is not, so only the vault refuses it.
+      await context.clock.setFixedTime(new Date(Date.UTC(2020, 0, 15)));
+      const page = await context.newPage();
+      const posts: string[] = [];
+      page.on('request', (req) => {
+        if (req.method() === 'POST' && req.url() === `${stack.vaultOrigin}/hosted/tokens`) posts.push(req.url());
+      });
+      await page.goto(stack.demo.origin);
+      const frame = page.frameLocator('#card-frame iframe');
+      await frame.locator('#card-number').pressSequentially(recordPan('5555555555554444'));
+      await frame.locator('#card-expiry').pressSequentially('0121');
+      await frame.locator('#card-cvc').pressSequentially('123');
+      const errors = async () =>
+        (await messagesIn(page)).map((m) => JSON.parse(m.data) as { type?: string; code?: string }).filter((m) => m.type === 'error');
+
+      await page.click('#pay');
+      await page.waitForSelector('#result[data-state="error"]', { timeout: 15_000 });
+      expect(await page.textContent('#result')).toBe('Not saved: card_expired');
+      expect(await frame.locator('#form-status').textContent()).toMatch(/reload/i);
+      expect(await frame.locator('#card-number').isDisabled()).toBe(true);
+
+      await page.click('#pay');
+      await page.waitForFunction(() => window.__messages.filter((m) => m.data.includes('"error"')).length >= 2, undefined, { timeout: 15_000 });
+      expect((await errors()).map((m) => m.code)).toEqual(['card_expired', 'card_expired']);
+      expect(posts).toHaveLength(1);
+    } finally {
+      await context.close();
+    }
+  });
+});
+
 describe('sessions and origins', () => {
   it('frames the form only in the session origins, and nothing else in any page', async () => {
     const session = await newSession();

@@ -149,7 +149,23 @@
   }
 
   var submitting = null;
-  var done = false;
+  // Set once the session has gone to the vault: every later submit gets this answer, and nothing is sent again.
+  var spent = null;
+  var ALREADY_SUBMITTED = { type: 'error', code: 'session_used', message: 'This form has already been submitted.' };
+
+  /** The session went to the vault: it cannot be sent again, so neither can the number and CVC, which are cleared. */
+  function finish(outcome, status) {
+    spent = outcome.type === 'result' ? ALREADY_SUBMITTED : outcome;
+    inputs.number.value = '';
+    inputs.cvc.value = '';
+    Object.keys(inputs).forEach(function (key) { inputs[key].disabled = true; });
+    statusLine.textContent = status;
+    return outcome;
+  }
+
+  function failed(code, title) {
+    return finish({ type: 'error', code: code, message: title }, title.replace(/\.?$/, '.') + ' Reload the page to start again.');
+  }
 
   async function tokenize() {
     var number = checkNumber(true);
@@ -164,36 +180,48 @@
     var name = inputs.name.value.trim();
     if (name) card.holder_name = name;
     statusLine.textContent = 'Saving your card…';
-    var jwks = await (await fetch('/.well-known/jwks.json', { credentials: 'omit', cache: 'no-store' })).json();
-    var jwk = (jwks.keys || []).filter(function (k) { return k.use === 'enc'; })[0];
-    if (!jwk) throw new Error('no encryption key');
-    var body = await encrypt(jwk, JSON.stringify({ card: card }));
-    var response = await fetch('/hosted/tokens', {
-      method: 'POST',
-      credentials: 'omit',
-      headers: { 'Content-Type': 'application/jose', Authorization: 'ClientSession ' + SESSION, 'X-Parent-Origin': PARENT_ORIGIN },
-      body: body,
-    });
-    var answer = await response.json();
-    if (!response.ok) {
-      statusLine.textContent = answer.title || 'The card could not be saved.';
-      // The session is spent whatever the outcome once the vault has read it; the merchant must start a new one.
-      done = response.status === 401 || response.status === 403;
-      return { type: 'error', code: answer.code || 'error', message: answer.title || '' };
+    var body;
+    try {
+      var jwks = await (await fetch('/.well-known/jwks.json', { credentials: 'omit', cache: 'no-store' })).json();
+      var jwk = (jwks.keys || []).filter(function (k) { return k.use === 'enc'; })[0];
+      if (!jwk) throw new Error('no encryption key');
+      body = await encrypt(jwk, JSON.stringify({ card: card }));
+    } catch {
+      // The session has not left this page yet: the shopper may try again.
+      statusLine.textContent = 'The vault could not be reached. Try again.';
+      return { type: 'error', code: 'network_error', message: 'The vault could not be reached.' };
     }
-    done = true;
-    inputs.number.value = '';
-    inputs.cvc.value = '';
-    Object.keys(inputs).forEach(function (key) { inputs[key].disabled = true; });
-    statusLine.textContent = 'Card saved.';
-    return { type: 'result', token: answer.token, brand: answer.card.brand, last4: answer.card.last4, exp_month: answer.card.exp_month, exp_year: answer.card.exp_year };
+    var response;
+    try {
+      response = await fetch('/hosted/tokens', {
+        method: 'POST',
+        credentials: 'omit',
+        headers: { 'Content-Type': 'application/jose', Authorization: 'ClientSession ' + SESSION, 'X-Parent-Origin': PARENT_ORIGIN },
+        body: body,
+      });
+    } catch {
+      // No answer, but fetch cannot tell whether the request reached the vault before the connection failed, and
+      // the vault spends the session as soon as it reads it: a retry could only earn session_used, so this is final too.
+      return failed('network_error', 'The vault could not be reached.');
+    }
+    // Any answer, whatever its status, means the vault has seen the session and may have spent it (see
+    // POST /hosted/tokens in openapi.json): the merchant gets the real cause, never a later retry's session_used.
+    var answer = await response.json().catch(function () { return {}; });
+    if (!response.ok || !answer.token || !answer.card) {
+      return failed(answer.code || 'error', answer.title || 'The card could not be saved.');
+    }
+    return finish(
+      { type: 'result', token: answer.token, brand: answer.card.brand, last4: answer.card.last4, exp_month: answer.card.exp_month, exp_year: answer.card.exp_year },
+      'Card saved.',
+    );
   }
 
   function submit(id) {
-    if (done) return post({ type: 'error', id: id, code: 'session_used', message: 'This form has already been submitted.' });
+    if (spent) return post(Object.assign({ id: id }, spent));
     if (!submitting) {
       submitting = tokenize()
-        .catch(function () { return { type: 'error', code: 'network_error', message: 'The vault could not be reached.' }; })
+        // Only something unforeseen lands here, possibly after the session was sent: final, to be safe.
+        .catch(function () { return failed('error', 'The card could not be saved.'); })
         .then(function (outcome) { submitting = null; return outcome; });
     }
     submitting.then(function (outcome) { post(Object.assign({ id: id }, outcome)); });

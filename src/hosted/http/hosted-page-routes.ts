@@ -1,11 +1,11 @@
 // GET /hosted/card-form, its script and style, and the versioned merchant SDK with its published SRI hash.
 import { Router, type Request, type Response } from 'express';
-import { describeError, isVaultError, type ErrorCode } from '../../errors';
+import { describeError, isVaultError, VaultError, type ErrorCode } from '../../errors';
 import type { Logger } from '../../log';
 import type { Asset, HostedAssets } from '../assets';
 import { formPolicy, renderError, renderForm } from '../form-page';
 import type { PageSessions } from '../page-session';
-import { methodNotAllowed } from '../../http/problem';
+import { methodNotAllowed, sendProblem } from '../../http/problem';
 
 export interface HostedPageDeps {
   pageSessions: PageSessions;
@@ -55,14 +55,16 @@ export function hostedPageRoutes(deps: HostedPageDeps, log: Logger): Router {
   router.get('/form.js', (_req, res) => sendAsset(res, assets.formScript, 'no-cache'));
   router.get('/form.css', (_req, res) => sendAsset(res, assets.formStyle, 'no-cache'));
   router.get('/sdk.js', (_req, res) => sendAsset(res, assets.sdk, 'public, max-age=300', true));
-  router.get(`/sdk/:file`, (req, res, next) => {
-    if (req.params.file !== `${assets.sdk.version}.js`) return next();
+  router.get(`/sdk/:file`, (req, res) => {
+    // Another version is a file that is not there, not a method the path lacks: the 405 catch-all below is for other methods.
+    if (req.params.file !== `${assets.sdk.version}.js`) return sendProblem(res, new VaultError('not_found'));
     sendAsset(res, assets.sdk, IMMUTABLE, true);
   });
-  router.get('/sdk.json', (req, res) => {
+  router.get('/sdk.json', (_req, res) => {
     res.setHeader('Cache-Control', 'public, max-age=300');
     res.setHeader('Access-Control-Allow-Origin', '*');
-    res.json({ version: assets.sdk.version, url: `${req.protocol}://${req.get('host')}${sdkPath}`, path: sdkPath, integrity: assets.sdk.integrity });
+    // A path, never an origin: shared caches keep this answer, so nothing in it may come from the request (Host).
+    res.json({ version: assets.sdk.version, path: sdkPath, integrity: assets.sdk.integrity });
   });
   for (const path of ['/card-form', '/form.js', '/form.css', '/sdk.js', '/sdk/:file', '/sdk.json']) {
     router.all(path, methodNotAllowed('GET, HEAD'));
