@@ -188,6 +188,17 @@ describe('the rendered chart', () => {
     expect(() => render({ metrics: { port: 8080 } })).toThrow('metrics.port must differ from api.port');
   });
 
+  it('sets PORT on the worker to api.port, so metrics.port 8080 with api.port 9000 is accepted by the worker too', () => {
+    const moved = render({ api: { port: 9000 }, metrics: { port: 8080 } });
+    for (const name of ['-api', '-worker']) {
+      const container = podTemplate(find(moved, 'Deployment', name)).spec.containers[0]!;
+      expect(envOf(container).get('PORT')?.value).toBe('9000');
+      expect(envOf(container).get('METRICS_PORT')?.value).toBe('8080');
+      const env = Object.fromEntries(container.env.map((e) => [e.name, e.value ?? (e.name === 'REDIS_URL' ? 'redis://redis:6379' : 'postgres://vault@db/cardvault')]));
+      expect(loadConfig(env, '/app').metrics).toEqual({ host: '0.0.0.0', port: 8080 });
+    }
+  });
+
   it('annotates the ServiceAccount with the KMS role from values and mounts no token; the pods use it', () => {
     const account = find(objects, 'ServiceAccount', 'vault-cardvault');
     expect(account.metadata.annotations).toEqual({ 'eks.amazonaws.com/role-arn': 'arn:aws:iam::123456789012:role/cardvault-kms' });

@@ -43,6 +43,7 @@ describe('the chart rendered by Go text/template and Sprig', () => {
     ['a fullnameOverride', { fullnameOverride: 'pci-vault' }],
     ['a body limit of a million bytes (Go prints a float64 that large as 1e+06)', { config: { bodyLimitBytes: 1048576 } }],
     ['metrics off', { metrics: { enabled: false } }],
+    ['metrics on 8080 with the API on 9000', { api: { port: 9000 }, metrics: { port: 8080 } }],
     ['no KMS role annotation', { serviceAccount: { kmsRoleArn: '' } }],
     ['a fixed replica count', { api: { autoscaling: { enabled: false } } }],
     ['a chart-made drop volume claim', { worker: { dropDir: { existingClaim: '', persistentVolumeClaim: { create: true, storageClassName: 'efs-encrypted' } } } }],

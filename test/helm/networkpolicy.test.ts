@@ -8,7 +8,7 @@ describe('the NetworkPolicies', () => {
   const dns = { to: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'kube-system' } }, podSelector: { matchLabels: { 'k8s-app': 'kube-dns' } } }], ports: [{ protocol: 'UDP', port: 53 }, { protocol: 'TCP', port: 53 }] };
   const tcp = (cidr: string, port: number) => ({ to: [{ ipBlock: { cidr } }], ports: [{ protocol: 'TCP', port }] });
   const postgres = tcp('10.0.12.0/24', 5432);
-  const redis = tcp('10.0.13.0/24', 6379);
+  const redis = tcp('10.0.13.0/24', 6380);
   const kms = tcp('10.0.20.0/24', 443);
 
   it('are on by default and deny both directions for every pod the chart runs', () => {
