@@ -1,11 +1,14 @@
 #!/usr/bin/env node
 // The `cardvault` operator command: migrations, tenants and API keys, and serving; same config as the server.
+import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { verifyCommand } from './audit/verify-command';
 import { ConfigError, loadConfig, type Config } from './config';
 import { assembleVault, openDatabase, openKms, watchKeyRotations } from './dependencies';
 import { createLogger } from './log';
 import { mayHoldCardNumberAcrossPunctuation } from './domain/pan';
+import type { AuditTrail } from './domain/ports';
+import type { OperatorActor } from './domain/principals';
 import { loadPolicies } from './policy/load-policies';
 import pino from 'pino';
 import { migrateDown, migrateUp } from './store/migrate';
@@ -59,6 +62,9 @@ const USAGE = `usage: cardvault <command>
   audit rotate-key [--overlap-hours H]    new checkpoint signing key: published now, signing after H hours
                                           (default 24), so verifiers fetch it first; old keys stay published
 
+tenants create, keys create|revoke and updater run take --operator NAME: who runs the command, named in
+its audit events (default: the OS account, and the account sudo was run from).
+
 Settings come from the environment, as for the server (see README). With the embedded
 database, stop the server first: PGlite allows one process at a time.`;
 
@@ -79,15 +85,15 @@ export async function run(argv: string[], env = process.env, out: Out = (l) => p
     if (command === 'audit' && sub === 'verify') return await auditVerify(rest, out);
     const config = loadConfig(env);
     if (command === 'migrate') return await withDb(config, (db) => migrate(db, [sub, ...rest].filter(Boolean) as string[], out));
-    if (command === 'tenants' && sub === 'create') return await tenants(config, rest, out);
-    if (command === 'keys' && (sub === 'create' || sub === 'list' || sub === 'revoke')) return await keys(config, sub, rest, out);
+    if (command === 'tenants' && sub === 'create') return await tenants(config, rest, env, out);
+    if (command === 'keys' && (sub === 'create' || sub === 'list' || sub === 'revoke')) return await keys(config, sub, rest, env, out);
     if (command === 'keys' && sub === 'rotate') return await rotateKeys(config, rest, out);
     if (command === 'keys' && sub === 'rotate-fingerprint') return await rotateFingerprintKeys(config, rest, out);
     if (command === 'audit' && sub === 'rotate-key') return await rotateSigningKey(config, rest, out);
     if (command === 'encryption-key' && sub === 'rotate') return await rotateEncryptionKey(config, rest, out);
     if (command === 'encryption-key' && sub === 'retire') return await retireEncryptionKey(config, rest, out);
     if (command === 'worker') return await worker(config, [sub, ...rest].filter(Boolean) as string[]);
-    if (command === 'updater' && (sub === 'run' || sub === 'status')) return await updater(config, sub, rest, out);
+    if (command === 'updater' && (sub === 'run' || sub === 'status')) return await updater(config, sub, rest, env, out);
     throw new UsageError(command ? `unknown command: ${[command, sub].filter(Boolean).join(' ')}` : 'no command given');
   } catch (err) {
     if (err instanceof UsageError || isParseArgsError(err)) {
@@ -101,6 +107,41 @@ export async function run(argv: string[], env = process.env, out: Out = (l) => p
     process.stderr.write(`cardvault: ${mayHoldCardNumberAcrossPunctuation(message) ? 'the command failed (its message is not shown: it could hold a card number)' : message}\n`);
     return 1;
   }
+}
+
+/** At most 64 characters, none of them a control or format character (a newline, a bidi override). */
+const PRINTABLE = /^[^\p{C}]{1,64}$/u;
+
+const validOperator = (name: string) => PRINTABLE.test(name) && name.trim() === name && !mayHoldCardNumberAcrossPunctuation(name);
+
+/**
+ * Who runs the command, for its audit events beside principal `cli` (PCI DSS 10.2.1.2 and 10.2.2 ask for the
+ * individual): --operator NAME, else the OS account and, under sudo, the account sudo was run from. A bad
+ * --operator is a usage error; the OS account never fails a command: one that cannot be read or used is `unknown`.
+ */
+function operatorOf(option: string | undefined, env: NodeJS.ProcessEnv): string {
+  if (option !== undefined) {
+    // Not quoted back: it is refused for what it might hold.
+    if (!validOperator(option)) throw new UsageError('--operator takes a name of up to 64 printable characters with no 12-digit run');
+    return option;
+  }
+  let account: string;
+  try {
+    account = os.userInfo().username;
+  } catch {
+    return 'unknown';
+  }
+  const name = env.SUDO_USER ? `${env.SUDO_USER} via sudo as ${account}` : account;
+  return validOperator(name) ? name : 'unknown';
+}
+
+const cliActor = (option: string | undefined, env: NodeJS.ProcessEnv): OperatorActor => ({ principal: 'cli', operator: operatorOf(option, env) });
+
+/** The trail with the operator added to each event recorded as `cli`: for use cases that take a trail, not an actor. */
+function withOperator(audit: AuditTrail, actor: OperatorActor): AuditTrail {
+  return {
+    record: (event) => audit.record(event.principal === actor.principal ? { ...event, details: { ...event.details, operator: actor.operator } } : event),
+  };
 }
 
 async function auditVerify(args: string[], out: Out): Promise<number> {
@@ -218,17 +259,18 @@ async function worker(config: Config, args: string[]): Promise<number> {
   });
 }
 
-async function updater(config: Config, sub: 'run' | 'status', args: string[], out: Out): Promise<number> {
+async function updater(config: Config, sub: 'run' | 'status', args: string[], env: NodeJS.ProcessEnv, out: Out): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
     strict: true,
-    options: { tenant: { type: 'string' }, scope: { type: 'string' }, wait: { type: 'boolean' } },
+    options: { tenant: { type: 'string' }, scope: { type: 'string' }, wait: { type: 'boolean' }, operator: { type: 'string' } },
   });
   if (!values.tenant) throw new UsageError(`updater ${sub} needs --tenant NAME`);
   const scope = values.scope ?? 'due';
   if (scope !== 'due' && scope !== 'all') throw new UsageError('--scope takes due or all');
   if (sub === 'status' && positionals.length !== 1) throw new UsageError('updater status takes one RUN_ID');
+  const actor = cliActor(values.operator, env);
   return withDb(config, async (db) => {
     const vault = await openVault(config, db);
     const tenant = await vault.tenants.findTenantByName(values.tenant!);
@@ -236,7 +278,7 @@ async function updater(config: Config, sub: 'run' | 'status', args: string[], ou
     const parts = openUpdater(config, db, vault);
     try {
       if (sub === 'status') return await runStatus(parts.store, tenant.id, positionals[0]!, out);
-      return await runOnce({ ...parts, audit: vault.audit }, tenant, { scope, wait: values.wait ?? false }, out, process.stderr);
+      return await runOnce({ ...parts, audit: withOperator(vault.audit, actor) }, tenant, { scope, wait: values.wait ?? false }, out, process.stderr);
     } finally {
       await vault.audit.flush();
     }
@@ -325,31 +367,33 @@ async function rotateFingerprintKeys(config: Config, args: string[], out: Out): 
   });
 }
 
-async function tenants(config: Config, args: string[], out: Out): Promise<number> {
-  const { positionals } = parseArgs({ args, allowPositionals: true, strict: true });
+async function tenants(config: Config, args: string[], env: NodeJS.ProcessEnv, out: Out): Promise<number> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, strict: true, options: { operator: { type: 'string' } } });
   if (positionals.length !== 1) throw new UsageError('tenants create takes one NAME');
+  const actor = cliActor(values.operator, env);
   return withDb(config, async (db) => {
     const { principals } = await openVault(config, db);
-    const tenant = await principals.createTenant(positionals[0]!, 'cli');
+    const tenant = await principals.createTenant(positionals[0]!, actor);
     out(JSON.stringify({ id: tenant.id, name: tenant.name, created_at: tenant.createdAt.toISOString() }));
     return 0;
   });
 }
 
-async function keys(config: Config, sub: 'create' | 'list' | 'revoke', args: string[], out: Out): Promise<number> {
+async function keys(config: Config, sub: 'create' | 'list' | 'revoke', args: string[], env: NodeJS.ProcessEnv, out: Out): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
     strict: true,
-    options: { tenant: { type: 'string' }, role: { type: 'string' }, label: { type: 'string' } },
+    options: { tenant: { type: 'string' }, role: { type: 'string' }, label: { type: 'string' }, operator: { type: 'string' } },
   });
+  const actor = cliActor(values.operator, env);
   return withDb(config, async (db) => {
     const { principals, tenants: store } = await openVault(config, db);
     if (sub === 'revoke') {
       if (positionals.length !== 1) throw new UsageError('keys revoke takes one KEY_ID');
       // Key ids are UUIDs; anything else is refused before it is looked up or printed back.
       if (!UUID.test(positionals[0]!)) throw new UsageError('keys revoke takes a KEY_ID as keys list prints it (a UUID)');
-      const revoked = await principals.revokeApiKey(positionals[0]!, 'cli');
+      const revoked = await principals.revokeApiKey(positionals[0]!, actor);
       out(JSON.stringify({ id: positionals[0], revoked }));
       return revoked ? 0 : 1;
     }
@@ -363,7 +407,7 @@ async function keys(config: Config, sub: 'create' | 'list' | 'revoke', args: str
       return 0;
     }
     if (!values.role) throw new UsageError('keys create needs --role ROLE');
-    const { key, secret } = await principals.issueApiKey(tenant.id, values.role, 'cli', values.label ?? null);
+    const { key, secret } = await principals.issueApiKey(tenant.id, values.role, actor, values.label ?? null);
     out(JSON.stringify({ id: key.id, tenant: tenant.name, role: key.role, api_key: secret.reveal() }));
     process.stderr.write('cardvault: store this API key now; the vault keeps only its hash and cannot show it again\n');
     return 0;

@@ -27,6 +27,7 @@ import { rateLimiters, type RateLimiters } from './http/rate-limit';
 import type { ReadinessCheck } from './http/service-routes';
 import type { Logger } from './log';
 import { loadPolicies } from './policy/load-policies';
+import { policyLoadDetails } from './policy/policy-load-details';
 import { digestLegacyIdempotencyKeys, PgCardStore, purgeExpiredIdempotencyKeys } from './store/card-store';
 import { openEmbedded, openPostgres, type Db } from './store/db';
 import { migrateUp, pendingMigrations } from './store/migrate';
@@ -263,7 +264,7 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
   await parts.signer.ensureKey();
   await parts.clientEncryption.ensureKey();
   const updater = assembleUpdater({ db, keyring: parts.keyring, tenants: parts.tenants, audit: parts.audit, log, options: config.updater, metrics });
-  await parts.audit.record({ tenantId: null, principal: 'system', action: 'policy.load', outcome: 'success', details: { roles: [...policies.keys()] } });
+  await parts.audit.record({ tenantId: null, principal: 'system', action: 'policy.load', outcome: 'success', details: policyLoadDetails(policies) });
 
   return {
     db,

@@ -19,8 +19,25 @@ export interface PrincipalsDeps {
   apiKeys: ApiKeyCodec;
   /** How long a successful lookup is reused; a revocation takes effect on every instance within this time. */
   cacheMs: number;
+  /**
+   * Milliseconds on a clock that only moves forward (default performance.now()): the wall clock can step back
+   * (NTP, an operator), and would then keep a cached, possibly revoked, key valid for longer than cacheMs.
+   */
   now?: () => number;
 }
+
+/**
+ * Who acted, for the audit trail: `system`, an API key id, or `cli` with the operator who ran the command, which
+ * the event's details name (PCI DSS 10.2.1.2 asks for the individual, not the tool).
+ */
+export type Actor = string | OperatorActor;
+export interface OperatorActor {
+  principal: string;
+  operator: string;
+}
+
+const principalOf = (actor: Actor) => (typeof actor === 'string' ? actor : actor.principal);
+const operatorOf = (actor: Actor) => (typeof actor === 'string' ? {} : { operator: actor.operator });
 
 const MAX_CACHED_KEYS = 10_000;
 // Starts with a letter and holds no long digit run: names are written to logs and the audit trail.
@@ -31,7 +48,7 @@ export class Principals {
   readonly #now: () => number;
 
   constructor(private readonly deps: PrincipalsDeps) {
-    this.#now = deps.now ?? Date.now;
+    this.#now = deps.now ?? (() => performance.now());
   }
 
   /** Resolves a bearer secret to its principal; every failure is the same 401. */
@@ -56,8 +73,7 @@ export class Principals {
     return principal;
   }
 
-  /** `actor` names who acted for the audit trail: `cli`, `system`, or an API key id. */
-  async createTenant(name: string, actor: string): Promise<Tenant> {
+  async createTenant(name: string, actor: Actor): Promise<Tenant> {
     if (!TENANT_NAME.test(name) || mayHoldCardNumber(name)) {
       throw new VaultError('invalid_field', 'a tenant name is a lowercase letter then up to 62 letters, digits, - or _, with no 12-digit run', {
         pointer: '/name',
@@ -68,11 +84,11 @@ export class Principals {
     const tenantKey = await this.deps.kms.generateDataKey({ tenantId: id, purpose: 'fingerprint' });
     tenantKey.plaintext.fill(0);
     const tenant = await this.deps.tenants.createTenant(id, name, tenantKey.wrapped);
-    await this.deps.audit.record({ tenantId: tenant.id, principal: actor, action: 'tenant.create', outcome: 'success', details: { name } });
+    await this.deps.audit.record({ tenantId: tenant.id, principal: principalOf(actor), action: 'tenant.create', outcome: 'success', details: { name, ...operatorOf(actor) } });
     return tenant;
   }
 
-  async issueApiKey(tenantId: string, role: string, actor: string, label: string | null = null): Promise<{ key: ApiKeyRecord; secret: Secret<string> }> {
+  async issueApiKey(tenantId: string, role: string, actor: Actor, label: string | null = null): Promise<{ key: ApiKeyRecord; secret: Secret<string> }> {
     if (label !== null && (label.length > 100 || mayHoldCardNumber(label))) {
       throw new VaultError('invalid_field', 'a key label is at most 100 characters with no 12-digit run', { pointer: '/label' });
     }
@@ -81,14 +97,26 @@ export class Principals {
     }
     const { secret, hash } = this.deps.apiKeys.generate();
     const key = await this.deps.tenants.insertApiKey({ tenantId, role, keyHash: hash, label });
-    await this.deps.audit.record({ tenantId, principal: actor, action: 'api_key.create', outcome: 'success', details: { api_key_id: key.id, role } });
+    await this.deps.audit.record({
+      tenantId,
+      principal: principalOf(actor),
+      action: 'api_key.create',
+      outcome: 'success',
+      details: { api_key_id: key.id, role, ...operatorOf(actor) },
+    });
     return { key, secret: new Secret(secret, 'api key') };
   }
 
-  async revokeApiKey(id: string, actor: string): Promise<boolean> {
+  async revokeApiKey(id: string, actor: Actor): Promise<boolean> {
     const revoked = await this.deps.tenants.revokeApiKey(id);
     if (revoked) {
-      await this.deps.audit.record({ tenantId: revoked.tenantId, principal: actor, action: 'api_key.revoke', outcome: 'success', details: { api_key_id: id } });
+      await this.deps.audit.record({
+        tenantId: revoked.tenantId,
+        principal: principalOf(actor),
+        action: 'api_key.revoke',
+        outcome: 'success',
+        details: { api_key_id: id, ...operatorOf(actor) },
+      });
     }
     // Only this instance's cache can be cleared here; others drop the key within cacheMs.
     this.#cache.clear();

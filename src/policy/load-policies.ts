@@ -69,10 +69,16 @@ const validate = new Ajv({ allErrors: true, strict: true }).compile<PolicyFile>(
 
 function parseFile(file: string): unknown {
   const text = fs.readFileSync(file, 'utf8');
+  const json = file.endsWith('.json');
   try {
-    return file.endsWith('.json') ? JSON.parse(text) : YAML.parse(text);
+    if (!json) return YAML.parse(text);
+    const value: unknown = JSON.parse(text);
+    // JSON.parse keeps the last of a repeated key, so a second "purposes" would widen a grant unseen. Valid JSON is
+    // YAML 1.2, and yaml refuses a repeated key (escaped spellings included) as it does in the YAML files.
+    YAML.parse(text, { schema: 'json', uniqueKeys: true });
+    return value;
   } catch (err) {
-    throw new PolicyError(`${file}: not valid ${file.endsWith('.json') ? 'JSON' : 'YAML'} (${(err as Error).message.split('\n')[0]})`);
+    throw new PolicyError(`${file}: not valid ${json ? 'JSON' : 'YAML'} (${(err as Error).message.split('\n')[0]})`);
   }
 }
 

@@ -195,6 +195,83 @@ describe('cardvault tenants and keys', () => {
   });
 });
 
+describe('the operator in audit events', () => {
+  /** The details of the tenant's audit events with this action, recorded by principal cli. */
+  async function cliDetails(tenantId: string, action: string): Promise<Array<Record<string, unknown>>> {
+    const rows = await db.query<{ event: string }>(
+      "SELECT event FROM audit_events WHERE tenant_id = $1 AND event::jsonb ->> 'action' = $2 AND event::jsonb ->> 'principal' = 'cli' ORDER BY seq",
+      [tenantId, action],
+    );
+    return rows.map((row) => (JSON.parse(row.event) as { details: Record<string, unknown> }).details);
+  }
+
+  const idOf = (result: { out: string[] }) => (JSON.parse(result.out[0]!) as { id: string }).id;
+
+  it('names --operator beside principal cli when a tenant is created and a key issued and revoked', async () => {
+    const name = uniqueName('operator');
+    const created = await cardvault('tenants', 'create', name, '--operator', 'alice.smith');
+    expect(outcome(created)).toEqual({ code: 0 });
+    const tenantId = idOf(created);
+    expect(await cliDetails(tenantId, 'tenant.create')).toEqual([{ name, operator: 'alice.smith' }]);
+
+    const issued = await cardvault('keys', 'create', '--tenant', name, '--role', 'merchant', '--operator', 'bob');
+    expect(outcome(issued)).toEqual({ code: 0 });
+    expect(await cliDetails(tenantId, 'api_key.create')).toEqual([{ api_key_id: idOf(issued), role: 'merchant', operator: 'bob' }]);
+
+    expect(outcome(await cardvault('keys', 'revoke', idOf(issued), '--operator', 'carol'))).toEqual({ code: 0 });
+    expect(await cliDetails(tenantId, 'api_key.revoke')).toEqual([{ api_key_id: idOf(issued), operator: 'carol' }]);
+  });
+
+  it('names --operator in the start of an account-updater run', async () => {
+    const name = uniqueName('run-operator');
+    const created = await cardvault('tenants', 'create', name);
+    expect(outcome(created)).toEqual({ code: 0 });
+    // No networks are configured, so the run fails at once (exit 1), after its start has been audited.
+    const run = await cardvault('updater', 'run', '--tenant', name, '--scope', 'all', '--operator', 'dora');
+    expect(outcome(run, 1)).toEqual({ code: 1 });
+    expect(JSON.parse(run.out[0]!)).toMatchObject({ state: 'failed', failure: 'updater_not_configured' });
+    expect(await cliDetails(idOf(created), 'updater.run.start')).toEqual([{ run_id: idOf(run), trigger: 'cli', scope: 'all', operator: 'dora' }]);
+  });
+
+  it('names the OS account without --operator, and the account sudo was run from', async () => {
+    const account = os.userInfo().username;
+    const plain = await cardvault('tenants', 'create', uniqueName('os-user'));
+    expect(outcome(plain)).toEqual({ code: 0 });
+    expect(await cliDetails(idOf(plain), 'tenant.create')).toEqual([expect.objectContaining({ operator: account })]);
+
+    const sudo = await runCli(['tenants', 'create', uniqueName('sudo-user')], { ...env, SUDO_USER: 'alice' });
+    expect(outcome(sudo)).toEqual({ code: 0 });
+    expect(await cliDetails(idOf(sudo), 'tenant.create')).toEqual([expect.objectContaining({ operator: `alice via sudo as ${account}` })]);
+  });
+
+  it('names "unknown" when the OS account cannot be read, and still runs the command', async () => {
+    const userInfo = jest.spyOn(os, 'userInfo').mockImplementation(() => {
+      throw Object.assign(new Error('no passwd entry for uid 10001'), { code: 'ENOENT' });
+    });
+    try {
+      const created = await cardvault('tenants', 'create', uniqueName('no-user'));
+      expect(outcome(created)).toEqual({ code: 0 });
+      expect(await cliDetails(idOf(created), 'tenant.create')).toEqual([expect.objectContaining({ operator: 'unknown' })]);
+    } finally {
+      userInfo.mockRestore();
+    }
+  });
+
+  it('refuses an --operator that is card-like, too long, empty or not printable, without printing it, and creates nothing', async () => {
+    const { newPan } = await import('../support/pans');
+    const pan = newPan();
+    const name = uniqueName('bad-operator');
+    for (const operator of [pan, `ops ${pan.match(/.{1,4}/g)!.join('-')}`, 'a'.repeat(65), '', ' ', 'alice\nbob', 'alice\u202ebob']) {
+      const result = await cardvault('tenants', 'create', name, '--operator', operator);
+      expect(result.code).toBe(64);
+      expect(result.err).toContain('--operator takes');
+      expect(result.err.replace(/[^0-9]/g, '')).not.toContain(pan.slice(0, 12));
+    }
+    const rows = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM tenants WHERE name = $1', [name]);
+    expect(rows[0]!.n).toBe(0);
+  });
+});
+
 describe('cardvault usage', () => {
   it.each([[['frobnicate']], [['tenants', 'delete', 'acme']], [[]]])('exits 64 and prints usage for %j', async (argv) => {
     const result = await cardvault(...argv);

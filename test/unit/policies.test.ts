@@ -5,6 +5,7 @@ import path from 'node:path';
 import { authorize, authorizeDetokenize, ACTIONS, type Action, type Principal, type Role } from '../../src/domain/policy';
 import { isVaultError } from '../../src/errors';
 import { loadPolicies, PolicyError } from '../../src/policy/load-policies';
+import { grantsDigest } from '../../src/policy/policy-load-details';
 import { errorOf } from '../support/error-of';
 
 const SHIPPED = path.resolve(__dirname, '..', '..', 'policies');
@@ -159,6 +160,15 @@ describe('loadPolicies', () => {
     ['invalid YAML', 'clerk.yaml', 'role: clerk\nactions: [read\n', /not valid YAML/],
     ['duplicate YAML keys', 'clerk.yaml', 'role: clerk\nrole: clerk\nactions: [read]\n', /not valid YAML/],
     ['invalid JSON', 'clerk.json', '{"role": "clerk", "actions": ["read",]}', /not valid JSON/],
+    // JSON.parse would keep the last value: here the wider purpose list.
+    [
+      'a repeated key inside a JSON block',
+      'clerk.json',
+      '{"role": "clerk", "actions": ["detokenize"], "detokenize": {"purposes": ["refund"], "reveal": ["number"], "purposes": ["refund", "authorization", "marketing"]}}',
+      /not valid JSON \(Map keys must be unique/,
+    ],
+    ['a repeated top-level JSON key', 'clerk.json', '{"role": "clerk", "actions": ["read"], "actions": ["read", "admin"]}', /not valid JSON \(Map keys must be unique/],
+    ['a JSON key repeated through an escape', 'clerk.json', '{"role": "clerk", "actions": ["read"], "\\u0061ctions": ["admin"]}', /not valid JSON \(Map keys must be unique/],
     ['an empty file', 'clerk.yaml', '', /field \/: must be object/],
   ];
 
@@ -186,5 +196,27 @@ describe('loadPolicies', () => {
     const err = loadError(dir);
     expect(err.message).toContain(dir);
     expect(err.message).toMatch(/not found/);
+  });
+});
+
+describe('grantsDigest', () => {
+  const digestOf = (text: string) => grantsDigest(loadPolicies(policyDir({ 'clerk.yaml': text })).get('clerk')!);
+  const base = 'role: clerk\nactions: [read, detokenize]\ndetokenize:\n  purposes: [refund]\n  reveal: [number, exp_month]\n';
+
+  it('is the same for the same grants, whatever their order, the description or the spelling of a default limit', () => {
+    expect(digestOf(base)).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(digestOf('role: clerk\ndescription: other words\nactions: [detokenize, read]\ndetokenize:\n  reveal: [exp_month, number]\n  purposes: [refund]\n')).toBe(digestOf(base));
+    expect(digestOf(`${base}rate_limits:\n  per_minute:\n    read: 1200\n`)).toBe(digestOf(base));
+  });
+
+  it('changes with an action, a purpose, a revealed field or a rate limit', () => {
+    const variants = [
+      'role: clerk\nactions: [read, detokenize, tokenize]\ndetokenize:\n  purposes: [refund]\n  reveal: [number, exp_month]\n',
+      'role: clerk\nactions: [read, detokenize]\ndetokenize:\n  purposes: [refund, marketing]\n  reveal: [number, exp_month]\n',
+      'role: clerk\nactions: [read, detokenize]\ndetokenize:\n  purposes: [refund]\n  reveal: [number, exp_month, cvc]\n',
+      `${base}rate_limits:\n  per_minute:\n    detokenize: 601\n`,
+    ];
+    const digests = new Set([base, ...variants].map(digestOf));
+    expect(digests.size).toBe(variants.length + 1);
   });
 });
