@@ -13,6 +13,7 @@ import { VaultError } from './errors';
 import { mayHoldCardNumberAcrossPunctuation } from './domain/pan';
 import { randomLetterId } from './crypto/random';
 import { authenticate } from './http/authenticate';
+import { allowOnly } from './http/authorize';
 import { jsonBodies } from './http/json-body';
 import { joseBodies } from './http/jose-body';
 import { methodNotAllowed, problemHandler, sendProblem } from './http/problem';
@@ -179,16 +180,18 @@ export function createApp(deps: AppDeps): express.Express {
   api.use('/tokens', joseBodies(deps.clientEncryption, deps.bodyLimitBytes));
   api.use(jsonBodies(deps.bodyLimitBytes));
   // The card routes first: they carry nearly all traffic, and no other router serves their paths.
-  api.use('/tokens', tokenRoutes(deps.vault, deps.rateLimits));
+  // Every route checks its action first, before its limiter and before it reads the body or the token.
+  const allow = allowOnly(deps.audit);
+  api.use('/tokens', tokenRoutes(deps.vault, allow, deps.rateLimits));
   if (deps.updater) {
-    api.use('/account-updater', updaterRoutes(deps.updater, deps.rateLimits));
-    api.use('/tokens', cardUpdaterRoutes(deps.updater, deps.rateLimits));
+    api.use('/account-updater', updaterRoutes(deps.updater, allow, deps.rateLimits));
+    api.use('/tokens', cardUpdaterRoutes(deps.updater, allow, deps.rateLimits));
   }
-  api.use('/audit', auditRoutes(deps.auditService, deps.rateLimits));
-  api.use('/client-sessions', clientSessionRoutes(deps.clientSessions, deps.rateLimits));
+  api.use('/audit', auditRoutes(deps.auditService, allow, deps.rateLimits));
+  api.use('/client-sessions', clientSessionRoutes(deps.clientSessions, allow, deps.rateLimits));
   if (deps.webhooks) {
-    api.use('/webhook-endpoints', webhookEndpointRoutes(deps.webhooks, deps.rateLimits));
-    api.use('/webhook-deliveries', webhookDeliveryRoutes(deps.webhooks, deps.rateLimits));
+    api.use('/webhook-endpoints', webhookEndpointRoutes(deps.webhooks, allow, deps.rateLimits));
+    api.use('/webhook-deliveries', webhookDeliveryRoutes(deps.webhooks, allow, deps.rateLimits));
   }
   app.use('/v1', api);
   // After /v1, so the API's requests do not step through these routers first.

@@ -3,6 +3,7 @@ import { Router, type RequestHandler, type Response } from 'express';
 import { MAX_ALLOWED_ORIGINS, MAX_ORIGIN_LENGTH, type ClientSessions } from '../domain/client-sessions';
 import type { Action } from '../domain/policy';
 import { contextOf, principalOf } from './authenticate';
+import type { Allow } from './authorize';
 import { methodNotAllowed } from './problem';
 import type { RateLimiters } from './rate-limit';
 import { validator } from './validate';
@@ -31,11 +32,11 @@ const PARENT_ORIGIN_MAX = 300;
 const unlimited: RequestHandler = (_req, _res, next) => next();
 
 /** Counts against the creating key's tokenize budget: a session is a deferred tokenization. */
-export function clientSessionRoutes(sessions: ClientSessions, limits?: Pick<RateLimiters, 'forAction'>): Router {
+export function clientSessionRoutes(sessions: ClientSessions, allow: Allow, limits?: Pick<RateLimiters, 'forAction'>): Router {
   const router = Router();
   const limit = (action: Action): RequestHandler => limits?.forAction(action) ?? unlimited;
 
-  router.post('/', limit('tokenize'), async (req, res) => {
+  router.post('/', allow('tokenize', 'client_session.create'), limit('tokenize'), async (req, res) => {
     const body = parseRequest(req.body);
     const created = await sessions.createSession(principalOf(res), contextOf(req, res), {
       allowedOrigins: body.allowed_origins,

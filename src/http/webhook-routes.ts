@@ -5,6 +5,7 @@ import { VaultError } from '../errors';
 import { DELIVERY_STATES, type DeliveryState, type WebhookDelivery } from '../updater/webhooks/ports';
 import { MAX_WEBHOOK_URL_LENGTH, type WebhookEndpoints, type WebhookEndpointView } from '../updater/webhooks/webhook-endpoints';
 import { contextOf, principalOf } from './authenticate';
+import type { Allow } from './authorize';
 import { methodNotAllowed } from './problem';
 import type { RateLimiters } from './rate-limit';
 import { validator } from './validate';
@@ -63,11 +64,11 @@ function stateParam(value: unknown): DeliveryState | undefined {
 /** The store answers a malformed id as it answers an unknown one: not_found. */
 const idParam = (value: unknown): string => (typeof value === 'string' ? value : '');
 
-export function webhookEndpointRoutes(webhooks: WebhookEndpoints, limits?: Pick<RateLimiters, 'forAction'>): Router {
+export function webhookEndpointRoutes(webhooks: WebhookEndpoints, allow: Allow, limits?: Pick<RateLimiters, 'forAction'>): Router {
   const router = Router();
   router.use(limits?.forAction('webhooks' satisfies Action) ?? unlimited);
 
-  router.post('/', async (req, res) => {
+  router.post('/', allow('webhooks', 'webhook.endpoint.create'), async (req, res) => {
     const body = parseRequest(req.body);
     const created = await webhooks.createEndpoint(principalOf(res), contextOf(req, res), { url: body.url, events: body.events });
     const { id, url, events, created_at } = presentEndpoint(created.endpoint);
@@ -75,11 +76,11 @@ export function webhookEndpointRoutes(webhooks: WebhookEndpoints, limits?: Pick<
     res.status(201).json({ id, url, events, secret: created.secret.reveal(), created_at });
   });
 
-  router.get('/', async (_req, res) => {
-    res.json({ data: (await webhooks.listEndpoints(principalOf(res))).map(presentEndpoint) });
+  router.get('/', allow('webhooks', 'webhook.endpoints.read'), async (req, res) => {
+    res.json({ data: (await webhooks.listEndpoints(principalOf(res), contextOf(req, res))).map(presentEndpoint) });
   });
 
-  router.delete('/:id', async (req, res) => {
+  router.delete('/:id', allow('webhooks', 'webhook.endpoint.disable'), async (req, res) => {
     await webhooks.disableEndpoint(principalOf(res), contextOf(req, res), idParam(req.params.id));
     res.status(204).end();
   });
@@ -89,21 +90,21 @@ export function webhookEndpointRoutes(webhooks: WebhookEndpoints, limits?: Pick<
   return router;
 }
 
-export function webhookDeliveryRoutes(webhooks: WebhookEndpoints, limits?: Pick<RateLimiters, 'forAction'>): Router {
+export function webhookDeliveryRoutes(webhooks: WebhookEndpoints, allow: Allow, limits?: Pick<RateLimiters, 'forAction'>): Router {
   const router = Router();
   router.use(limits?.forAction('webhooks' satisfies Action) ?? unlimited);
 
-  router.get('/', async (req, res) => {
-    const deliveries = await webhooks.listDeliveries(principalOf(res), stateParam(req.query.state));
+  router.get('/', allow('webhooks', 'webhook.deliveries.read'), async (req, res) => {
+    const deliveries = await webhooks.listDeliveries(principalOf(res), contextOf(req, res), stateParam(req.query.state));
     res.json({ data: deliveries.map(presentDelivery) });
   });
 
-  router.post('/redrive', async (req, res) => {
+  router.post('/redrive', allow('webhooks', 'webhook.redrive'), async (req, res) => {
     parseRedrive(req.body);
     res.json({ redriven: await webhooks.redriveDead(principalOf(res), contextOf(req, res)) });
   });
 
-  router.post('/:id/redrive', async (req, res) => {
+  router.post('/:id/redrive', allow('webhooks', 'webhook.redrive'), async (req, res) => {
     parseRedrive(req.body);
     res.json(presentDelivery(await webhooks.redriveDelivery(principalOf(res), contextOf(req, res), idParam(req.params.id))));
   });

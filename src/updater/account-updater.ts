@@ -37,9 +37,12 @@ const notFound = () => new VaultError('token_not_found');
 export class AccountUpdater {
   constructor(private readonly deps: AccountUpdaterDeps) {}
 
-  async settings(principal: Principal): Promise<UpdaterSettings | undefined> {
-    authorize(principal, 'updater');
-    return this.deps.store.settings(principal.tenant.id);
+  async settings(principal: Principal, ctx: RequestContext): Promise<UpdaterSettings | undefined> {
+    return audited(this.deps.audit, principal, ctx, 'updater.settings.read', null, async () => {
+      authorize(principal, 'updater');
+      const settings = await this.deps.store.settings(principal.tenant.id);
+      return { result: settings, details: { configured: settings !== undefined } };
+    });
   }
 
   async configure(principal: Principal, ctx: RequestContext, settings: Omit<UpdaterSettings, 'updatedAt'>): Promise<UpdaterSettings> {
@@ -76,16 +79,21 @@ export class AccountUpdater {
     });
   }
 
-  async run(principal: Principal, id: string): Promise<UpdaterRun> {
-    authorize(principal, 'updater');
-    const run = /^[0-9a-f-]{36}$/.test(id) ? await this.deps.store.findRun(principal.tenant.id, id) : undefined;
-    if (!run) throw new VaultError('not_found');
-    return run;
+  async run(principal: Principal, ctx: RequestContext, id: string): Promise<UpdaterRun> {
+    return audited(this.deps.audit, principal, ctx, 'updater.runs.read', null, async () => {
+      authorize(principal, 'updater');
+      const run = /^[0-9a-f-]{36}$/.test(id) ? await this.deps.store.findRun(principal.tenant.id, id) : undefined;
+      if (!run) throw new VaultError('not_found');
+      return { result: run, details: { run_id: run.id } };
+    });
   }
 
-  async runs(principal: Principal, limit: number): Promise<UpdaterRun[]> {
-    authorize(principal, 'updater');
-    return this.deps.store.listRuns(principal.tenant.id, limit);
+  async runs(principal: Principal, ctx: RequestContext, limit: number): Promise<UpdaterRun[]> {
+    return audited(this.deps.audit, principal, ctx, 'updater.runs.read', null, async () => {
+      authorize(principal, 'updater');
+      const runs = await this.deps.store.listRuns(principal.tenant.id, limit);
+      return { result: runs, details: { count: runs.length } };
+    });
   }
 
   /** Every version the updater wrote for this token, oldest first; masked like the metadata. */

@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import express from 'express';
 import type { AuditService } from '../../src/audit/audit-service';
 import { auditRoutes } from '../../src/http/audit-routes';
+import { allowOnly } from '../../src/http/authorize';
 import { closeNow } from '../../src/http/server';
 
 const LINE = `${JSON.stringify({ type: 'leaf', seq: 0, leaf_hash: 'a'.repeat(43), pad: 'x'.repeat(900) })}\n`;
@@ -24,10 +25,10 @@ it('stops reading the log when the client disconnects while the response is back
   const audit = { export: async () => log() } as unknown as AuditService;
   const app = express();
   app.use((_req, res, next) => {
-    res.locals.principal = { tenant: { id: 't', name: 't' }, apiKeyId: 'k', role: { name: 'auditor' } };
+    res.locals.principal = { tenant: { id: 't', name: 't' }, apiKeyId: 'k', role: { name: 'auditor', actions: new Set(['audit.read']) } };
     next();
   });
-  app.use('/v1/audit', auditRoutes(audit));
+  app.use('/v1/audit', auditRoutes(audit, allowOnly({ record: async () => undefined })));
   const server = http.createServer(app);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   try {

@@ -70,6 +70,50 @@ describe('what is recorded', () => {
     expect(JSON.stringify(recorded)).not.toContain(pan);
   });
 
+  it('refuses and records a key whose role lacks the action before the request is read, on every kind of route', async () => {
+    const { tenant, keys } = await h.tenant(['merchant', 'payments', 'auditor']);
+    const token = (await request(h.app).post('/v1/tokens').set(bearer(keys.merchant!)).send(cardBody(newPan()))).body.token as string;
+    const runId = '00000000-0000-4000-8000-000000000000';
+    // Bodies a role-holder would be refused for (400) or tokens it would not find (404): the role is checked first.
+    const refused: Array<[string, string, string, object | undefined, string]> = [
+      ['merchant', 'post', `/v1/tokens/${token}/detokenize`, {}, 'card.detokenize'],
+      ['merchant', 'post', `/v1/tokens/${token}/detokenize`, { purpose: 'Authorization' }, 'card.detokenize'],
+      ['auditor', 'post', `/v1/tokens/${token}/detokenize`, { purpose: 'authorization', x: 1 }, 'card.detokenize'],
+      ['payments', 'get', '/v1/tokens/not-a-token', undefined, 'card.read'],
+      ['payments', 'get', '/v1/webhook-endpoints', undefined, 'webhook.endpoints.read'],
+      ['payments', 'get', '/v1/webhook-deliveries', undefined, 'webhook.deliveries.read'],
+      ['payments', 'get', '/v1/account-updater/settings', undefined, 'updater.settings.read'],
+      ['payments', 'get', '/v1/account-updater/runs', undefined, 'updater.runs.read'],
+      ['payments', 'get', `/v1/account-updater/runs/${runId}`, undefined, 'updater.runs.read'],
+      ['payments', 'put', `/v1/tokens/${token}/account-updater`, { enrolled: 'maybe' }, 'updater.enroll'],
+      ['merchant', 'get', '/v1/audit/events?from=yesterday', undefined, 'audit.export'],
+    ];
+    for (const [role, method, url, body, attempted] of refused) {
+      const call = (request(h.app) as unknown as Record<string, (u: string) => request.Test>)[method]!(url).set(bearer(keys[role]!)).set('X-Request-Id', `req-deny-${attempted}`);
+      const res = body === undefined ? await call : await call.send(body);
+      expect({ url, role, status: res.status, code: res.body.code }).toEqual({ url, role, status: 403, code: 'forbidden' });
+    }
+    const denied = (await events(h, 'tenant_id = $1', [tenant.id])).filter((e) => e.action === 'auth.denied');
+    expect(denied.map((e) => (e.details as { attempted: string }).attempted)).toEqual(refused.map(([, , , , attempted]) => attempted));
+    for (const event of denied) expect(event).toMatchObject({ outcome: 'denied', details: { code: 'forbidden' } });
+    // The token when the path held one, never what it held otherwise.
+    expect(denied[0]!.token).toBe(token);
+    expect(denied[3]!.token).toBeNull();
+
+    // The same reads by a key whose role grants them are audited too.
+    for (const url of ['/v1/webhook-endpoints', '/v1/webhook-deliveries?state=dead', '/v1/account-updater/runs']) {
+      expect((await request(h.app).get(url).set(bearer(keys.merchant!))).status).toBe(200);
+    }
+    expect((await request(h.app).get('/v1/account-updater/settings').set(bearer(keys.merchant!))).status).toBe(409);
+    const reads = (await events(h, 'tenant_id = $1', [tenant.id])).filter((e) => String(e.action).endsWith('.read') && e.action !== 'card.read');
+    expect(reads.map((e) => [e.action, e.outcome, e.details])).toEqual([
+      ['webhook.endpoints.read', 'success', { count: 0 }],
+      ['webhook.deliveries.read', 'success', { state: 'dead', count: 0 }],
+      ['updater.runs.read', 'success', { count: 0 }],
+      ['updater.settings.read', 'success', { configured: false }],
+    ]);
+  });
+
   it('records failed authentication with its source address and reason', async () => {
     const res = await request(h.app).get('/v1/tokens/4111110000001111').set('X-Request-Id', 'req-auth-fail-1').set(bearer(`cvk_${'Z'.repeat(43)}`));
     expect(res.status).toBe(401);
@@ -83,6 +127,7 @@ describe('what is recorded', () => {
       ['api_key.create', 'api_key.revoke', 'audit.export', 'audit.read', 'auth.denied', 'auth.failure', 'card.delete', 'card.detokenize', 'card.read', 'card.tokenize', 'card.update', 'client_session.create', 'client_session.redeem', 'key.data_key.create', 'key.encryption.create', 'key.encryption.retire', 'key.signing.create', 'policy.load', 'service.start', 'service.stop', 'tenant.create',
        'updater.settings.update', 'updater.enroll', 'updater.unenroll', 'updater.run.start', 'updater.run.finish', 'updater.card_update',
        'card.refresh', 'card.updates.read', 'webhook.endpoint.create', 'webhook.endpoint.disable', 'webhook.redrive',
+       'webhook.endpoints.read', 'webhook.deliveries.read', 'updater.settings.read', 'updater.runs.read',
        'key.rotation.start', 'key.rotation.rewrap', 'key.rotation.reencrypt', 'key.rotation.complete',
        'key.fingerprint_rotation.start', 'key.fingerprint_rotation.backfill', 'key.fingerprint_rotation.switch',
        'key.fingerprint_rotation.retire', 'key.fingerprint_rotation.complete'].sort(),

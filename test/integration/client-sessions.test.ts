@@ -8,6 +8,7 @@ import { CLIENT_SESSION_ROLE, ClientSessions } from '../../src/domain/client-ses
 import type { Clock } from '../../src/domain/ports';
 import { SYSTEM_CONTEXT } from '../../src/domain/ports';
 import { authenticate } from '../../src/http/authenticate';
+import { allowOnly } from '../../src/http/authorize';
 import { clientSessionAuth, clientSessionRoutes, recordSessionToken } from '../../src/http/client-session-routes';
 import { problemHandler } from '../../src/http/problem';
 import { tokenizeHandler, tokenRoutes } from '../../src/http/tokens';
@@ -41,12 +42,12 @@ function buildParts(h: Harness): Parts {
   const app = express();
   const v1 = express.Router();
   v1.use(authenticate(h.parts.principals, h.parts.audit), express.json());
-  v1.use('/client-sessions', clientSessionRoutes(sessions));
-  v1.use('/tokens', tokenRoutes(h.parts.vault));
+  v1.use('/client-sessions', clientSessionRoutes(sessions, allowOnly(h.parts.audit)));
+  v1.use('/tokens', tokenRoutes(h.parts.vault, allowOnly(h.parts.audit)));
   app.use('/v1', v1);
   app.post('/hosted/tokens', clientSessionAuth(sessions), express.json(), tokenizeHandler(h.parts.vault, recordSessionToken(sessions)));
   // Every other card route behind a session too, which app.ts never mounts: the role alone must refuse them.
-  app.use('/hosted/tokens', clientSessionAuth(sessions), express.json(), tokenRoutes(h.parts.vault));
+  app.use('/hosted/tokens', clientSessionAuth(sessions), express.json(), tokenRoutes(h.parts.vault, allowOnly(h.parts.audit)));
   app.use(problemHandler(h.log));
   return { store, tokens, sessions, app };
 }

@@ -5,6 +5,7 @@ import request from 'supertest';
 import { createApp } from '../../src/app';
 import { CLIENT_SESSION_REQUEST } from '../../src/http/client-session-routes';
 import { luhnValid } from '../../src/domain/pan';
+import { AUDIT_ACTIONS } from '../../src/domain/ports';
 import { describeError, ERROR_CODES, type ErrorCode } from '../../src/errors';
 import { loadHostedAssets } from '../../src/hosted/assets';
 import openapiJson from '../../src/http/openapi.json';
@@ -246,6 +247,12 @@ describe('openapi.json matches the app', () => {
     const codes = (doc.components.schemas!.Problem as { properties: { code: { enum: string[] } } }).properties.code.enum;
     expect(codes).toHaveLength(new Set(codes).size);
     expect(new Set(codes)).toEqual(new Set(ERROR_CODES));
+  });
+
+  it('lists every audit action of src/domain/ports.ts in the AuditEvent schema, and no other', () => {
+    const actions = (doc.components.schemas!.AuditEvent as { properties: { action: { enum: string[] } } }).properties.action.enum;
+    expect(actions).toHaveLength(new Set(actions).size);
+    expect(new Set(actions)).toEqual(new Set(AUDIT_ACTIONS));
   });
 
   it('shows each problem example under its own status, with its catalogued title and type', () => {

@@ -101,9 +101,13 @@ export class WebhookEndpoints {
     });
   }
 
-  async listEndpoints(principal: Principal): Promise<WebhookEndpointView[]> {
-    authorize(principal, 'webhooks');
-    return (await this.deps.store.listEndpoints(principal.tenant.id)).map(withoutSecret);
+  /** Audited like every other request a key makes: the list names where card events go. */
+  async listEndpoints(principal: Principal, ctx: RequestContext): Promise<WebhookEndpointView[]> {
+    return audited(this.deps.audit, principal, ctx, 'webhook.endpoints.read', null, async () => {
+      authorize(principal, 'webhooks');
+      const endpoints = (await this.deps.store.listEndpoints(principal.tenant.id)).map(withoutSecret);
+      return { result: endpoints, details: { count: endpoints.length } };
+    });
   }
 
   /** Disabling twice is fine; an unknown id and another tenant's answer not_found alike. */
@@ -115,9 +119,12 @@ export class WebhookEndpoints {
     });
   }
 
-  async listDeliveries(principal: Principal, state: DeliveryState | undefined): Promise<WebhookDelivery[]> {
-    authorize(principal, 'webhooks');
-    return this.deps.store.listDeliveries(principal.tenant.id, state, DELIVERY_LIST_LIMIT);
+  async listDeliveries(principal: Principal, ctx: RequestContext, state: DeliveryState | undefined): Promise<WebhookDelivery[]> {
+    return audited(this.deps.audit, principal, ctx, 'webhook.deliveries.read', null, async () => {
+      authorize(principal, 'webhooks');
+      const deliveries = await this.deps.store.listDeliveries(principal.tenant.id, state, DELIVERY_LIST_LIMIT);
+      return { result: deliveries, details: { state: state ?? null, count: deliveries.length } };
+    });
   }
 
   /** The event id is kept, so a receiver that did get an earlier attempt can tell it is the same event. */
