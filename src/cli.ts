@@ -13,6 +13,7 @@ import { loadPolicies } from './policy/load-policies';
 import pino from 'pino';
 import { migrateDown, migrateUp } from './store/migrate';
 import type { Db } from './store/db';
+import { RedisCvcStore } from './store/cvc-store';
 import { assembleUpdater } from './updater/dependencies';
 import { runOnce, runStatus, runWorker } from './updater/updater-command';
 import { ProgressBar } from './updater/progress-bar';
@@ -230,8 +231,16 @@ async function openVault(config: Config, db: Db) {
   return { ...parts, log };
 }
 
-function openUpdater(config: Config, db: Db, vault: Awaited<ReturnType<typeof openVault>>) {
-  return assembleUpdater({ db, keyring: vault.keyring, tenants: vault.tenants, audit: vault.audit, log: vault.log, options: config.updater });
+/**
+ * The API's CVCs, where a new card number must discard them: shared only through Redis. Without REDIS_URL each
+ * API process keeps its own in memory, out of this process's reach (they expire within CVC_TTL_SECONDS).
+ */
+function sharedCvcStore(config: Config): RedisCvcStore | undefined {
+  return config.redisUrl ? new RedisCvcStore(config.redisUrl) : undefined;
+}
+
+function openUpdater(config: Config, db: Db, vault: Awaited<ReturnType<typeof openVault>>, cvcs: RedisCvcStore | undefined) {
+  return assembleUpdater({ db, keyring: vault.keyring, tenants: vault.tenants, audit: vault.audit, log: vault.log, options: config.updater, cvcs });
 }
 
 async function worker(config: Config, args: string[]): Promise<number> {
@@ -243,7 +252,8 @@ async function worker(config: Config, args: string[]): Promise<number> {
     const metrics = config.metrics ? createMetrics() : undefined;
     const kms = await openKms(config, metrics);
     const vault = assembleVault({ db, kms, policies: loadPolicies(config.policiesDir), config, log, metrics });
-    const parts = assembleUpdater({ db, keyring: vault.keyring, tenants: vault.tenants, audit: vault.audit, log, options: config.updater, metrics });
+    const cvcs = sharedCvcStore(config);
+    const parts = assembleUpdater({ db, keyring: vault.keyring, tenants: vault.tenants, audit: vault.audit, log, options: config.updater, metrics, cvcs });
     const stopWatchingRotations = await watchKeyRotations(vault.keyRotation, log);
     const metricsServer = await startMetrics(config, log, metrics);
     vault.webhookDeliverer.start(WEBHOOK_DELIVERY_INTERVAL_MS);
@@ -254,6 +264,7 @@ async function worker(config: Config, args: string[]): Promise<number> {
       await vault.webhookDeliverer.stop();
       await vault.audit.flush();
       await metricsServer?.stop();
+      await cvcs?.close();
     }
     return 0;
   });
@@ -275,12 +286,14 @@ async function updater(config: Config, sub: 'run' | 'status', args: string[], en
     const vault = await openVault(config, db);
     const tenant = await vault.tenants.findTenantByName(values.tenant!);
     if (!tenant) throw new Error(`no tenant named ${values.tenant}`);
-    const parts = openUpdater(config, db, vault);
+    const cvcs = sub === 'run' ? sharedCvcStore(config) : undefined;
+    const parts = openUpdater(config, db, vault, cvcs);
     try {
       if (sub === 'status') return await runStatus(parts.store, tenant.id, positionals[0]!, out);
       return await runOnce({ ...parts, audit: withOperator(vault.audit, actor) }, tenant, { scope, wait: values.wait ?? false }, out, process.stderr);
     } finally {
       await vault.audit.flush();
+      await cvcs?.close();
     }
   });
 }

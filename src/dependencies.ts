@@ -218,6 +218,8 @@ export function assembleVault(options: {
   return {
     keyring, principals, vault, tenants, audit, auditStore, signer, clientEncryption, checkpointer, auditService, clientSessions, webhooks,
     webhookDeliverer, keyRotation, fingerprintRotation, kms, idempotency,
+    /** Where CVCs wait; for the account updater in the same process, whose new numbers discard them. */
+    cvcStore: cvc.store,
   };
 }
 
@@ -263,7 +265,7 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
   const stopWatchingRotations = await watchKeyRotations(parts.keyRotation, log);
   await parts.signer.ensureKey();
   await parts.clientEncryption.ensureKey();
-  const updater = assembleUpdater({ db, keyring: parts.keyring, tenants: parts.tenants, audit: parts.audit, log, options: config.updater, metrics });
+  const updater = assembleUpdater({ db, keyring: parts.keyring, tenants: parts.tenants, audit: parts.audit, log, options: config.updater, metrics, cvcs: cvcStore });
   await parts.audit.record({ tenantId: null, principal: 'system', action: 'policy.load', outcome: 'success', details: policyLoadDetails(policies) });
 
   return {

@@ -22,13 +22,17 @@ export class CvcHolder {
     private readonly ttlSeconds: number,
   ) {}
 
-  /** Holds the CVC; false when its store is unavailable (the card is vaulted all the same, without it). */
+  /**
+   * Holds the CVC; false when it cannot be sealed (a new data key, with the KMS unavailable) or stored. Either way
+   * the card is vaulted all the same, without it: it is committed, and its Idempotency-Key consumed, before this runs.
+   */
   async hold(tenantId: string, token: string, cvc: Secret<string>): Promise<boolean> {
-    const sealed = await this.crypto.sealCvc(tenantId, token, cvc);
-    return this.store.hold(tenantId, token, sealed, this.ttlSeconds).then(
-      () => true,
-      () => false,
-    );
+    try {
+      await this.store.hold(tenantId, token, await this.crypto.sealCvc(tenantId, token, cvc), this.ttlSeconds);
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   /** Takes the CVC out for good; undefined when none is held (expired, taken, or its store unavailable). */

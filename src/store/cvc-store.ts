@@ -52,24 +52,48 @@ export class RedisCvcStore implements CvcStore {
   }
 }
 
-/** The zero-setup default: one process, so memory is exact; entries expire on read. */
-export class MemoryCvcStore implements CvcStore {
-  readonly #entries = new Map<string, { value: string; expiresAt: number }>();
+/** How often the memory store drops expired CVCs while it holds any, besides on every call. */
+const SWEEP_MS = 1000;
 
-  constructor(private readonly now: () => number = Date.now) {}
+/**
+ * The zero-setup default: one process, so memory is exact. Expired CVCs are dropped on every call and, while any is
+ * held, every second: on an instance that stops receiving CVCs none stays in memory past its TTL for longer than that.
+ */
+export class MemoryCvcStore implements CvcStore {
+  /**
+   * In expiry order while the TTL is constant (it is: one CvcHolder, one CVC_TTL_SECONDS), so a sweep stops at the
+   * first live entry and costs only what it drops. A shorter TTL after a longer one would wait behind it in memory,
+   * never be answered (live() checks every read), and go with it.
+   */
+  readonly #entries = new Map<string, { value: string; expiresAt: number }>();
+  #sweeper: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly now: () => number = Date.now,
+    private readonly sweepMs = SWEEP_MS,
+  ) {}
 
   async hold(tenantId: string, token: string, sealed: SealedCard, ttlSeconds: number): Promise<void> {
     this.sweep();
-    this.#entries.set(key(tenantId, token), { value: encode(sealed), expiresAt: this.now() + ttlSeconds * 1000 });
+    const k = key(tenantId, token);
+    // Moved to the end, not updated in place, so the map stays in expiry order.
+    this.#entries.delete(k);
+    this.#entries.set(k, { value: encode(sealed), expiresAt: this.now() + ttlSeconds * 1000 });
+    if (!this.#sweeper) {
+      this.#sweeper = setInterval(() => this.sweep(), this.sweepMs);
+      this.#sweeper.unref();
+    }
   }
 
   async take(tenantId: string, token: string): Promise<SealedCard | undefined> {
+    this.sweep();
     const entry = this.live(key(tenantId, token));
     this.#entries.delete(key(tenantId, token));
     return entry && decode(entry.value);
   }
 
   async held(tenantId: string, token: string): Promise<boolean> {
+    this.sweep();
     return this.live(key(tenantId, token)) !== undefined;
   }
 
@@ -78,7 +102,13 @@ export class MemoryCvcStore implements CvcStore {
   }
 
   async close(): Promise<void> {
+    this.stopSweeping();
     this.#entries.clear();
+  }
+
+  /** How many CVCs are in memory, expired or not. */
+  get size(): number {
+    return this.#entries.size;
   }
 
   private live(k: string) {
@@ -87,8 +117,18 @@ export class MemoryCvcStore implements CvcStore {
     return entry && entry.expiresAt > this.now() ? entry : undefined;
   }
 
+  /** Drops expired entries from the front; with none left, the timer stops until the next hold. */
   private sweep(): void {
     const now = this.now();
-    for (const [k, entry] of this.#entries) if (entry.expiresAt <= now) this.#entries.delete(k);
+    for (const [k, entry] of this.#entries) {
+      if (entry.expiresAt > now) return;
+      this.#entries.delete(k);
+    }
+    this.stopSweeping();
+  }
+
+  private stopSweeping(): void {
+    clearInterval(this.#sweeper);
+    this.#sweeper = undefined;
   }
 }

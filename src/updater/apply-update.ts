@@ -143,6 +143,14 @@ export class UpdateApplier {
   }
 }
 
+/**
+ * The tokens these committed changes gave another number: the card with its new account, and a card merged into it
+ * (it resolves to that one now). A CVC held for either was given with a number it no longer reveals.
+ */
+export function tokensWithNewNumber(updates: readonly CardUpdate[]): Array<{ tenantId: string; token: string }> {
+  return updates.filter((u) => u.event === 'card.updated' || u.event === 'card.merged').map(({ tenantId, token }) => ({ tenantId, token }));
+}
+
 function expiryOf(card: CardRecord) {
   return { exp_month: card.expMonth, exp_year: card.expYear };
 }

@@ -1,7 +1,7 @@
 // Builds the account updater from the vault's parts: network adapters, the applier, the run processor, the worker.
 import { createCardCrypto } from '../crypto/card-crypto';
 import type { Keyring } from '../crypto/keyring';
-import { systemClock, type AuditTrail, type TenantStore } from '../domain/ports';
+import { systemClock, type AuditTrail, type CvcStore, type TenantStore } from '../domain/ports';
 import type { Logger } from '../log';
 import type { VaultMetrics } from '../metrics/metrics';
 import { PgCardStore } from '../store/card-store';
@@ -43,6 +43,11 @@ export function assembleUpdater(parts: {
   options: UpdaterOptions;
   /** Counts answers by network and outcome, and finished runs by state; absent, nothing is counted. */
   metrics?: Pick<VaultMetrics, 'updaterOutcomes' | 'updaterRun'>;
+  /**
+   * The vault's CVC store: a new number discards the CVC held for the old one. Absent (or another process's memory),
+   * that CVC stays until its TTL and an authorization may get it with the new number.
+   */
+  cvcs?: Pick<CvcStore, 'discard'>;
 }) {
   const { db, options, audit, log, metrics } = parts;
   const crypto = createCardCrypto(parts.keyring);
@@ -67,6 +72,7 @@ export function assembleUpdater(parts: {
     applyChunk: options.applyChunk,
     responseTimeoutMs: options.responseTimeoutHours * 3600_000,
     observer: metrics && { outcomes: metrics.updaterOutcomes, runFinished: metrics.updaterRun },
+    cvcs: parts.cvcs,
   });
   const updater = new AccountUpdater({ store, cards: new PgCardStore(db), crypto, applier, processor, adapters, audit, clock: systemClock });
   const worker = new UpdaterWorker({

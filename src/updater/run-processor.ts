@@ -4,11 +4,11 @@
 // marked sent) → awaiting_response → (each answer applied in chunks; an inquiry is applied and marked in one
 // transaction) → completed. A file is re-sent or re-read after a crash; the inquiry marks make that harmless.
 import { randomBytes } from 'node:crypto';
-import type { AuditTrail, CardCrypto, Clock, Tenant, TenantStore } from '../domain/ports';
+import type { AuditTrail, CardCrypto, Clock, CvcStore, Tenant, TenantStore } from '../domain/ports';
 import type { Logger } from '../log';
 import type { Queryable } from '../store/db';
 import { batchesOf, findBatch, inquiredCards, updaterTx, type PgUpdaterStore } from '../store/updater-store';
-import type { AnswerOrigin, UpdateApplier } from './apply-update';
+import { tokensWithNewNumber, type AnswerOrigin, type UpdateApplier } from './apply-update';
 import type { Inquiry, NetworkResponse, UpdateOutcome } from './formats/types';
 import { brandsOf, NETWORKS, type CardUpdate, type NetworkName, type RunError, type UpdaterRun } from './model';
 import type { NetworkAdapter } from './network/adapter';
@@ -28,6 +28,8 @@ export interface RunProcessorDeps {
   responseTimeoutMs: number;
   /** Told what each committed step did, for metrics; never given a card, a token or a tenant. */
   observer?: RunObserver;
+  /** The vault's CVC store, whose CVCs a new number makes stale; absent, they are left to expire. */
+  cvcs?: Pick<CvcStore, 'discard'>;
 }
 
 export interface RunObserver {
@@ -213,8 +215,12 @@ export class RunProcessor {
     }
   }
 
-  /** Audits committed changes, then marks them; a crash in between leaves them for the worker's sweep. */
+  /**
+   * Discards the CVCs committed changes made stale, audits the changes, then marks them; a crash in between leaves
+   * them for the worker's sweep, which does all three (a change it finds audited was past the discard already).
+   */
   async auditUpdates(updates: readonly CardUpdate[]): Promise<void> {
+    await this.discardStaleCvcs(updates);
     await Promise.all(
       updates.map((u) =>
         this.deps.audit.record({
@@ -228,6 +234,22 @@ export class RunProcessor {
       ),
     );
     await this.deps.store.markAudited(updates.map((u) => u.id));
+  }
+
+  /**
+   * After the commit, never before: a change rolled back must not cost the card its CVC. A CVC that cannot be
+   * discarded (its store unreachable) does not fail the change, which stands: it is logged, and until its TTL
+   * (CVC_TTL_SECONDS, an hour at most) an authorization may get it with the new number. That is the merchant's own
+   * CVC, shown to no one its policy does not already show it to; the issuer declines the mismatch.
+   */
+  private async discardStaleCvcs(updates: readonly CardUpdate[]): Promise<void> {
+    const { cvcs, log } = this.deps;
+    if (!cvcs) return;
+    await Promise.all(
+      tokensWithNewNumber(updates).map(({ tenantId, token }) =>
+        cvcs.discard(tenantId, token).catch((err: unknown) => log.warn({ err, tenant_id: tenantId }, 'a CVC held for a replaced card number could not be discarded')),
+      ),
+    );
   }
 
   private async tenant(id: string): Promise<Tenant> {

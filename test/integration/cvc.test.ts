@@ -1,9 +1,17 @@
 import request from 'supertest';
+import { createCardCrypto } from '../../src/crypto/card-crypto';
+import { Keyring } from '../../src/crypto/keyring';
+import { CvcHolder } from '../../src/domain/cvc';
+import { systemClock, type Kms } from '../../src/domain/ports';
+import { Vault } from '../../src/domain/vault';
+import { cryptoTokenRandomness } from '../../src/crypto/random';
+import { VaultError } from '../../src/errors';
+import { PgCardStore } from '../../src/store/card-store';
 import { MemoryCvcStore, RedisCvcStore } from '../../src/store/cvc-store';
 import { TEST_REDIS_URL } from '../support/env';
 import { buildHarness, type Harness } from '../support/harness';
 import { bearer, cardBody } from '../support/http';
-import { newPan } from '../support/pans';
+import { newPan, recordPan } from '../support/pans';
 
 describe('the CVC, held in Redis', () => {
   let h: Harness;
@@ -150,6 +158,58 @@ describe('without Redis', () => {
     now += 10_001;
     expect(await memory.held('t', 'tok')).toBe(false);
     expect(await memory.take('t', 'tok')).toBeUndefined();
+  });
+});
+
+describe('with the KMS down once the card is vaulted', () => {
+  it('vaults the card without its CVC, answers 201 with cvc_held false, and audits a successful tokenize', async () => {
+    const h = await buildHarness();
+    try {
+      const { tenant, keys } = await h.tenant(['merchant', 'payments']);
+      const cardVaulted = async () => (await h.db.query('SELECT 1 FROM cards WHERE tenant_id = $1', [tenant.id])).length > 0;
+      // A new data key for this tenant is refused once its card is in the database: the CVC's seal, and only it.
+      const kms: Kms = {
+        ...h.kms,
+        async generateDataKey(context, keyId) {
+          if (context.tenantId === tenant.id && (await cardVaulted())) throw new VaultError('kms_unavailable');
+          return h.kms.generateDataKey(context, keyId);
+        },
+      };
+      // One use per data key: the card's seal takes the first, so the CVC's needs a new one.
+      const crypto = createCardCrypto(new Keyring(kms, h.parts.tenants, { maxAgeMs: 60_000, maxUses: 1, maxEntries: 100 }));
+      const vault = new Vault({
+        cards: new PgCardStore(h.db, h.db),
+        audit: h.parts.audit,
+        cvc: new CvcHolder(new MemoryCvcStore(), crypto, 600),
+        crypto,
+        randomness: cryptoTokenRandomness,
+        clock: systemClock,
+        idempotencyTtlSeconds: 86_400,
+      });
+      const app = h.appWith({ vault });
+      const pan = recordPan('4111111111111111');
+      const send = () => request(app).post('/v1/tokens').set(bearer(keys.merchant!)).set('Idempotency-Key', 'order-kms-cvc').send(cardBody(pan, { cvc: '123' }));
+
+      const created = await send();
+      expect(created.status).toBe(201);
+      expect(created.body.cvc_held).toBe(false);
+      const token = created.body.token as string;
+      const revealed = await request(app).post(`/v1/tokens/${token}/detokenize`).set(bearer(keys.payments!)).send({ purpose: 'authorization' });
+      expect(revealed.status).toBe(200);
+      expect(revealed.body.card.number).toBe(pan);
+      expect(revealed.body.card.cvc).toBeUndefined();
+      const retry = await send();
+      expect(retry.status).toBe(201);
+      expect(retry.body).toMatchObject({ token, cvc_held: false });
+
+      await h.parts.audit.flush();
+      const rows = await h.db.query<{ event: string }>('SELECT event FROM audit_events WHERE tenant_id = $1 ORDER BY seq', [tenant.id]);
+      const tokenized = rows.map((r) => JSON.parse(r.event) as { action: string; outcome: string; details: Record<string, unknown> }).filter((e) => e.action === 'card.tokenize');
+      expect(tokenized[0]).toMatchObject({ outcome: 'success', details: { created: true, cvc_held: false } });
+      expect(tokenized.every((e) => e.outcome === 'success')).toBe(true);
+    } finally {
+      await h.close();
+    }
   });
 });
 

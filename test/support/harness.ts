@@ -117,7 +117,7 @@ export async function buildHarness(options: HarnessOptions = {}): Promise<Harnes
     auditSweepSeconds: 60,
     ...options.updater,
   };
-  const newUpdater = () => assembleUpdater({ db, keyring: parts.keyring, tenants: parts.tenants, audit: parts.audit, log, options: updaterOptions });
+  const newUpdater = () => assembleUpdater({ db, keyring: parts.keyring, tenants: parts.tenants, audit: parts.audit, log, options: updaterOptions, cvcs: parts.cvcStore });
   const updater = newUpdater();
   const appWith = (extra: Partial<AppDeps>) =>
     createApp({
