@@ -19,7 +19,7 @@ import { joseBodies } from './http/jose-body';
 import { methodNotAllowed, problemHandler, sendProblem } from './http/problem';
 import type { RateLimiters } from './http/rate-limit';
 import { serviceRoutes, type ReadinessCheck } from './http/service-routes';
-import { tokenizeHandler, tokenRoutes } from './http/tokens';
+import { hostedTokenizeHandler, tokenRoutes } from './http/tokens';
 import { hostedPageRoutes, type HostedPageDeps } from './hosted/http/hosted-page-routes';
 import { cspReportRoutes } from './hosted/http/csp-report-routes';
 import type { Logger } from './log';
@@ -216,7 +216,7 @@ export function createApp(deps: AppDeps): express.Express {
     joseBodies(deps.clientEncryption, deps.bodyLimitBytes),
     jsonBodies(deps.bodyLimitBytes),
     deps.rateLimits?.forAction('tokenize') ?? ((_req, _res, next) => next()),
-    tokenizeHandler(deps.vault, recordSessionToken(deps.clientSessions)),
+    hostedTokenizeHandler(deps.vault, recordSessionToken(deps.clientSessions)),
   );
   hostedTokens.all('/', methodNotAllowed('POST'));
   const hosted = express.Router();

@@ -70,18 +70,43 @@ function idempotencyKey(res: Response, header: string | undefined): string | und
 /** Called after the card is vaulted, before the answer: the hosted form's session records the token it produced. */
 export type AfterTokenize = (res: Response, card: CardMetadata) => Promise<void>;
 
-export function tokenizeHandler(vault: Vault, afterTokenize?: AfterTokenize): RequestHandler {
+function tokenizeRequest(body: unknown) {
+  const parsed = parseTokenize(body);
+  const format = parsed.format ?? DEFAULT_TOKEN_FORMAT;
+  if (!isTokenFormat(format)) throw new VaultError('unsupported_format', 'format must be bin6_last4, last4 or opaque', { pointer: '/format' });
+  const pan = parsePan(parsed.card.number);
+  const cvc = parsed.card.cvc === undefined ? null : parseCvc(parsed.card.cvc, pan.brand);
+  return { format, card: { pan, expMonth: parsed.card.exp_month, expYear: parsed.card.exp_year, holderName: parsed.card.holder_name ?? null, cvc } };
+}
+
+/** POST /v1/tokens: 201 for a new card, 200 with the tenant's existing token (and its metadata) for a known one. */
+export function tokenizeHandler(vault: Vault): RequestHandler {
   return async (req, res) => {
-    const body = parseTokenize(req.body);
-    const format = body.format ?? DEFAULT_TOKEN_FORMAT;
-    if (!isTokenFormat(format)) throw new VaultError('unsupported_format', 'format must be bin6_last4, last4 or opaque', { pointer: '/format' });
-    const pan = parsePan(body.card.number);
+    const { format, card } = tokenizeRequest(req.body);
     const key = idempotencyKey(res, req.get('Idempotency-Key'));
-    const cvc = body.card.cvc === undefined ? null : parseCvc(body.card.cvc, pan.brand);
-    const card = { pan, expMonth: body.card.exp_month, expYear: body.card.exp_year, holderName: body.card.holder_name ?? null, cvc };
     const outcome = await vault.tokenize(principalOf(res), contextOf(req, res), card, format, key);
-    await afterTokenize?.(res, outcome.card);
     res.status(outcome.created ? 201 : 200).json(present(outcome.card));
+  };
+}
+
+/**
+ * POST /hosted/tokens, for whoever holds the session: the shopper's browser, or anyone who read the page. It must
+ * not learn whether the tenant already held the card, nor anything stored about it: always 201, with the token and
+ * what was typed (brand, last 4, the expiry sent), never the stored metadata. An Idempotency-Key is ignored: the
+ * session is single-use, and the tenant's key namespace is its backend's, not a shopper's to claim.
+ */
+export function hostedTokenizeHandler(vault: Vault, afterTokenize: AfterTokenize): RequestHandler {
+  return async (req, res) => {
+    const { format, card } = tokenizeRequest(req.body);
+    const outcome = await vault.tokenize(principalOf(res), contextOf(req, res), card, format);
+    await afterTokenize(res, outcome.card);
+    res.status(201).json({
+      token: outcome.card.token,
+      format: outcome.card.format,
+      card: { brand: card.pan.brand, last4: card.pan.last4, exp_month: card.expMonth, exp_year: card.expYear },
+      // Whether this request's CVC is held: a CVC held for a known card from before is none of its business.
+      cvc_held: card.cvc !== null && (outcome.card.cvcHeld ?? false),
+    });
   };
 }
 

@@ -11,7 +11,7 @@ import { authenticate } from '../../src/http/authenticate';
 import { allowOnly } from '../../src/http/authorize';
 import { clientSessionAuth, clientSessionRoutes, recordSessionToken } from '../../src/http/client-session-routes';
 import { problemHandler } from '../../src/http/problem';
-import { tokenizeHandler, tokenRoutes } from '../../src/http/tokens';
+import { hostedTokenizeHandler, tokenRoutes } from '../../src/http/tokens';
 import { PgClientSessionStore } from '../../src/store/client-session-store';
 import { openPostgres } from '../../src/store/db';
 import { buildHarness, type Harness } from '../support/harness';
@@ -45,7 +45,7 @@ function buildParts(h: Harness): Parts {
   v1.use('/client-sessions', clientSessionRoutes(sessions, allowOnly(h.parts.audit)));
   v1.use('/tokens', tokenRoutes(h.parts.vault, allowOnly(h.parts.audit)));
   app.use('/v1', v1);
-  app.post('/hosted/tokens', clientSessionAuth(sessions), express.json(), tokenizeHandler(h.parts.vault, recordSessionToken(sessions)));
+  app.post('/hosted/tokens', clientSessionAuth(sessions), express.json(), hostedTokenizeHandler(h.parts.vault, recordSessionToken(sessions)));
   // Every other card route behind a session too, which app.ts never mounts: the role alone must refuse them.
   app.use('/hosted/tokens', clientSessionAuth(sessions), express.json(), tokenRoutes(h.parts.vault, allowOnly(h.parts.audit)));
   app.use(problemHandler(h.log));
@@ -193,6 +193,31 @@ describe('POST /v1/client-sessions', () => {
 });
 
 describe('redeeming a session on the hosted tokenize route', () => {
+  it('never tells the session holder whether the tenant already held the card, nor what it stored about it', async () => {
+    const pan = newPan();
+    const stored = await request(p.app).post('/v1/tokens').set(bearer(keys.merchant!)).send(cardBody(pan, { exp_year: 2033, cvc: '111' }));
+    expect(stored.status).toBe(201);
+    const fresh = newPan();
+    const answers = [];
+    for (const number of [pan, fresh]) {
+      // An earlier expiry than the stored one, no CVC, and a key the merchant's backend will use next.
+      const res = await request(p.app).post('/hosted/tokens').set(sessionAuth(await newSession())).set('Idempotency-Key', `order-${number.slice(-6)}`).send(cardBody(number, { exp_year: 2030 }));
+      answers.push(res);
+    }
+    const [known, unknown] = answers;
+    // Both 201 with the same fields: what was typed and the token, never the stored expiry, CVC, dates or fingerprint.
+    for (const [res, number] of [[known!, pan], [unknown!, fresh]] as const) {
+      expect(res.status).toBe(201);
+      expect(res.body).toEqual({ token: expect.any(String), format: 'bin6_last4', card: { brand: 'visa', last4: number.slice(-4), exp_month: 12, exp_year: 2030 }, cvc_held: false });
+      expect(res.headers['idempotency-key']).toBeUndefined();
+    }
+    // The tenant's one token for the number all the same: its backend sees the card it knows.
+    expect(known!.body.token).toBe(stored.body.token);
+    // The shopper's Idempotency-Key claimed nothing in the tenant's namespace: the backend's own request with it goes through.
+    const backend = await request(p.app).post('/v1/tokens').set(bearer(keys.merchant!)).set('Idempotency-Key', `order-${pan.slice(-6)}`).send(cardBody(newPan()));
+    expect(backend.status).toBe(201);
+  });
+
   it('tokenizes one card for the session tenant, records the token, and refuses the same session a second time', async () => {
     const session = await newSession();
     const id = String(decodePart(session, 1).jti);
