@@ -32,7 +32,7 @@ const CATALOGUE = {
   idempotency_key_reused: { status: 422, title: 'The Idempotency-Key was already used with a different request' },
   request_timeout: { status: 408, title: 'The request was not received in time' },
   payload_too_large: { status: 413, title: 'The request body is too large' },
-  unsupported_media_type: { status: 415, title: 'The request body must be application/json' },
+  unsupported_media_type: { status: 415, title: "The request body's media type is not accepted here" },
   rate_limited: { status: 429, title: 'Too many requests; retry after the time in Retry-After' },
   headers_too_large: { status: 431, title: 'The request headers are too large' },
   token_space_exhausted: { status: 503, title: 'No free token could be generated; retry later' },

@@ -108,6 +108,21 @@ describe('a new card number from the account updater', () => {
     expect(await cvcs.held(t.tenant.id, existing)).toBe(false);
   });
 
+  it('deletes only the merged token when asked to: the card stays under the token it was merged into (as documented)', async () => {
+    const t = await setUp(updaterWith());
+    const updated = await t.tokenize(OLD_NUMBER, '123');
+    const merged = await t.tokenize(NEW_NUMBER, '456');
+    await t.enroll(updated);
+    expect((await t.refresh(updated)).status).toBe(200);
+    expect((await request(t.app).delete(`/v1/tokens/${merged}`).set(t.auth)).status).toBe(204);
+    expect((await request(t.app).get(`/v1/tokens/${merged}`).set(t.auth)).status).toBe(404);
+    expect((await t.detokenize(updated)).number).toBe(NEW_NUMBER);
+    // Deleting the token it was merged into destroys the card.
+    expect((await request(t.app).delete(`/v1/tokens/${updated}`).set(t.auth)).status).toBe(204);
+    const [row] = await h.db.query<{ ciphertext: Buffer | null }>('SELECT ciphertext FROM cards WHERE tenant_id = $1 AND token = $2', [t.tenant.id, updated]);
+    expect(row!.ciphertext).toBeNull();
+  });
+
   it('is applied and answered all the same when the CVC cannot be discarded, and says so in the log', async () => {
     const t = await setUp(updaterWith({ discard: () => Promise.reject(new Error('the CVC store is unreachable')) }));
     const token = await t.tokenize(OLD_NUMBER, '123');
