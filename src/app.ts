@@ -177,7 +177,7 @@ export function createApp(deps: AppDeps): express.Express {
   // Authenticate before reading a body: an anonymous caller cannot make the vault parse anything.
   api.use(authenticate(deps.principals, deps.audit));
   // Tokenize alone also takes its body as a JWE to the vault's key (hosted form, backends): application/jose.
-  api.use('/tokens', joseBodies(deps.clientEncryption, deps.bodyLimitBytes));
+  api.use('/tokens', joseBodies(deps.clientEncryption, deps.bodyLimitBytes, 'tenant'));
   api.use(jsonBodies(deps.bodyLimitBytes));
   // The card routes first: they carry nearly all traffic, and no other router serves their paths.
   // Every route checks its action first, before its limiter and before it reads the body or the token.
@@ -213,7 +213,7 @@ export function createApp(deps: AppDeps): express.Express {
     '/',
     // Redeemed before the body is read, as /v1 checks the API key first.
     clientSessionAuth(deps.clientSessions),
-    joseBodies(deps.clientEncryption, deps.bodyLimitBytes),
+    joseBodies(deps.clientEncryption, deps.bodyLimitBytes, 'session'),
     jsonBodies(deps.bodyLimitBytes),
     deps.rateLimits?.forAction('tokenize') ?? ((_req, _res, next) => next()),
     hostedTokenizeHandler(deps.vault, recordSessionToken(deps.clientSessions)),

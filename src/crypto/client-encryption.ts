@@ -1,5 +1,6 @@
 // The vault's JWE keys for card data the hosted form and backends encrypt before sending: private JWKs sealed
 // under the KMS, public halves published as a JWKS, rotated with overlap; every bad JWE meets one error.
+import { createHash } from 'node:crypto';
 import jose from 'node-jose';
 import type { AuditTrail, Clock, Kms, WrappedKey } from '../domain/ports';
 import { VaultError } from '../errors';
@@ -24,8 +25,32 @@ const MAX_JWE_CHARS = 16 * 1024;
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
 
+/**
+ * Who may use a JWE, named in its protected header, which AES-GCM authenticates with the card: the tenant
+ * (POST /v1/tokens, its name) or the hosted form's client session (POST /hosted/tokens, a digest of its token).
+ * Without it one JWE, taken from a merchant's page or backend, would tokenize under any tenant's API key.
+ */
+const TENANT_PARAM = 'cardvault_tenant';
+const SESSION_PARAM = 'cardvault_session';
+const BINDING_PARAMS = [TENANT_PARAM, SESSION_PARAM] as const;
+
+/** The one binding a request accepts, from its authenticated principal: a JWE must carry it and no other. */
+export interface JweBinding {
+  param: (typeof BINDING_PARAMS)[number];
+  value: string;
+}
+
+/** By name: `cardvault keys create` prints it beside each key, while the tenant's id reaches only operators and auditors. */
+export const tenantBinding = (tenantName: string): JweBinding => ({ param: TENANT_PARAM, value: tenantName });
+
+/** A digest, not the token: the header is readable by whoever holds the JWE, and the token is a credential. */
+export const sessionBinding = (sessionToken: string): JweBinding => ({
+  param: SESSION_PARAM,
+  value: createHash('sha256').update(sessionToken, 'utf8').digest('base64url'),
+});
+
 /** Everything else — zip, crit, jku, jwk, x5u, x5c, epk, p2s… — is refused, not ignored. */
-const ALLOWED_HEADER = new Set(['alg', 'enc', 'kid', 'typ', 'cty']);
+const ALLOWED_HEADER = new Set<string>(['alg', 'enc', 'kid', 'typ', 'cty', ...BINDING_PARAMS]);
 const BASE64URL = /^[A-Za-z0-9_-]+$/;
 const KID = /^[A-Za-z0-9_-]{1,64}$/;
 
@@ -135,17 +160,27 @@ export class ClientEncryptionKeys {
     return { keys: ordered.map((k) => ({ ...k.publicJwk, kid: k.kid, use: 'enc', alg: k.alg })) };
   }
 
-  /** The plaintext of a compact JWE to one of our unretired keys; `invalid_jwe` for anything else. */
-  async decrypt(compactJwe: string): Promise<Buffer> {
-    const kid = parseCompact(compactJwe);
-    const key = await this.privateKey(kid);
+  /**
+   * The plaintext of a compact JWE to one of our unretired keys, bound to `binding`; `invalid_jwe` for anything
+   * else. Replay under the same binding is not refused: a session is single-use, and a tenant that vaults the
+   * same card again gets the token it already holds.
+   */
+  async decrypt(compactJwe: string, binding: JweBinding): Promise<Buffer> {
+    const header = parseCompact(compactJwe);
+    const key = await this.privateKey(header.kid);
+    let payload: Buffer;
     try {
       // The key itself, not a keystore: node-jose never picks a key, and the key admits only its own alg.
-      const result = await jose.JWE.createDecrypt(key, { algorithms: [JWE_ALG, JWE_ENC] }).decrypt(compactJwe);
-      return result.payload;
+      payload = (await jose.JWE.createDecrypt(key, { algorithms: [JWE_ALG, JWE_ENC] }).decrypt(compactJwe)).payload;
     } catch {
       throw invalid();
     }
+    // Only now is the header known to be the sender's: the tag covers it, so nobody can rebind a JWE they hold.
+    if (!boundTo(header.fields, binding)) {
+      payload.fill(0);
+      throw invalid();
+    }
+    return payload;
   }
 
   /** Store and KMS failures pass through (503/500): they say nothing about the JWE, and are not the caller's fault. */
@@ -182,23 +217,28 @@ export class ClientEncryptionKeys {
   }
 }
 
-/** Checks the shape and the protected header before any key is touched; returns the kid to dispatch on. */
-function parseCompact(jwe: unknown): string {
+interface ProtectedHeader {
+  kid: string;
+  fields: Readonly<Record<string, unknown>>;
+}
+
+/** Checks the shape and the protected header before any key is touched; returns the header, whose kid picks the key. */
+function parseCompact(jwe: unknown): ProtectedHeader {
   if (typeof jwe !== 'string' || jwe.length > MAX_JWE_CHARS) throw invalid();
   const parts = jwe.split('.');
   if (parts.length !== 5) throw invalid();
   const [header, encryptedKey, iv, ciphertext, tag] = parts as [string, string, string, string, string];
   if (header.length > MAX_HEADER_CHARS) throw invalid();
-  const kid = parseHeader(decodePart(header));
+  const parsed = parseHeader(decodePart(header));
   decodePart(encryptedKey);
   // node-jose checks these too; checking here keeps the guarantee independent of its version.
   if (decodePart(iv).length !== IV_BYTES || decodePart(tag).length !== TAG_BYTES) throw invalid();
   if (decodePart(ciphertext).length > MAX_PLAINTEXT_BYTES) throw invalid();
-  return kid;
+  return parsed;
 }
 
 /** Trusted for dispatch only: the exact alg/enc pair, a kid, and no parameter outside the allowed few. */
-function parseHeader(bytes: Buffer): string {
+function parseHeader(bytes: Buffer): ProtectedHeader {
   let header: unknown;
   try {
     header = JSON.parse(bytes.toString('utf8'));
@@ -210,7 +250,13 @@ function parseHeader(bytes: Buffer): string {
   if (Object.keys(fields).some((name) => !ALLOWED_HEADER.has(name))) throw invalid();
   if (fields.alg !== JWE_ALG || fields.enc !== JWE_ENC) throw invalid();
   if (typeof fields.kid !== 'string' || !KID.test(fields.kid)) throw invalid();
-  return fields.kid;
+  return { kid: fields.kid, fields };
+}
+
+/** Exactly the binding expected, a non-empty string: the other parameter absent, so no JWE serves two routes. */
+function boundTo(fields: Readonly<Record<string, unknown>>, binding: JweBinding): boolean {
+  if (binding.value.length === 0) return false;
+  return BINDING_PARAMS.every((param) => (param === binding.param ? fields[param] === binding.value : !Object.hasOwn(fields, param)));
 }
 
 /** Canonical base64url only: a second spelling of the same bytes would let a changed character still decrypt. */

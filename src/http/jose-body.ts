@@ -1,20 +1,38 @@
-// application/jose request bodies: a compact JWE of the JSON body, decrypted so the route validates the
-// plaintext exactly as it would a JSON body. Acts on POST to the path it is mounted at, nothing else.
-import express, { type RequestHandler } from 'express';
-import type { ClientEncryptionKeys } from '../crypto/client-encryption';
+// application/jose request bodies: a compact JWE of the JSON body, bound to the caller's tenant or client session,
+// decrypted so the route validates the plaintext exactly as it would a JSON body. Acts on POST to its mount only.
+import express, { type Request, type RequestHandler, type Response } from 'express';
+import { sessionBinding, tenantBinding, type ClientEncryptionKeys, type JweBinding } from '../crypto/client-encryption';
+import type { Principal } from '../domain/policy';
 import { VaultError } from '../errors';
+import { principalOf } from './authenticate';
+import { clientSessionOf } from './client-session-routes';
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
+const CLIENT_SESSION = /^ClientSession (\S+)$/;
+
+/**
+ * Whom the route's JWE must name: `tenant`, the API key's tenant (mount after `authenticate`); `session`, the
+ * client session presented (mount after `clientSessionAuth`, which has checked and spent it).
+ */
+export type JoseBinding = 'tenant' | 'session';
+
+/** Without a principal the value is empty, which no JWE matches: a mount in the wrong place refuses every body. */
+function bindingOf(kind: JoseBinding, req: Request, res: Response): JweBinding {
+  if (kind === 'tenant') return tenantBinding((principalOf(res) as Principal | undefined)?.tenant.name ?? '');
+  // The header clientSessionAuth read: the token of the session it redeemed for this request.
+  const token = clientSessionOf(res) === undefined ? undefined : CLIENT_SESSION.exec(req.get('Authorization') ?? '')?.[1];
+  return token === undefined ? { param: 'cardvault_session', value: '' } : sessionBinding(token);
+}
 
 /** Mount with `router.use(path, joseBodies(...))` before the JSON parser; it sets `res.locals.encryptedBody`. */
-export function joseBodies(keys: Pick<ClientEncryptionKeys, 'decrypt'>, limitBytes: number): RequestHandler {
+export function joseBodies(keys: Pick<ClientEncryptionKeys, 'decrypt'>, limitBytes: number, binding: JoseBinding): RequestHandler {
   const readText = express.text({ type: 'application/jose', limit: limitBytes });
   return (req, res, next) => {
     // Sub-paths of the mount (say /tokens/:token/detokenize) keep taking JSON only.
     if (req.method !== 'POST' || req.path !== '/' || !req.is('application/jose')) return next();
     readText(req, res, (err?: unknown) => {
       if (err) return next(err);
-      plaintextBody(keys, req.body).then((body) => {
+      plaintextBody(keys, req.body, bindingOf(binding, req, res)).then((body) => {
         req.body = body;
         res.locals.encryptedBody = true;
         next();
@@ -23,9 +41,9 @@ export function joseBodies(keys: Pick<ClientEncryptionKeys, 'decrypt'>, limitByt
   };
 }
 
-async function plaintextBody(keys: Pick<ClientEncryptionKeys, 'decrypt'>, text: unknown): Promise<unknown> {
+async function plaintextBody(keys: Pick<ClientEncryptionKeys, 'decrypt'>, text: unknown, binding: JweBinding): Promise<unknown> {
   // A trailing newline from a file or a shell is not part of the JWE; anything else malformed is refused by decrypt.
-  const plaintext = await keys.decrypt(typeof text === 'string' ? text.trim() : '');
+  const plaintext = await keys.decrypt(typeof text === 'string' ? text.trim() : '', binding);
   try {
     const body: unknown = JSON.parse(utf8.decode(plaintext));
     // As express.json({ strict: true }): an object or an array, never a bare value.

@@ -88,6 +88,17 @@ const hostedTokenize = (session: string, parentOrigin: string) =>
     'X-Parent-Origin': parentOrigin,
   });
 
+/** A JWE body for POST /hosted/tokens, with the session and the parent origin the form would send. */
+async function joseTokenize(session: string, jwe: string) {
+  const response = await fetch(`${stack.vaultOrigin}/hosted/tokens`, {
+    method: 'POST',
+    headers: { Authorization: `ClientSession ${session}`, 'X-Parent-Origin': stack.demo.origin, 'Content-Type': 'application/jose' },
+    body: jwe,
+  });
+  const text = await response.text();
+  return { status: response.status, json: () => JSON.parse(text) as Record<string, any> };
+}
+
 describe('the demo checkout, end to end', () => {
   let page: Page;
   let result: { token: string; brand: string; last4: string; exp_month: number; exp_year: number };
@@ -227,6 +238,44 @@ describe('an answer from the vault is final', () => {
       await page.waitForFunction(() => window.__messages.filter((m) => m.data.includes('"error"')).length >= 2, undefined, { timeout: 15_000 });
       expect((await errors()).map((m) => m.code)).toEqual(['card_expired', 'card_expired']);
       expect(posts).toHaveLength(1);
+    } finally {
+      await context.close();
+    }
+  });
+});
+
+describe('the JWE the form sends', () => {
+  it('names its session in the protected header: refused with another session, taken with its own', async () => {
+    const context = await recordingContext();
+    try {
+      let sent: string | null = null;
+      // Held back from the vault, as by someone on the way: the card never arrives and the session stays unused.
+      await context.route(`${stack.vaultOrigin}/hosted/tokens`, async (route) => {
+        sent = route.request().postData();
+        await route.abort();
+      });
+      const page = await context.newPage();
+      await page.goto(stack.demo.origin);
+      const frame = page.frameLocator('#card-frame iframe');
+      await frame.locator('#card-number').pressSequentially(recordPan('4111111111111111'));
+      await frame.locator('#card-expiry').pressSequentially(`12${String(EXP_YEAR).slice(2)}`);
+      await frame.locator('#card-cvc').pressSequentially('123');
+      await page.click('#pay');
+      await page.waitForSelector('#result[data-state="error"]', { timeout: 15_000 });
+      const session = (await page.getAttribute('#card-frame', 'data-session'))!;
+      const jwe = sent as string | null;
+      expect(jwe).toMatch(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+){4}$/);
+      const header = JSON.parse(Buffer.from(jwe!.split('.')[0]!, 'base64url').toString('utf8')) as Record<string, unknown>;
+      expect(Object.keys(header).sort()).toEqual(['alg', 'cardvault_session', 'enc', 'kid']);
+      expect(header.cardvault_session).toBe(createHash('sha256').update(session, 'utf8').digest('base64url'));
+
+      const before = await countCards(stack.h.db, stack.tenant.tenant.id);
+      const other = await joseTokenize(await newSession(), jwe!);
+      expect({ status: other.status, code: other.json().code }).toEqual({ status: 400, code: 'invalid_jwe' });
+      expect(await countCards(stack.h.db, stack.tenant.tenant.id)).toBe(before);
+      const own = await joseTokenize(session, jwe!);
+      expect(own.status).toBe(201);
+      expect(own.json().card.last4).toBe('1111');
     } finally {
       await context.close();
     }

@@ -1,4 +1,5 @@
 // Client sessions for the hosted form: created by a tokenize key, signed (typ, aud), redeemed once, from a listed origin, for tokenize only.
+import { createHash } from 'node:crypto';
 import express from 'express';
 import jose from 'node-jose';
 import request from 'supertest';
@@ -399,10 +400,13 @@ describe('the app as createApp mounts it', () => {
     const jwks = (await request(h.app).get('/.well-known/jwks.json')).body as { keys: Array<Record<string, unknown>> };
     const key = await jose.JWK.asKey(jwks.keys.find((k) => k.use === 'enc')!);
     const pan = newPan();
-    const jwe = (await jose.JWE.createEncrypt({ format: 'compact', contentAlg: 'A256GCM', fields: { alg: 'RSA-OAEP-256', kid: key.kid } }, key)
+    const session = await newSession();
+    // Bound to the session it is sent with, by the SHA-256 of its token, as the form does.
+    const fields = { alg: 'RSA-OAEP-256', kid: key.kid, cardvault_session: createHash('sha256').update(session).digest('base64url') };
+    const jwe = (await jose.JWE.createEncrypt({ format: 'compact', contentAlg: 'A256GCM', fields }, key)
       .update(Buffer.from(JSON.stringify(cardBody(pan))))
       .final()) as unknown as string;
-    const res = await request(h.app).post('/hosted/tokens').set(sessionAuth(await newSession())).set('Content-Type', 'application/jose').send(jwe);
+    const res = await request(h.app).post('/hosted/tokens').set(sessionAuth(session)).set('Content-Type', 'application/jose').send(jwe);
     expect(res.status).toBe(201);
     expect(res.body.card.last4).toBe(pan.slice(-4));
     // Without a session the body is never decrypted.

@@ -31,9 +31,16 @@ let captured: CapturedLog;
 let received: Array<{ body: unknown; encrypted: unknown }>;
 let app: express.Express;
 
+/** The tenant the minimal app's caller acts for, as `authenticate` would leave it; every JWE here is bound to it. */
+const TENANT = 'shop';
+
 function buildApp(): express.Express {
   const api = express.Router();
-  api.use('/tokens', joseBodies(keys, LIMIT));
+  api.use((_req, res, next) => {
+    res.locals.principal = { tenant: { id: '0b7e6c1a-3f2d-4e8b-9a61-5c4d2e1f0a93', name: TENANT, createdAt: new Date(0) } };
+    next();
+  });
+  api.use('/tokens', joseBodies(keys, LIMIT, 'tenant'));
   api.use(jsonBodies(LIMIT));
   // Records what the route would validate, and answers without echoing it: no PAN in any response here.
   const record: RequestHandler = (req, res) => {
@@ -48,10 +55,15 @@ function buildApp(): express.Express {
   return built;
 }
 
-async function encrypt(jwk: object, plaintext: string | Buffer, options: { alg?: string; enc?: string; kid?: string } = {}): Promise<string> {
+async function encrypt(
+  jwk: object,
+  plaintext: string | Buffer,
+  options: { alg?: string; enc?: string; kid?: string; binding?: Record<string, string> } = {},
+): Promise<string> {
   // node-jose writes the key's own kid into the header, so a relabelled JWE needs a relabelled key.
   const key = await jose.JWK.asKey(options.kid === undefined ? jwk : { ...jwk, kid: options.kid });
-  const opts = { format: 'compact' as const, contentAlg: options.enc ?? 'A256GCM', fields: { alg: options.alg ?? 'RSA-OAEP-256', kid: key.kid } };
+  const fields = { alg: options.alg ?? 'RSA-OAEP-256', kid: key.kid, ...(options.binding ?? { cardvault_tenant: TENANT }) };
+  const opts = { format: 'compact' as const, contentAlg: options.enc ?? 'A256GCM', fields };
   return (await jose.JWE.createEncrypt(opts, key).update(Buffer.from(plaintext)).final()) as unknown as string;
 }
 
@@ -136,6 +148,18 @@ describe('POST /v1/tokens with Content-Type: application/jose', () => {
     expect(received).toEqual([]);
   });
 
+  it("refuses a JWE bound to another tenant, to none or to a session, before the route sees it, and takes the caller's", async () => {
+    const jwk = await currentJwk();
+    const pan = freshPan();
+    const text = JSON.stringify(cardBody(pan));
+    await expectInvalidJwe(await encrypt(jwk, text, { binding: { cardvault_tenant: 'other-shop' } }), pan);
+    await expectInvalidJwe(await encrypt(jwk, text, { binding: {} }), pan);
+    await expectInvalidJwe(await encrypt(jwk, text, { binding: { cardvault_session: TENANT } }), pan);
+    expect(received).toEqual([]);
+    expect((await postJose(await encrypt(jwk, text))).status).toBe(204);
+    expect(received).toEqual([{ body: cardBody(pan), encrypted: true }]);
+  });
+
   it('refuses an unknown kid', async () => {
     const pan = freshPan();
     await expectInvalidJwe(await encrypt(await currentJwk(), JSON.stringify(cardBody(pan)), { kid: 'not-a-key-of-ours' }), pan);
@@ -164,7 +188,7 @@ describe('POST /v1/tokens with Content-Type: application/jose', () => {
 
   it('answers payload_too_large for a body over the limit, before decrypting it', async () => {
     const decrypt = jest.fn();
-    const small = express().post('/', joseBodies({ decrypt }, 1024)).use(problemHandler(createLogger({ level: 'info', destination: captured })));
+    const small = express().post('/', joseBodies({ decrypt }, 1024, 'tenant')).use(problemHandler(createLogger({ level: 'info', destination: captured })));
     const res = await request(small).post('/').set('Content-Type', 'application/jose').send('a'.repeat(1025));
     expect({ status: res.status, code: res.body.code }).toEqual({ status: 413, code: 'payload_too_large' });
     expect(decrypt).not.toHaveBeenCalled();
@@ -210,7 +234,8 @@ describe('the runtime role on encryption_keys', () => {
       const runtime = new ClientEncryptionKeys(kms, new PgEncryptionKeyStore(db), clock);
       const kid = await runtime.createKey();
       const jwk = (await runtime.jwks()).keys.find((k) => k.kid === kid)!;
-      expect((await runtime.decrypt(await encrypt(jwk, JSON.stringify(cardBody(freshPan()))))).length).toBeGreaterThan(0);
+      const jwe = await encrypt(jwk, JSON.stringify(cardBody(freshPan())));
+      expect((await runtime.decrypt(jwe, { param: 'cardvault_tenant', value: TENANT })).length).toBeGreaterThan(0);
       await runtime.retireKey(kid);
       await expect(db.query("UPDATE encryption_keys SET public_jwk = '{}' WHERE kid = $1", [kid])).rejects.toMatchObject({ code: '42501' });
       await expect(db.query('UPDATE encryption_keys SET activates_at = now() WHERE kid = $1', [kid])).rejects.toMatchObject({ code: '42501' });

@@ -1,7 +1,16 @@
 // Client-encryption keys without a database: sealed storage, JWKS, rotation, and one error for every JWE refused.
+import { createHash } from 'node:crypto';
 import path from 'node:path';
 import jose from 'node-jose';
-import { ClientEncryptionKeys, MAX_PLAINTEXT_BYTES, type EncryptionKeyStore, type StoredEncryptionKey } from '../../src/crypto/client-encryption';
+import {
+  ClientEncryptionKeys,
+  MAX_PLAINTEXT_BYTES,
+  sessionBinding,
+  tenantBinding,
+  type EncryptionKeyStore,
+  type JweBinding,
+  type StoredEncryptionKey,
+} from '../../src/crypto/client-encryption';
 import { openLocalKms } from '../../src/crypto/local-kms';
 import type { AuditInput, Kms } from '../../src/domain/ports';
 import { VaultError } from '../../src/errors';
@@ -38,14 +47,18 @@ function countingKms(inner: Kms): Kms & { unwraps: number } {
   return counted;
 }
 
+/** The binding every JWE here carries unless a test says otherwise, and the request it is decrypted for. */
+const SHOP = { cardvault_tenant: 'shop' };
+const FOR_SHOP: JweBinding = { param: 'cardvault_tenant', value: 'shop' };
+
 async function encrypt(
   jwk: object,
   plaintext: string | Buffer,
-  options: { alg?: string; enc?: string; kid?: string; fields?: Record<string, unknown>; zip?: boolean } = {},
+  options: { alg?: string; enc?: string; kid?: string; fields?: Record<string, unknown>; binding?: Record<string, unknown>; zip?: boolean } = {},
 ): Promise<string> {
   // node-jose writes the key's own kid into the header, so a relabelled JWE needs a relabelled key.
   const key = await jose.JWK.asKey(options.kid === undefined ? jwk : { ...jwk, kid: options.kid });
-  const fields = { alg: options.alg ?? 'RSA-OAEP-256', kid: key.kid, ...options.fields };
+  const fields = { alg: options.alg ?? 'RSA-OAEP-256', kid: key.kid, ...(options.binding ?? SHOP), ...options.fields };
   const opts = { format: 'compact' as const, contentAlg: options.enc ?? 'A256GCM', fields, ...(options.zip ? { zip: true } : {}) };
   return (await jose.JWE.createEncrypt(opts, key).update(Buffer.from(plaintext)).final()) as unknown as string;
 }
@@ -55,8 +68,8 @@ const anyAlg = (jwk: Record<string, unknown>) => Object.fromEntries(Object.entri
 
 const cardJson = () => JSON.stringify({ card: { number: newPan(), exp_month: 12, exp_year: 2031 } });
 
-async function refusal(keys: ClientEncryptionKeys, jwe: string): Promise<VaultError> {
-  const err = await keys.decrypt(jwe).then(
+async function refusal(keys: ClientEncryptionKeys, jwe: string, binding: JweBinding): Promise<VaultError> {
+  const err = await keys.decrypt(jwe, binding).then(
     () => undefined,
     (e: unknown) => e,
   );
@@ -65,8 +78,8 @@ async function refusal(keys: ClientEncryptionKeys, jwe: string): Promise<VaultEr
 }
 
 /** Every refusal is the same error, word for word, and carries nothing of the JWE or its plaintext. */
-async function expectRefused(keys: ClientEncryptionKeys, jwe: string, plaintext?: string): Promise<void> {
-  const err = await refusal(keys, jwe);
+async function expectRefused(keys: ClientEncryptionKeys, jwe: string, plaintext?: string, binding = FOR_SHOP): Promise<void> {
+  const err = await refusal(keys, jwe, binding);
   expect({ code: err.code, status: err.status, cause: err.cause }).toEqual({ code: 'invalid_jwe', status: 400, cause: undefined });
   expect(err.detail).toBe(INVALID_DETAIL);
   if (plaintext) expect(JSON.stringify({ m: err.message, d: err.detail })).not.toContain(JSON.parse(plaintext).card.number);
@@ -145,7 +158,7 @@ describe('decrypt', () => {
     const before = counting.unwraps;
     for (let i = 0; i < 3; i++) {
       const body = cardJson();
-      expect((await keys.decrypt(await encrypt(jwk, body))).toString('utf8')).toBe(body);
+      expect((await keys.decrypt(await encrypt(jwk, body), FOR_SHOP)).toString('utf8')).toBe(body);
     }
     expect(counting.unwraps - before).toBeLessThanOrEqual(1);
   });
@@ -153,7 +166,7 @@ describe('decrypt', () => {
   it('accepts typ and cty, and a payload of exactly the limit', async () => {
     const body = Buffer.alloc(MAX_PLAINTEXT_BYTES, 0x20);
     const jwe = await encrypt(jwk, body, { fields: { typ: 'JWE', cty: 'json' } });
-    expect((await keys.decrypt(jwe)).equals(body)).toBe(true);
+    expect((await keys.decrypt(jwe, FOR_SHOP)).equals(body)).toBe(true);
   });
 
   it('refuses every other enc, even to the right key: A128GCM, A192GCM, A256CBC-HS512', async () => {
@@ -242,6 +255,36 @@ describe('decrypt', () => {
     await expectRefused(keys, [Buffer.from(JSON.stringify(changed)).toString('base64url'), ...rest].join('.'));
   });
 
+  it('decrypts a JWE only for the tenant its header names: refused for another tenant, or where a session is expected', async () => {
+    const body = cardJson();
+    const jwe = await encrypt(jwk, body);
+    expect((await keys.decrypt(jwe, tenantBinding('shop'))).toString('utf8')).toBe(body);
+    await expectRefused(keys, jwe, body, tenantBinding('other-shop'));
+    await expectRefused(keys, jwe, body, tenantBinding('shop-'));
+    await expectRefused(keys, jwe, body, { param: 'cardvault_session', value: 'shop' });
+  });
+
+  it('refuses a JWE bound to no one, to a tenant and a session at once, or by a value that is not a non-empty string', async () => {
+    const body = cardJson();
+    // The control: the same body, bound as the request expects, decrypts.
+    expect((await keys.decrypt(await encrypt(jwk, body), FOR_SHOP)).toString('utf8')).toBe(body);
+    await expectRefused(keys, await encrypt(jwk, body, { binding: {} }), body);
+    await expectRefused(keys, await encrypt(jwk, body, { binding: { ...SHOP, cardvault_session: 'shop' } }), body);
+    await expectRefused(keys, await encrypt(jwk, body, { binding: { cardvault_tenant: ['shop'] } }), body);
+    await expectRefused(keys, await encrypt(jwk, body, { binding: { ...SHOP, cardvault_tenants: 'shop' } }), body);
+    await expectRefused(keys, await encrypt(jwk, body, { binding: { cardvault_tenant: '' } }), body, tenantBinding(''));
+  });
+
+  it('binds a hosted-form JWE to its session by the SHA-256 of the session token, base64url', async () => {
+    const token = 'eyJhbGciOiJFUzI1NiJ9.e30.c2lnbmF0dXJl';
+    expect(sessionBinding(token)).toEqual({ param: 'cardvault_session', value: createHash('sha256').update(token, 'utf8').digest('base64url') });
+    const body = cardJson();
+    const jwe = await encrypt(jwk, body, { binding: { cardvault_session: sessionBinding(token).value } });
+    expect((await keys.decrypt(jwe, sessionBinding(token))).toString('utf8')).toBe(body);
+    await expectRefused(keys, jwe, body, sessionBinding(`${token}x`));
+    await expectRefused(keys, jwe, body, tenantBinding(sessionBinding(token).value));
+  });
+
   it('refuses a non-canonical spelling of the same bytes, and a truncated tag', async () => {
     const jwe = await encrypt(jwk, cardJson());
     const parts = jwe.split('.');
@@ -258,9 +301,9 @@ describe('decrypt', () => {
   it('passes store and KMS outages through as themselves, not as a bad JWE', async () => {
     const jwe = await encrypt(jwk, cardJson());
     const down = { ...memoryStore(), listEncryptionKeys: async () => Promise.reject(new VaultError('database_unavailable')) };
-    await expect(new ClientEncryptionKeys(kms, down, clock).decrypt(jwe)).rejects.toMatchObject({ code: 'database_unavailable' });
+    await expect(new ClientEncryptionKeys(kms, down, clock).decrypt(jwe, FOR_SHOP)).rejects.toMatchObject({ code: 'database_unavailable' });
     const noKms = { ...kms, decryptDataKey: async () => Promise.reject(new VaultError('kms_unavailable')) };
-    await expect(new ClientEncryptionKeys(noKms, store, clock).decrypt(jwe)).rejects.toMatchObject({ code: 'kms_unavailable' });
+    await expect(new ClientEncryptionKeys(noKms, store, clock).decrypt(jwe, FOR_SHOP)).rejects.toMatchObject({ code: 'kms_unavailable' });
   });
 });
 
@@ -279,11 +322,11 @@ describe('rotation with overlap', () => {
     const newJwk = (await keys.jwks()).keys[1]!;
     // A client that encrypts to the new key early is served: the key is published, so it decrypts.
     const body = cardJson();
-    expect((await keys.decrypt(await encrypt(newJwk, body))).toString('utf8')).toBe(body);
+    expect((await keys.decrypt(await encrypt(newJwk, body), FOR_SHOP)).toString('utf8')).toBe(body);
 
     now += 60 * 60 * 1000;
     expect((await keys.jwks()).keys.map((k) => k.kid)).toEqual([newKid, oldKid]);
-    expect((await keys.decrypt(toOld)).length).toBeGreaterThan(0);
+    expect((await keys.decrypt(toOld, FOR_SHOP)).length).toBeGreaterThan(0);
 
     await keys.retireKey(oldKid);
     expect((await keys.jwks()).keys.map((k) => k.kid)).toEqual([newKid]);
@@ -296,7 +339,7 @@ describe('rotation with overlap', () => {
     const b = new ClientEncryptionKeys(kms, store, clock);
     const kid = await a.createKey();
     const jwe = await encrypt((await a.jwks()).keys[0]!, cardJson());
-    await b.decrypt(jwe);
+    await b.decrypt(jwe, FOR_SHOP);
     await a.retireKey(kid);
     await expectRefused(b, jwe);
   });

@@ -134,13 +134,18 @@
     return btoa(text).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
   }
 
-  /** A compact JWE (RSA-OAEP-256, A256GCM) to the vault's current key, as src/crypto/client-encryption.ts expects. */
+  /**
+   * A compact JWE (RSA-OAEP-256, A256GCM) to the vault's current key, as src/crypto/client-encryption.ts expects,
+   * bound to this form's session: its header names the SHA-256 of the session token, so the vault takes it with
+   * this session alone.
+   */
   async function encrypt(jwk, plaintext) {
     var subtle = window.crypto.subtle;
     var rsa = await subtle.importKey('jwk', { kty: 'RSA', n: jwk.n, e: jwk.e, alg: 'RSA-OAEP-256', ext: true }, { name: 'RSA-OAEP', hash: 'SHA-256' }, false, ['encrypt']);
     var cekBytes = window.crypto.getRandomValues(new Uint8Array(32));
     var cek = await subtle.importKey('raw', cekBytes, { name: 'AES-GCM' }, false, ['encrypt']);
-    var header = base64url(new TextEncoder().encode(JSON.stringify({ alg: 'RSA-OAEP-256', enc: 'A256GCM', kid: jwk.kid })));
+    var session = base64url(new Uint8Array(await subtle.digest('SHA-256', new TextEncoder().encode(SESSION))));
+    var header = base64url(new TextEncoder().encode(JSON.stringify({ alg: 'RSA-OAEP-256', enc: 'A256GCM', kid: jwk.kid, cardvault_session: session })));
     var iv = window.crypto.getRandomValues(new Uint8Array(12));
     var sealed = new Uint8Array(await subtle.encrypt({ name: 'AES-GCM', iv: iv, additionalData: new TextEncoder().encode(header), tagLength: 128 }, cek, new TextEncoder().encode(plaintext)));
     var wrapped = new Uint8Array(await subtle.encrypt({ name: 'RSA-OAEP' }, rsa, cekBytes));
