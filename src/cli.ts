@@ -19,6 +19,7 @@ import { runOnce, runStatus, runWorker } from './updater/updater-command';
 import { ProgressBar } from './updater/progress-bar';
 import { addLocalKmsKey } from './crypto/local-kms';
 import { RetireBlockedError } from './crypto/fingerprint-rotation';
+import { RewrapIncompleteError } from './crypto/key-rotation';
 import { startMetrics, WEBHOOK_DELIVERY_INTERVAL_MS } from './main';
 import { createMetrics } from './metrics/metrics';
 
@@ -63,8 +64,8 @@ const USAGE = `usage: cardvault <command>
   audit rotate-key [--overlap-hours H]    new checkpoint signing key: published now, signing after H hours
                                           (default 24), so verifiers fetch it first; old keys stay published
 
-tenants create, keys create|revoke and updater run take --operator NAME: who runs the command, named in
-its audit events (default: the OS account, and the account sudo was run from).
+tenants create, keys create|revoke|rotate|rotate-fingerprint and updater run take --operator NAME: who runs the
+command, named in its audit events (default: the OS account, and the account sudo was run from).
 
 Settings come from the environment, as for the server (see README). With the embedded
 database, stop the server first: PGlite allows one process at a time.`;
@@ -80,6 +81,8 @@ export async function run(argv: string[], env = process.env, out: Out = (l) => p
   const [command, sub, ...rest] = argv;
   try {
     if (command === 'serve') {
+      // Not quoted back: a stray argument could be a card number.
+      if (argv.length > 1) throw new UsageError('serve takes no arguments (settings come from the environment)');
       await import('./main').then((m) => m.main());
       return 0;
     }
@@ -88,8 +91,8 @@ export async function run(argv: string[], env = process.env, out: Out = (l) => p
     if (command === 'migrate') return await withDb(config, (db) => migrate(db, [sub, ...rest].filter(Boolean) as string[], out));
     if (command === 'tenants' && sub === 'create') return await tenants(config, rest, env, out);
     if (command === 'keys' && (sub === 'create' || sub === 'list' || sub === 'revoke')) return await keys(config, sub, rest, env, out);
-    if (command === 'keys' && sub === 'rotate') return await rotateKeys(config, rest, out);
-    if (command === 'keys' && sub === 'rotate-fingerprint') return await rotateFingerprintKeys(config, rest, out);
+    if (command === 'keys' && sub === 'rotate') return await rotateKeys(config, rest, env, out);
+    if (command === 'keys' && sub === 'rotate-fingerprint') return await rotateFingerprintKeys(config, rest, env, out);
     if (command === 'audit' && sub === 'rotate-key') return await rotateSigningKey(config, rest, out);
     if (command === 'encryption-key' && sub === 'rotate') return await rotateEncryptionKey(config, rest, out);
     if (command === 'encryption-key' && sub === 'retire') return await retireEncryptionKey(config, rest, out);
@@ -220,12 +223,14 @@ async function migrate(db: Db, args: string[], out: Out): Promise<number> {
   return 0;
 }
 
-async function openVault(config: Config, db: Db) {
+/** `rotationActor`: who runs a key rotation, added to its events (the rotations take a trail, not an actor). */
+async function openVault(config: Config, db: Db, rotationActor?: OperatorActor) {
   const policies = loadPolicies(config.policiesDir);
   const kms = await openKms(config);
   // Operator commands log warnings only, to stderr; their stdout is the command's JSON output.
   const log = createLogger({ level: 'warn', destination: pino.destination(2) });
-  const parts = assembleVault({ db, kms, policies, config, log });
+  const rotationAudit = rotationActor && ((audit: AuditTrail) => withOperator(audit, rotationActor));
+  const parts = assembleVault({ db, kms, policies, config, log, rotationAudit });
   // Keys a command creates (a tenant's fingerprint key, a signing key) go under the KMS key of the latest rotation.
   await parts.keyRotation.sync();
   return { ...parts, log };
@@ -281,6 +286,8 @@ async function updater(config: Config, sub: 'run' | 'status', args: string[], en
   const scope = values.scope ?? 'due';
   if (scope !== 'due' && scope !== 'all') throw new UsageError('--scope takes due or all');
   if (sub === 'status' && positionals.length !== 1) throw new UsageError('updater status takes one RUN_ID');
+  // Not quoted back: a stray argument could be a card number.
+  if (sub === 'run' && positionals.length > 0) throw new UsageError('updater run takes no argument besides its options');
   const actor = cliActor(values.operator, env);
   return withDb(config, async (db) => {
     const vault = await openVault(config, db);
@@ -298,16 +305,20 @@ async function updater(config: Config, sub: 'run' | 'status', args: string[], en
   });
 }
 
-async function rotateKeys(config: Config, args: string[], out: Out): Promise<number> {
+/** EX_TEMPFAIL: the rotation cannot finish now (idempotency records to expire, an instance lagging); the same command finishes it later. */
+const EXIT_TRY_LATER = 75;
+
+async function rotateKeys(config: Config, args: string[], env: NodeJS.ProcessEnv, out: Out): Promise<number> {
   const { values } = parseArgs({
     args,
     strict: true,
-    options: { 'kms-key-id': { type: 'string' }, 'reencrypt-cards': { type: 'boolean' }, 'batch-size': { type: 'string' } },
+    options: { 'kms-key-id': { type: 'string' }, 'reencrypt-cards': { type: 'boolean' }, 'batch-size': { type: 'string' }, operator: { type: 'string' } },
   });
   const batchSize = Number(values['batch-size'] ?? '200');
   if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 10_000) throw new UsageError('--batch-size takes 1 to 10000');
+  const actor = cliActor(values.operator, env);
   return withDb(config, async (db) => {
-    const vault = await openVault(config, db);
+    const vault = await openVault(config, db, actor);
     const open = await vault.keyRotation.store.latest();
     let keyId = values['kms-key-id'] ?? (open && open.state !== 'completed' ? open.kmsKeyId : undefined);
     if (!keyId && config.kms.provider === 'aws') throw new UsageError('keys rotate needs --kms-key-id with KMS_PROVIDER=aws');
@@ -326,26 +337,29 @@ async function rotateKeys(config: Config, args: string[], out: Out): Promise<num
       bars.reencrypt.finish();
       out(JSON.stringify({ generation: done.generation, kms_key_id: done.kmsKeyId, state: done.state, rewrapped: done.rewrapped, reencrypted: done.reencrypted }));
       return 0;
+    } catch (err) {
+      if (!(err instanceof RewrapIncompleteError)) throw err;
+      bars.rewrap.finish();
+      process.stderr.write(`cardvault: ${err.message}\n`);
+      return EXIT_TRY_LATER;
     } finally {
       await vault.audit.flush();
     }
   });
 }
 
-/** EX_TEMPFAIL: the rotation is waiting for idempotency records to expire; the same command finishes it later. */
-const EXIT_TRY_LATER = 75;
-
-async function rotateFingerprintKeys(config: Config, args: string[], out: Out): Promise<number> {
+async function rotateFingerprintKeys(config: Config, args: string[], env: NodeJS.ProcessEnv, out: Out): Promise<number> {
   const { values } = parseArgs({
     args,
     strict: true,
-    options: { tenant: { type: 'string' }, 'all-tenants': { type: 'boolean' }, 'batch-size': { type: 'string' } },
+    options: { tenant: { type: 'string' }, 'all-tenants': { type: 'boolean' }, 'batch-size': { type: 'string' }, operator: { type: 'string' } },
   });
   if (Boolean(values.tenant) === Boolean(values['all-tenants'])) throw new UsageError('keys rotate-fingerprint needs --tenant NAME_OR_ID or --all-tenants');
   const batchSize = Number(values['batch-size'] ?? '200');
   if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 10_000) throw new UsageError('--batch-size takes 1 to 10000');
+  const actor = cliActor(values.operator, env);
   return withDb(config, async (db) => {
-    const vault = await openVault(config, db);
+    const vault = await openVault(config, db, actor);
     const store = vault.fingerprintRotation.store;
     let tenantIds: string[];
     if (values.tenant) {
@@ -399,6 +413,8 @@ async function keys(config: Config, sub: 'create' | 'list' | 'revoke', args: str
     strict: true,
     options: { tenant: { type: 'string' }, role: { type: 'string' }, label: { type: 'string' }, operator: { type: 'string' } },
   });
+  // Not quoted back: a stray argument could be a card number.
+  if (sub !== 'revoke' && positionals.length > 0) throw new UsageError(`keys ${sub} takes no argument besides its options`);
   const actor = cliActor(values.operator, env);
   return withDb(config, async (db) => {
     const { principals, tenants: store } = await openVault(config, db);

@@ -7,7 +7,7 @@ import { cryptoTokenRandomness } from './crypto/random';
 import type { Config } from './config';
 import type { Policies } from './domain/policy';
 import { Principals } from './domain/principals';
-import { systemClock, type Kms } from './domain/ports';
+import { systemClock, type AuditTrail, type Kms } from './domain/ports';
 import { Vault } from './domain/vault';
 import { AuditLog } from './audit/audit-log';
 import { AuditService } from './audit/audit-service';
@@ -113,6 +113,8 @@ export function assembleVault(options: {
   metrics?: VaultMetrics;
   /** How old this instance's view of a tenant's fingerprint keys may get (default 5 s; shorter in tests). */
   fingerprintViewMs?: number;
+  /** The trail the key rotations record to, given the vault's (the CLI adds the operator); absent, the vault's. */
+  rotationAudit?: (audit: AuditTrail) => AuditTrail;
 }) {
   const { db, policies, config, log } = options;
   // New data keys go under the KMS key the latest rotation made active; keyRotation.sync() keeps it current.
@@ -176,6 +178,7 @@ export function assembleVault(options: {
     onDelivery: metrics?.webhookDelivery,
     allowInternalAddresses: config.webhooks?.allowInsecureUrls ?? false,
   });
+  const rotationAudit = options.rotationAudit?.(audit) ?? audit;
   const keyRotationStore = new PgKeyRotationStore(db);
   const keyRotation = {
     store: keyRotationStore,
@@ -196,7 +199,7 @@ export function assembleVault(options: {
       onProgress?: KeyRotatorDeps['onProgress'],
       settleMs = KEY_ROTATION_SETTLE_MS,
       onSettle?: KeyRotatorDeps['onSettle'],
-    ) => new KeyRotator({ kms, store: keyRotationStore, crypto, audit, batchSize, settleMs, onProgress, onSettle }),
+    ) => new KeyRotator({ kms, store: keyRotationStore, crypto, audit: rotationAudit, batchSize, settleMs, onProgress, onSettle }),
   };
   const fingerprintRotationStore = new PgFingerprintRotationStore(db);
   const fingerprintRotation = {
@@ -206,7 +209,7 @@ export function assembleVault(options: {
      * production): the default waits twice that and a second more, for requests in flight across a change.
      */
     rotator: (batchSize: number, onProgress?: FingerprintRotatorDeps['onProgress'], settleMs = 2 * FINGERPRINT_VIEW_TTL_MS + 1000) =>
-      new FingerprintRotator({ kms, store: fingerprintRotationStore, crypto, audit, batchSize, settleMs, onProgress }),
+      new FingerprintRotator({ kms, store: fingerprintRotationStore, crypto, audit: rotationAudit, batchSize, settleMs, onProgress }),
   };
   const idempotency = {
     /** Removes records past their retention; main.ts runs it every 10 minutes. */

@@ -33,6 +33,23 @@ export interface KeyRotatorDeps {
 /** Re-wrap passes before giving up: keys still appearing under the old KMS key after that mean an instance lags. */
 const MAX_REWRAP_PASSES = 3;
 
+/**
+ * Keys kept appearing under another KMS key than the rotation's after MAX_REWRAP_PASSES (an instance that has not
+ * picked the rotation up?): the rotation stays open, and the same command finishes it later.
+ */
+export class RewrapIncompleteError extends Error {
+  constructor(
+    readonly generation: number,
+    readonly left: number,
+  ) {
+    // No KMS key id: an AWS ARN holds a 12-digit account id, which the CLI would have to withhold as card-like.
+    super(
+      `${left} wrapped keys were still written under another KMS key than rotation ${generation}'s after ${MAX_REWRAP_PASSES} re-wrap ` +
+        'passes (an instance that has not picked the rotation up?); run keys rotate again to finish the rotation',
+    );
+  }
+}
+
 const CLI = { tenantId: null, principal: 'cli' } as const;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -82,12 +99,7 @@ export class KeyRotator {
     let done = rotation.rewrapped;
     let left = await store.countNotWrappedUnder(rotation.kmsKeyId);
     for (let pass = 1; left > 0; pass++) {
-      if (pass > MAX_REWRAP_PASSES) {
-        throw new Error(
-          `${left} wrapped keys were still written under another KMS key than ${rotation.kmsKeyId} after ${MAX_REWRAP_PASSES} re-wrap passes ` +
-            '(an instance that has not picked the rotation up?); run keys rotate again to finish the rotation',
-        );
-      }
+      if (pass > MAX_REWRAP_PASSES) throw new RewrapIncompleteError(rotation.generation, left);
       done = await this.rewrapPass(rotation, done, done + left);
       left = await store.countNotWrappedUnder(rotation.kmsKeyId);
     }

@@ -191,8 +191,8 @@ export interface TenantStore {
   findTenantById(id: string): Promise<Tenant | undefined>;
   countTenants(): Promise<number>;
   insertApiKey(key: { tenantId: string; role: string; keyHash: Buffer; label: string | null }): Promise<ApiKeyRecord>;
-  /** The active (unrevoked) key with this hash, with its tenant. */
-  findActiveApiKey(keyHash: Buffer): Promise<{ key: ApiKeyRecord; tenant: Tenant } | undefined>;
+  /** The key with this hash, revoked or not (revokedAt says), with its tenant: one indexed lookup either way. */
+  findApiKey(keyHash: Buffer): Promise<{ key: ApiKeyRecord; tenant: Tenant } | undefined>;
   /** Revokes an active key; returns its tenant, or undefined when there was no such active key. */
   revokeApiKey(id: string): Promise<{ tenantId: string } | undefined>;
   listApiKeys(tenantId: string): Promise<ApiKeyRecord[]>;

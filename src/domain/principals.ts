@@ -36,6 +36,12 @@ export interface OperatorActor {
   operator: string;
 }
 
+/**
+ * Why a bearer secret was refused, for its `auth.failure` event; both are answered alike (401). A revoked key names
+ * itself and its tenant, so its continued use (a leaked key?) shows in that tenant's trail.
+ */
+export type KeyRefusal = { reason: 'unknown_key' } | { reason: 'revoked_key'; tenantId: string; apiKeyId: string };
+
 const principalOf = (actor: Actor) => (typeof actor === 'string' ? actor : actor.principal);
 const operatorOf = (actor: Actor) => (typeof actor === 'string' ? {} : { operator: actor.operator });
 
@@ -53,24 +59,38 @@ export class Principals {
 
   /** Resolves a bearer secret to its principal; every failure is the same 401. */
   async authenticate(secret: string): Promise<Principal> {
-    if (!this.deps.apiKeys.looksValid(secret)) throw new VaultError('unauthenticated');
+    const identified = await this.identify(secret);
+    if ('refused' in identified) throw new VaultError('unauthenticated');
+    return identified.principal;
+  }
+
+  /**
+   * Resolves a bearer secret to its principal, or says why it is refused: one indexed lookup by the key's hash
+   * whether the key is unknown, revoked or valid. Only a valid key is cached.
+   */
+  async identify(secret: string): Promise<{ principal: Principal } | { refused: KeyRefusal }> {
+    if (!this.deps.apiKeys.looksValid(secret)) return { refused: { reason: 'unknown_key' } };
     const hash = this.deps.apiKeys.hash(secret);
     const cacheKey = hash.toString('base64');
     const cached = this.#cache.get(cacheKey);
-    if (cached && cached.expiresAt > this.#now()) return cached.principal;
+    if (cached && cached.expiresAt > this.#now()) return { principal: cached.principal };
 
-    const found = await this.deps.tenants.findActiveApiKey(hash);
+    const found = await this.deps.tenants.findApiKey(hash);
+    if (found && found.key.revokedAt !== null) {
+      this.#cache.delete(cacheKey);
+      return { refused: { reason: 'revoked_key', tenantId: found.tenant.id, apiKeyId: found.key.id } };
+    }
     const role = found && this.deps.policies.get(found.key.role);
     if (!found || !role) {
       this.#cache.delete(cacheKey);
-      throw new VaultError('unauthenticated');
+      return { refused: { reason: 'unknown_key' } };
     }
     const principal: Principal = { tenant: found.tenant, apiKeyId: found.key.id, role };
     if (this.deps.cacheMs > 0) {
       if (this.#cache.size >= MAX_CACHED_KEYS) this.#cache.delete(this.#cache.keys().next().value as string);
       this.#cache.set(cacheKey, { principal, expiresAt: this.#now() + this.deps.cacheMs });
     }
-    return principal;
+    return { principal };
   }
 
   async createTenant(name: string, actor: Actor): Promise<Tenant> {

@@ -3,27 +3,29 @@ import type { Request, RequestHandler, Response } from 'express';
 import type { Principal } from '../domain/policy';
 import type { Principals } from '../domain/principals';
 import type { AuditTrail, RequestContext } from '../domain/ports';
-import { isVaultError, VaultError } from '../errors';
+import { VaultError } from '../errors';
 
 const BEARER = /^Bearer ([!-~]{1,200})$/;
 
 export function authenticate(principals: Principals, trail: AuditTrail): RequestHandler {
   return async (req, res, next) => {
-    const match = BEARER.exec(req.headers.authorization ?? '');
-    try {
-      if (!match) throw new VaultError('unauthenticated');
-      res.locals.principal = await principals.authenticate(match[1]!);
-    } catch (err) {
-      if (isVaultError(err, 'unauthenticated')) {
-        const reason = req.headers.authorization === undefined ? 'missing_credentials' : match ? 'unknown_or_revoked_key' : 'malformed_credentials';
-        const ctx = contextOf(req, res);
-        await trail
-          .record({ tenantId: null, principal: 'anonymous', action: 'auth.failure', outcome: 'failure', ...ctx, details: { reason } })
-          .catch(() => undefined);
-      }
-      throw err;
+    const header = req.headers.authorization;
+    const match = BEARER.exec(header ?? '');
+    const identified = match
+      ? await principals.identify(match[1]!)
+      : { refused: { reason: header === undefined ? ('missing_credentials' as const) : ('malformed_credentials' as const) } };
+    if ('principal' in identified) {
+      res.locals.principal = identified.principal;
+      next();
+      return;
     }
-    next();
+    // Answered alike; recorded against a revoked key and its tenant, anonymously otherwise.
+    const { refused } = identified;
+    const who = refused.reason === 'revoked_key' ? { tenantId: refused.tenantId, principal: refused.apiKeyId } : { tenantId: null, principal: 'anonymous' };
+    await trail
+      .record({ ...who, action: 'auth.failure', outcome: 'failure', ...contextOf(req, res), details: { reason: refused.reason } })
+      .catch(() => undefined);
+    throw new VaultError('unauthenticated');
   };
 }
 

@@ -83,11 +83,12 @@ export class PgTenantStore implements TenantStore, DataKeyStore, FingerprintKeyS
     return toApiKey(rows[0]!);
   }
 
-  async findActiveApiKey(keyHash: Buffer): Promise<{ key: ApiKeyRecord; tenant: Tenant } | undefined> {
+  /** Revoked keys too, so that their use is audited against them; the caller refuses them (domain/principals.ts). */
+  async findApiKey(keyHash: Buffer): Promise<{ key: ApiKeyRecord; tenant: Tenant } | undefined> {
     const rows = await this.q.query<ApiKeyRow & { t_name: string; t_created: Date }>(
       `SELECT k.id, k.tenant_id, k.role, k.label, k.created_at, k.revoked_at, t.name AS t_name, t.created_at AS t_created
        FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
-       WHERE k.key_hash = $1 AND k.revoked_at IS NULL`,
+       WHERE k.key_hash = $1`,
       [keyHash],
     );
     const row = rows[0];

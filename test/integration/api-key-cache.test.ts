@@ -41,3 +41,10 @@ it('reuses a key for the cache time, then sees its revocation even after the wal
     wallClockStepMs = 0;
   }
 });
+
+it('never caches a revoked key as valid: one revoked before its first use is refused every time', async () => {
+  const { tenant, keys } = await h.tenant(['merchant']);
+  const [record] = await h.parts.tenants.listApiKeys(tenant.id);
+  expect(await h.parts.tenants.revokeApiKey(record!.id)).toBeDefined();
+  for (let i = 0; i < 3; i += 1) expect(isVaultError(await rejection(keys.merchant!), 'unauthenticated')).toBe(true);
+});

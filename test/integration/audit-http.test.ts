@@ -118,8 +118,42 @@ describe('what is recorded', () => {
     const res = await request(h.app).get('/v1/tokens/4111110000001111').set('X-Request-Id', 'req-auth-fail-1').set(bearer(`cvk_${'Z'.repeat(43)}`));
     expect(res.status).toBe(401);
     const [event] = await events(h, "event LIKE '%req-auth-fail-1%'");
-    expect(event).toMatchObject({ action: 'auth.failure', outcome: 'failure', tenant: null, principal: 'anonymous', details: { reason: 'unknown_or_revoked_key' } });
+    expect(event).toMatchObject({ action: 'auth.failure', outcome: 'failure', tenant: null, principal: 'anonymous', details: { reason: 'unknown_key' } });
     expect(event!.source).toMatch(/127\.0\.0\.1/);
+  });
+
+  it("answers a revoked key exactly as an unknown one, and records its use against the key, in its tenant's export", async () => {
+    const since = new Date(Date.now() - 1000).toISOString();
+    const { tenant, keys } = await h.tenant(['merchant', 'auditor']);
+    const [merchantKey] = (await h.parts.tenants.listApiKeys(tenant.id)).filter((k) => k.role === 'merchant');
+    expect(await h.parts.principals.revokeApiKey(merchantKey!.id, 'test')).toBe(true);
+
+    const path = `/v1/tokens/tok_${'b'.repeat(16)}`;
+    const revoked = await request(h.app).get(path).set('X-Request-Id', 'req-revoked-key-1').set(bearer(keys.merchant!));
+    const unknown = await request(h.app).get(path).set('X-Request-Id', 'req-revoked-key-2').set(bearer(`cvk_${'Y'.repeat(43)}`));
+    const answer = (res: request.Response) => ({
+      status: res.status,
+      body: { ...res.body, request_id: undefined },
+      contentType: res.headers['content-type'],
+      authenticate: res.headers['www-authenticate'],
+    });
+    expect(answer(revoked)).toEqual(answer(unknown));
+    expect(revoked.body).toMatchObject({ status: 401, code: 'unauthenticated' });
+
+    const [used] = await events(h, "event LIKE '%req-revoked-key-1%'");
+    expect(used).toMatchObject({ action: 'auth.failure', outcome: 'failure', tenant: tenant.id, principal: merchantKey!.id, token: null, details: { reason: 'revoked_key' } });
+    const [guessed] = await events(h, "event LIKE '%req-revoked-key-2%'");
+    expect(guessed).toMatchObject({ action: 'auth.failure', tenant: null, principal: 'anonymous', details: { reason: 'unknown_key' } });
+
+    // The tenant's auditor finds it in the tenant's own export.
+    const exported = await request(h.app).get(`/v1/audit/events?from=${encodeURIComponent(since)}`).set(bearer(keys.auditor!)).buffer(true).parse((res, done) => {
+      let text = '';
+      res.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')));
+      res.on('end', () => done(null, text));
+    });
+    expect(exported.status).toBe(200);
+    const shown = (exported.body as string).split('\n').filter((l) => l.startsWith('{"type":"event"')).map((l) => (JSON.parse(l) as { event: Record<string, unknown> }).event);
+    expect(shown.filter((e) => e.action === 'auth.failure')).toEqual([expect.objectContaining({ principal: merchantKey!.id, request_id: 'req-revoked-key-1' })]);
   });
 
   it('names every action the vault can record in the closed list', () => {

@@ -5,6 +5,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { KeyRotator, RewrapIncompleteError } from '../../src/crypto/key-rotation';
 import { openLocalKms } from '../../src/crypto/local-kms';
 import { assembleVault } from '../../src/dependencies';
 import { isVaultError } from '../../src/errors';
@@ -233,6 +234,45 @@ describe('the operator in audit events', () => {
     expect(await cliDetails(idOf(created), 'updater.run.start')).toEqual([{ run_id: idOf(run), trigger: 'cli', scope: 'all', operator: 'dora' }]);
   });
 
+  it('names --operator in every event of keys rotate', async () => {
+    const rotated = await cardvault('keys', 'rotate', '--operator', 'erin');
+    expect(outcome(rotated)).toEqual({ code: 0 });
+    const { generation } = JSON.parse(rotated.out[0]!) as { generation: number };
+    const rows = await db.query<{ event: string }>(
+      `SELECT event FROM audit_events WHERE event::jsonb ->> 'action' LIKE 'key.rotation.%'
+       AND (event::jsonb -> 'details' ->> 'generation')::int = $1 ORDER BY seq`,
+      [generation],
+    );
+    const events = rows.map((row) => JSON.parse(row.event) as { action: string; principal: string; details: Record<string, unknown> });
+    expect(events.map((e) => [e.action, e.principal, e.details.operator])).toEqual([
+      ['key.rotation.start', 'cli', 'erin'],
+      ['key.rotation.rewrap', 'cli', 'erin'],
+      ['key.rotation.complete', 'cli', 'erin'],
+    ]);
+  });
+
+  it('names --operator in the events of keys rotate-fingerprint', async () => {
+    // The next key written beside the current one and its wait backdated, as in the rotate-fingerprint test below;
+    // an unexpired idempotency record stops it before retiring (exit 75), after its backfill and switch.
+    const name = uniqueName('fp-operator');
+    const tenantId = idOf(await cardvault('tenants', 'create', name));
+    const kms = await openLocalKms({ keyFile: env.LOCAL_KMS_KEY_FILE! });
+    const { wrapped } = await kms.generateDataKey({ tenantId, purpose: 'fingerprint' });
+    await db.query("INSERT INTO fingerprint_keys (tenant_id, generation, kms_key_id, key_wrapped, state) VALUES ($1, 2, $2, $3, 'next')", [
+      tenantId, wrapped.kmsKeyId, wrapped.ciphertext,
+    ]);
+    await db.query("UPDATE fingerprint_keys SET state_changed_at = now() - interval '1 minute' WHERE tenant_id = $1", [tenantId]);
+    await db.query(
+      `INSERT INTO idempotency_keys (tenant_id, key, request_digest, digest_generation, expires_at)
+       VALUES ($1, 'order-1', 'digest', 1, now() + interval '1 hour')`,
+      [tenantId],
+    );
+    const fingerprint = await cardvault('keys', 'rotate-fingerprint', '--tenant', name, '--operator', 'frank');
+    expect(outcome(fingerprint, 75)).toEqual({ code: 75 });
+    expect(await cliDetails(tenantId, 'key.fingerprint_rotation.backfill')).toEqual([{ generation: 2, backfilled: 0, operator: 'frank' }]);
+    expect(await cliDetails(tenantId, 'key.fingerprint_rotation.switch')).toEqual([{ generation: 2, previous_generation: 1, operator: 'frank' }]);
+  });
+
   it('names the OS account without --operator, and the account sudo was run from', async () => {
     const account = os.userInfo().username;
     const plain = await cardvault('tenants', 'create', uniqueName('os-user'));
@@ -291,6 +331,44 @@ describe('cardvault usage', () => {
     expect(cardLike.code).toBe(64);
     expect(cardLike.err).toContain('an option or argument was not understood');
     expect(cardLike.err).not.toContain(pan);
+  });
+
+  it('exits 64 for an argument a command does not take, without repeating it, and does nothing', async () => {
+    const { newPan } = await import('../support/pans');
+    const pan = newPan();
+    const name = uniqueName('stray');
+    const created = await cardvault('tenants', 'create', name);
+    expect(outcome(created)).toEqual({ code: 0 });
+    const tenantId = (JSON.parse(created.out[0]!) as { id: string }).id;
+    // Stands in for the server: a stray argument must be refused before it would start.
+    const mainModule = await import('../../src/main');
+    const serve = jest.spyOn(mainModule, 'main').mockResolvedValue(undefined);
+    try {
+      const runs = [
+        await cardvault('keys', 'create', '--tenant', name, '--role', 'merchant', pan),
+        await cardvault('keys', 'list', '--tenant', name, pan),
+        await cardvault('updater', 'run', '--tenant', name, pan),
+        await cardvault('serve', pan),
+        await cardvault('serve', '--port', '8080'),
+      ];
+      for (const run of runs) {
+        expect(run.code).toBe(64);
+        expect(run.out).toEqual([]);
+        expect(run.err).toContain('usage: cardvault <command>');
+        expect(run.err.replace(/[^0-9]/g, '')).not.toContain(pan.slice(0, 12));
+      }
+      expect(runs[0]!.err).toContain('keys create takes no argument');
+      expect(serve).not.toHaveBeenCalled();
+    } finally {
+      serve.mockRestore();
+    }
+    const issued = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM api_keys WHERE tenant_id = $1', [tenantId]);
+    expect(issued[0]!.n).toBe(0);
+    const runsStarted = await db.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM audit_events WHERE tenant_id = $1 AND event::jsonb ->> 'action' = 'updater.run.start'",
+      [tenantId],
+    );
+    expect(runsStarted[0]!.n).toBe(0);
   });
 
   it('names the unknown command', async () => {
@@ -435,6 +513,25 @@ describe('keys rotate', () => {
     const again = JSON.parse((await cardvault('keys', 'rotate')).out[0]!) as { generation: number; kms_key_id: string };
     expect(again.generation).toBe(result.generation + 1);
     expect(again.kms_key_id).not.toBe(result.kms_key_id);
+  });
+});
+
+describe('keys rotate stopped by a lagging instance', () => {
+  it('exits 75 with the rotation\'s message when it must be run again later', async () => {
+    // Driving an instance that keeps writing under the old KMS key is key-rotation.test.ts's; here, the exit code.
+    const stopped = new RewrapIncompleteError(7, 3);
+    const rotate = jest.spyOn(KeyRotator.prototype, 'rotate').mockRejectedValue(stopped);
+    try {
+      const result = await cardvault('keys', 'rotate', '--kms-key-id', 'local:0000000000000000');
+      expect(rotate).toHaveBeenCalledTimes(1);
+      expect(result.code).toBe(75);
+      expect(result.out).toEqual([]);
+      expect(result.err).toContain(`cardvault: ${stopped.message}`);
+      expect(result.err).toMatch(/after 3 re-wrap passes.*run keys rotate again/);
+      expect(result.err).not.toContain('usage: cardvault');
+    } finally {
+      rotate.mockRestore();
+    }
   });
 });
 

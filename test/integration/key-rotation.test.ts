@@ -8,7 +8,7 @@ import request from 'supertest';
 import { createAwsKms } from '../../src/crypto/aws-kms';
 import { addLocalKmsKey, openLocalKms } from '../../src/crypto/local-kms';
 import { createCardCrypto } from '../../src/crypto/card-crypto';
-import { KeyRotator, type RotationProgress } from '../../src/crypto/key-rotation';
+import { KeyRotator, RewrapIncompleteError, type RotationProgress } from '../../src/crypto/key-rotation';
 import type { Kms } from '../../src/domain/ports';
 import { freshDatabase, type FreshDatabase } from '../support/fresh-database';
 import { buildHarness, type Harness } from '../support/harness';
@@ -303,7 +303,11 @@ describe('with the local key file', () => {
       await lagging.parts.keyRotation.sync();
       lateWrites = Number.POSITIVE_INFINITY;
       const secondKey = await addLocalKmsKey(keyFile);
-      await expect(rotator().rotate(secondKey, { reencryptCards: false }, activate)).rejects.toThrow(/after 3 re-wrap passes.*run keys rotate again/);
+      // A typed error, which the CLI turns into exit 75 (run again later).
+      const stopped = await rotator().rotate(secondKey, { reencryptCards: false }, activate).then(() => undefined, (err: unknown) => err);
+      expect(stopped).toBeInstanceOf(RewrapIncompleteError);
+      expect((stopped as RewrapIncompleteError).message).toMatch(/after 3 re-wrap passes.*run keys rotate again/);
+      expect((stopped as RewrapIncompleteError).left).toBeGreaterThan(0);
       expect(await rotating.parts.keyRotation.store.latest()).toMatchObject({ kmsKeyId: secondKey, state: 'rewrapping' });
       // Resumed once its start is longer ago than the wait (by the database's clock): it does not wait again.
       lateWrites = 0;

@@ -156,6 +156,14 @@ describe('failed authentication per source address', () => {
     expect((await from('198.51.100.8', UNKNOWN_KEY)).status).toBe(401);
   });
 
+  it("counts a revoked key's 401 as a failed authentication, as an unknown key's", async () => {
+    const { tenant, keys } = await h.tenant(['tight']);
+    const [record] = await h.parts.tenants.listApiKeys(tenant.id);
+    expect(await h.parts.principals.revokeApiKey(record!.id, 'test')).toBe(true);
+    for (let i = 0; i < 20; i += 1) expect((await from('198.51.100.10', keys.tight!)).status).toBe(401);
+    expectRateLimited(await from('198.51.100.10', keys.tight!), 'failed_auth', 20);
+  });
+
   it('counts only failures: many authenticated requests from one address are never refused', async () => {
     const { keys } = await h.tenant(['plain']);
     for (let i = 0; i < 30; i += 1) expect((await from('198.51.100.9', keys.plain!)).status).toBe(404);
