@@ -4,12 +4,17 @@ import { VaultError } from './errors';
 
 export type { Logger };
 
-/** 12–19 digits, optionally split by single spaces or dashes: anything that could be a card number. */
-const PAN_LIKE = /(?<![0-9])[0-9](?:[ -]?[0-9]){11,18}(?![0-9])/g;
+/**
+ * 12 or more digits, each pair at most three separators apart (space, tab, dash, dot, underscore, slash, or an
+ * escaped newline or tab in the JSON line): anything that could be a card number, however it was split, and a
+ * card number run together with more digits (an expiry after it). A date, a time or an IPv4 address with fewer
+ * than 12 digits is left alone; over-masking a long number is the safe side.
+ */
+const PAN_LIKE = /(?<![0-9])[0-9](?:(?:[ \t._/-]|\\[nrt]){0,3}[0-9]){11,}(?![0-9])/g;
 
 export function maskPanLike(line: string): string {
   return line.replace(PAN_LIKE, (run) => {
-    const digits = run.replace(/[ -]/g, '');
+    const digits = run.replace(/\\[nrt]|[^0-9]/g, '');
     return `${'*'.repeat(digits.length - 4)}${digits.slice(-4)}`;
   });
 }
@@ -31,6 +36,12 @@ const REDACTED_PATHS = [
   '*.apiKey',
   'key',
   '*.key',
+  'secret',
+  '*.secret',
+  'password',
+  '*.password',
+  // Two levels down and inside arrays, for the fields a card or a key can sit in.
+  ...['card', 'number', 'cvc', 'pan', 'apiKey', 'key', 'secret', 'password'].flatMap((field) => [`*.*.${field}`, `*[*].${field}`, `*.*[*].${field}`]),
 ];
 
 /** Wraps a destination so every serialized line is scrubbed before it is written, in every environment. */
@@ -48,7 +59,8 @@ export function createLogger(options: { level: string; destination?: Destination
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
       redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
-      serializers: { err: serializeError },
+      // The keys an error is logged under: each one by type and code, never by what its message or fields quote.
+      serializers: { err: serializeError, error: serializeError, cause: serializeError },
       hooks: {
         // pino copies an Error's message into msg when the Error is the first argument; route it through the serializer.
         logMethod(args, method) {

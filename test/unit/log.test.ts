@@ -51,10 +51,10 @@ describe('maskPanLike', () => {
   it('masks several PANs in one line, including two separated by a single space', () => {
     const out = maskPanLike(`${VISA_16} and ${AMEX_15}`);
     expect(out).toBe(`${masked(VISA_16)} and ${masked(AMEX_15)}`);
-    // Two 16-digit PANs with one space between them: 32 digits, masked as the first PAN then the second's tail.
+    // Two 16-digit PANs with one space between them read as one 32-digit run: all of it masked but the last 4.
     const joined = maskPanLike(`${VISA_16} ${VISA_16}`);
     expect(joined).not.toContain(VISA_16);
-    expect(joined.replace(/[^0-9]/g, '')).toHaveLength(8);
+    expect(joined.replace(/[^0-9]/g, '')).toHaveLength(4);
   });
 
   it('masks a PAN glued to a shorter digit run by a separator', () => {
@@ -68,9 +68,22 @@ describe('maskPanLike', () => {
     }
   });
 
-  it('leaves contiguous runs of 20 or more digits alone', () => {
-    for (const run of ['41111111111111111111', `${VISA_19}00`, '1'.repeat(40)]) {
-      expect(maskPanLike(`ref ${run}.`)).toBe(`ref ${run}.`);
+  it('masks runs of 20 or more digits too: a card number run together with its expiry, or with anything else', () => {
+    for (const run of [`${VISA_16}1230`, `${VISA_19}00`, '1'.repeat(40)]) {
+      expect(maskPanLike(`ref ${run}.`)).toBe(`ref ${masked(run)}.`);
+    }
+  });
+
+  it('masks a PAN split by dots, underscores, slashes, tabs, double spaces or escaped newlines', () => {
+    for (const separator of ['.', '_', '/', '\t', '  ', ' - ', '\\n']) {
+      const line = `{"blocked":"https://${grouped(VISA_16, separator)}.evil.example/"}`;
+      expect({ separator, out: maskPanLike(line) }).toEqual({ separator, out: '{"blocked":"https://************1111.evil.example/"}' });
+    }
+  });
+
+  it('leaves dates, times and IPv4 addresses of fewer than 12 digits alone', () => {
+    for (const text of ['2026-11-21 20:40:31.405', '10.0.4.22', '172.16.254.1', 'exp 12/2030', 'v1.2.3']) {
+      expect(maskPanLike(`at ${text};`)).toBe(`at ${text};`);
     }
   });
 
@@ -126,6 +139,29 @@ describe('createLogger', () => {
     expect(entries[2]!.body).toEqual({ card: '[redacted]', number: '[redacted]', cvc: '[redacted]', apiKey: '[redacted]' });
     expect(entries[2]!.headers).toEqual({ authorization: '[redacted]' });
     expect(entries[3]!.req).toEqual({ headers: { authorization: '[redacted]' } });
+  });
+
+  it('redacts card fields and secrets two levels down and inside arrays', () => {
+    const pan = newPan();
+    const { text, entries } = logged((log) => {
+      log.info({ x: { y: { cvc: '737', number: pan } }, items: [{ cvc: '737', secret: 'whsec_AbCdEf' }], a: { b: [{ password: 'hunter2xyz' }] } }, 'deep');
+    });
+    expect(text).not.toContain(pan);
+    expect(text).not.toContain('737');
+    expect(text).not.toContain('whsec_AbCdEf');
+    expect(text).not.toContain('hunter2xyz');
+    expect(entries[0]).toMatchObject({ x: { y: { cvc: '[redacted]', number: '[redacted]' } }, items: [{ cvc: '[redacted]', secret: '[redacted]' }] });
+  });
+
+  it('serializes an error logged under error or cause as under err: type and code, never its fields', () => {
+    const driverError = Object.assign(new Error('duplicate key'), { code: '23505', detail: 'Key (holder)=(Jane Q Cardholder) already exists.' });
+    const { text, entries } = logged((log) => {
+      log.error({ error: driverError }, 'insert failed');
+      log.error({ cause: driverError }, 'insert failed');
+    });
+    expect(text).not.toContain('Jane Q');
+    expect(entries[0]!.error).toMatchObject({ type: 'Error', code: '23505' });
+    expect(entries[1]!.cause).toMatchObject({ type: 'Error', code: '23505' });
   });
 
   it('writes time as an ISO string, not epoch milliseconds, and labels the level', () => {
