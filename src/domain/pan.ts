@@ -80,8 +80,12 @@ export function luhnValid(digits: string): boolean {
   return sum % 10 === 0;
 }
 
-/** Twelve digits in a row, or split by single spaces or dashes: as much of a card number as a check needs to see. */
-export const CARD_LIKE = /[0-9](?:[ -]?[0-9]){11}/;
+/**
+ * Twelve digits in a row, or split by up to three spaces, dashes, dots or underscores between any two of them
+ * ('4111 1111…', '4111.1111…', '4111_1111…'): as much of a card number as a check needs to see. Slashes and
+ * colons do not join digits here (paths, ports and times are legitimately full of them).
+ */
+export const CARD_LIKE = /[0-9](?:[ ._-]{0,3}[0-9]){11}/;
 
 /**
  * For text the vault keeps, echoes or logs but never expects a card in (names, labels, origins, ids): true when

@@ -222,8 +222,14 @@ describe('mayHoldCardNumber and mayHoldCardNumberAcrossPunctuation', () => {
     }
   });
 
-  it('only the header check sees digits split by dots, underscores, slashes or repeated separators', () => {
-    for (const text of [spelled('.'), spelled('_'), spelled('/'), spelled('--'), spelled(' . '), `id:${spelled(':')}`]) {
+  it('both see digits split by dots, underscores or up to three spaces and dashes', () => {
+    for (const text of [spelled('.'), spelled('_'), spelled('--'), spelled(' . '), `https://${spelled('.')}.shop.example`]) {
+      expect([text, mayHoldCardNumber(text), mayHoldCardNumberAcrossPunctuation(text)]).toEqual([text, true, true]);
+    }
+  });
+
+  it('only the header check sees digits split by slashes, colons or longer punctuation', () => {
+    for (const text of [spelled('/'), `id:${spelled(':')}`, spelled(' -- ')]) {
       expect([text, mayHoldCardNumber(text), mayHoldCardNumberAcrossPunctuation(text)]).toEqual([text, false, true]);
     }
   });

@@ -58,12 +58,12 @@ function checkUrl(value: unknown, allowInsecure: boolean): string {
   return url.href;
 }
 
+/**
+ * Every well-formed %XX escape decoded, whatever else the text holds: decodeURIComponent gives up on the whole
+ * string at one bad escape ('%ZZ'), which would let the digits behind the other escapes through unread.
+ */
 function decodeURIComponentSafe(text: string): string {
-  try {
-    return decodeURIComponent(text);
-  } catch {
-    return text;
-  }
+  return text.replace(/%[0-9A-Fa-f]{2}/g, (escape) => String.fromCharCode(parseInt(escape.slice(1), 16)));
 }
 
 function checkEvents(events: readonly unknown[] | undefined): WebhookEventType[] {
