@@ -107,6 +107,13 @@ export function mayHoldCardNumberAcrossPunctuation(text: string): boolean {
 const MIN_LENGTH = 12;
 const MAX_LENGTH = 19;
 
+/**
+ * PCI DSS 3.4.1: BIN and last 4 of a 12-digit PAN leave 2 digits hidden, one of them fixed by Luhn (10 candidates).
+ * So at least this many digits stay hidden: a PAN shows its 6-digit BIN from 15 digits up, `length - 9` below.
+ */
+const MIN_HIDDEN_DIGITS = 5;
+const BIN_LENGTH = 6;
+
 export class Pan {
   // A #private field is invisible to JSON.stringify, Object.keys, spread and structured logging alike.
   readonly #digits: string;
@@ -141,8 +148,12 @@ export class Pan {
     return this.#digits.length;
   }
 
+  /**
+   * The leading digits the vault may store, return, audit or keep in a token: the 6-digit BIN for 15 digits and
+   * more; for 12–14 digits only the first 3–5, so that with last4 at least MIN_HIDDEN_DIGITS stay hidden.
+   */
   get bin(): string {
-    return this.#digits.slice(0, 6);
+    return this.#digits.slice(0, Math.min(BIN_LENGTH, this.#digits.length - 4 - MIN_HIDDEN_DIGITS));
   }
 
   get last4(): string {
@@ -157,9 +168,9 @@ export class Pan {
     return this.#digits === other.#digits;
   }
 
-  /** First 6 and last 4 with stars between, the same length as the PAN: no more than bin and last4 expose. */
+  /** bin and last 4 with stars between, the same length as the PAN: no more than bin and last4 expose. */
   toString(): string {
-    return `${this.bin}${'*'.repeat(this.#digits.length - 10)}${this.last4}`;
+    return `${this.bin}${'*'.repeat(this.#digits.length - this.bin.length - 4)}${this.last4}`;
   }
 
   toJSON(): string {

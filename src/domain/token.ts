@@ -21,8 +21,9 @@ export interface TokenRandomness {
 }
 
 /**
- * A 12-digit PAN in bin6_last4 keeps only 2 free digits: 100 candidates, exactly 10 of them Luhn-valid, so a
- * draw is rejected with probability 1/10 and 64 draws all failing (1e-64) means the randomness is broken.
+ * bin6_last4 keeps Pan.bin (fewer than 6 digits below 15, so at least 5 are drawn) and last4. Whatever the number
+ * of free digits, exactly one middle in ten makes a Luhn-valid number, so a draw is rejected with probability 1/10
+ * and 64 draws all failing (1e-64) means the randomness is broken.
  */
 const MAX_DRAWS = 64;
 
@@ -31,7 +32,7 @@ const OPAQUE_ID = /^[A-Za-z0-9_-]{16,64}$/;
 export function generateToken(format: TokenFormat, pan: Pan, random: TokenRandomness): string {
   switch (format) {
     case 'bin6_last4':
-      return numericToken(pan.bin, pan.length - 10, pan.last4, random);
+      return numericToken(pan.bin, pan.length - pan.bin.length - 4, pan.last4, random);
     case 'last4':
       return numericToken('', pan.length - 4, pan.last4, random);
     case 'opaque':

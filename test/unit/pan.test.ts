@@ -124,7 +124,7 @@ describe('Pan.parse', () => {
       const pan = Pan.parse(number);
       expect(pan.length).toBe(length);
       expect(pan.reveal()).toBe(number);
-      expect(pan.bin).toBe(number.slice(0, 6));
+      expect(pan.bin).toBe(number.slice(0, Math.min(6, length - 9)));
       expect(pan.last4).toBe(number.slice(-4));
     }
   });
@@ -167,13 +167,43 @@ describe('Pan.parse', () => {
   });
 });
 
+describe('Pan.bin', () => {
+  // PCI DSS 3.4.1: BIN and last 4 of a 12-digit PAN leave 2 unknown digits, one of them the check digit.
+  it.each([
+    [12, 3],
+    [13, 4],
+    [14, 5],
+    [15, 6],
+    [16, 6],
+    [19, 6],
+  ])('discloses, for a PAN of %i digits, only its first %i digits, so at least 5 stay hidden', (length, leading) => {
+    const number = generateTestPan('501800', length);
+    const pan = Pan.parse(number);
+    expect(pan.bin).toBe(number.slice(0, leading));
+    expect(length - pan.bin.length - pan.last4.length).toBeGreaterThanOrEqual(5);
+    expect(String(pan)).toBe(`${number.slice(0, leading)}${'*'.repeat(length - leading - 4)}${number.slice(-4)}`);
+  });
+
+  it('still detects the brand from the whole number when the disclosed digits cannot tell it', () => {
+    const pan = Pan.parse(generateTestPan('601111', 12));
+    expect(pan.bin).toBe('601');
+    expect(detectBrand(pan.bin)).not.toBe('discover');
+    expect(pan.brand).toBe('discover');
+  });
+
+  it('keeps the 6-digit BIN of the published 15-digit American Express test card', () => {
+    const pan = Pan.parse('378282246310005');
+    expect([pan.bin, pan.last4, String(pan)]).toEqual(['378282', '0005', '378282*****0005']);
+  });
+});
+
 describe('Pan masking', () => {
   const number = '4111111111111111';
   const pan = Pan.parse(number);
 
   it('prints the first 6 and last 4 with stars between, at the PAN length', () => {
     expect(String(pan)).toBe('411111******1111');
-    expect(Pan.parse(generateTestPan('555555', 12)).toString()).toMatch(/^555555\*\*[0-9]{4}$/);
+    expect(Pan.parse(generateTestPan('555555', 12)).toString()).toMatch(/^555\*{5}[0-9]{4}$/);
     expect(Pan.parse(generateTestPan('222300', 19)).toString()).toMatch(/^222300\*{9}[0-9]{4}$/);
   });
 

@@ -16,8 +16,6 @@ import { errorOf } from '../support/error-of';
 
 const TEST_BINS = ['411111', '555555', '222300', '601111', '620000'];
 
-const TWO_DIGIT_MIDDLES = Array.from({ length: 100 }, (_, n) => String(n).padStart(2, '0'));
-
 
 /** Randomness that hands out scripted middles in order and counts the draws. */
 function scriptedRandomness(middles: string[], opaque = 'A'.repeat(22)): TokenRandomness & { draws: number } {
@@ -34,9 +32,15 @@ function scriptedRandomness(middles: string[], opaque = 'A'.repeat(22)): TokenRa
   return fake;
 }
 
-/** Every 2-digit middle that makes `bin + middle + last4` pass Luhn (always exactly 10, the PAN's own among them). */
-function luhnValidMiddles(pan: Pan): string[] {
-  return TWO_DIGIT_MIDDLES.filter((middle) => luhnValid(pan.bin + middle + pan.last4));
+/** The first `count` middles, in numeric order, that make `bin + middle + last4` pass Luhn (or, with false, fail it). */
+function middles(pan: Pan, passing: boolean, count: number): string[] {
+  const free = pan.length - pan.bin.length - pan.last4.length;
+  const found: string[] = [];
+  for (let n = 0; found.length < count; n++) {
+    const middle = String(n).padStart(free, '0');
+    if (luhnValid(pan.bin + middle + pan.last4) === passing) found.push(middle);
+  }
+  return found;
 }
 
 describe('generateToken with the real randomness', () => {
@@ -68,13 +72,25 @@ describe('generateToken with the real randomness', () => {
     expect(Object.fromEntries(failures)).toEqual({});
   });
 
-  it('draws every one of the 90 acceptable middles of a 12-digit bin6_last4 token and no other', () => {
-    const pan = Pan.parse(generateTestPan('411111', 12));
-    const seen = new Set<string>();
-    for (let i = 0; i < 10_000; i++) seen.add(generateToken('bin6_last4', pan, cryptoTokenRandomness).slice(6, 8));
-    const forbidden = new Set(luhnValidMiddles(pan));
-    expect(seen.size).toBe(90);
-    for (const middle of seen) expect(forbidden.has(middle)).toBe(false);
+  it('keeps only the first 3 digits of a 12-digit PAN in its bin6_last4 token and draws digits 4 to 8 afresh', () => {
+    const digits = generateTestPan('501800', 12);
+    const pan = Pan.parse(digits);
+    const draws = 10_000;
+    const same = [0, 0, 0, 0, 0];
+    const seen = [0, 1, 2, 3, 4].map(() => new Set<string>());
+    for (let i = 0; i < draws; i++) {
+      const token = generateToken('bin6_last4', pan, cryptoTokenRandomness);
+      expect(token.slice(0, 3) + token.slice(-4)).toBe(digits.slice(0, 3) + digits.slice(-4));
+      for (let p = 0; p < 5; p++) {
+        if (token[3 + p] === digits[3 + p]) same[p]++;
+        seen[p]!.add(token[3 + p]!);
+      }
+    }
+    // Each free digit equals the PAN's one time in ten (σ ≈ 0.3%); a copied digit would match every time.
+    for (let p = 0; p < 5; p++) {
+      expect([p + 4, Math.abs(same[p]! / draws - 0.1) < 0.02]).toEqual([p + 4, true]);
+      expect([p + 4, seen[p]!.size]).toEqual([p + 4, 10]);
+    }
   });
 
   it('makes opaque tokens that are non-numeric, well formed and unique', () => {
@@ -92,9 +108,15 @@ describe('generateToken with the real randomness', () => {
 
 describe('generateToken rejection loop', () => {
   const pan = Pan.parse(generateTestPan('411111', 12));
-  const ownMiddle = pan.reveal().slice(6, 8);
-  const otherValidMiddle = luhnValidMiddles(pan).find((m) => m !== ownMiddle)!;
-  const invalidMiddle = TWO_DIGIT_MIDDLES.find((m) => !luhnValid(pan.bin + m + pan.last4))!;
+  const ownMiddle = pan.reveal().slice(pan.bin.length, -4);
+  const otherValidMiddle = middles(pan, true, 2).find((m) => m !== ownMiddle)!;
+  const invalidMiddle = middles(pan, false, 1)[0]!;
+
+  it('asks for every digit of a 12-digit PAN but its first 3 and last 4: five, none of them copied', () => {
+    const random = scriptedRandomness([invalidMiddle]);
+    expect(invalidMiddle).toHaveLength(5);
+    expect(generateToken('bin6_last4', pan, random)).toBe(pan.reveal().slice(0, 3) + invalidMiddle + pan.last4);
+  });
 
   it('draws the whole middle again while it makes a Luhn-valid number, then keeps the first invalid one', () => {
     const random = scriptedRandomness([ownMiddle, otherValidMiddle, invalidMiddle]);
