@@ -1,11 +1,13 @@
 // config → dependencies → app → listen → graceful shutdown.
 import type { Server } from 'node:http';
+import pino from 'pino';
 import { createApp } from './app';
 import { createDevCredentials } from './bootstrap';
 import { ConfigError, loadConfig, type Config } from './config';
 import { openRuntime, type Runtime } from './dependencies';
 import { createHttpServer } from './http/server';
 import { createLogger, type Logger } from './log';
+import { PolicyError } from './policy/load-policies';
 import { loadHostedAssets } from './hosted/assets';
 import { demoMerchantKey, startDemo } from './hosted/demo';
 import { assembleHosted } from './hosted/dependencies';
@@ -14,6 +16,8 @@ import type { VaultMetrics } from './metrics/metrics';
 
 const PURGE_INTERVAL_MS = 10 * 60 * 1000;
 const SHUTDOWN_GRACE_MS = 10_000;
+/** How long a dying process waits for its last log line to be written; a stdout that never drains cannot hold it. */
+const LAST_LINE_MS = 2_000;
 export const WEBHOOK_DELIVERY_INTERVAL_MS = 5_000;
 
 export interface RunningVault {
@@ -139,7 +143,12 @@ export async function main(): Promise<void> {
     }
     throw err;
   }
-  const log = createLogger({ level: config.logLevel });
+  // Asynchronous, as the logger's own default; held here so that a dying process can wait for its last line.
+  const destination = pino.destination({ dest: 1, sync: false });
+  const log = createLogger({ level: config.logLevel, destination });
+  const crash = crashHandler(log, () => exitWhenWritten(destination, 1));
+  process.on('uncaughtException', crash);
+  process.on('unhandledRejection', (reason) => crash(reason, 'unhandledRejection'));
   try {
     const { server, stop } = await startVault(config, log);
     const stopDemo = await startDemoCheckout(config, log, server);
@@ -158,9 +167,47 @@ export async function main(): Promise<void> {
       });
     }
   } catch (err) {
-    log.fatal({ err }, `cardvault failed to start: ${err instanceof Error ? err.message : 'unknown error'}`);
-    log.flush();
-    setTimeout(() => process.exit(1), 100);
+    // The error by type and code, as everywhere: a driver's message can quote what it was sent. A configuration or
+    // policy error's message is ours, names only the variable, or the file and field, at fault, and is what the
+    // operator needs to read; a VaultError's is kept by the serializer.
+    const ours = err instanceof ConfigError || err instanceof PolicyError;
+    log.fatal({ err }, ours ? `cardvault failed to start: ${err.message}` : 'cardvault failed to start');
+    exitWhenWritten(destination, 1);
+  }
+}
+
+/**
+ * For an exception nothing caught and a rejection nothing handled: Node's own answer prints the whole error (a
+ * driver's message or detail can quote a row, a request's values) to stderr, past the logger's serializer and
+ * scrubber. Here it is logged like any error, by type and code, and the process exits 1: the state it leaves is
+ * unknown. A rejection is a crash too, as under Node's default (--unhandled-rejections=throw).
+ */
+function crashHandler(log: Logger, exit: () => void): (err: unknown, origin: string) => void {
+  let exiting = false;
+  return (err, origin) => {
+    try {
+      log.fatal({ err, origin }, 'cardvault crashed');
+    } catch {
+      // The logger itself failed: there is nothing safe left to write with; the exit below still comes.
+    }
+    if (exiting) return;
+    exiting = true;
+    exit();
+  };
+}
+
+/**
+ * Exits once the log destination has written what it holds: at once when it can be flushed synchronously, else
+ * when it drains, or after LAST_LINE_MS whatever it holds.
+ */
+function exitWhenWritten(destination: ReturnType<typeof pino.destination>, code: number): void {
+  const exit = () => process.exit(code);
+  try {
+    destination.flushSync();
+    exit();
+  } catch {
+    destination.once('drain', exit);
+    setTimeout(exit, LAST_LINE_MS).unref();
   }
 }
 

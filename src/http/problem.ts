@@ -43,8 +43,16 @@ export function sendProblem(res: Response, error: VaultError): void {
 }
 
 export function problemHandler(log: Logger): ErrorRequestHandler {
-  return (err, _req, res, next) => {
-    if (res.headersSent) return next(err);
+  // Four parameters, though `next` is never called: Express knows an error handler by its arity.
+  return (err, _req, res, _next) => {
+    if (res.headersSent) {
+      // The answer has begun and cannot be completed: cut it short, so the client sees a broken answer rather than a
+      // whole one. Not next(err): Express's default handler would print the whole error (a driver's detail can
+      // quote a row) to stderr, past the logger's serializer and scrubber.
+      log.error({ err, request_id: res.locals.requestId, code: toVaultError(err)?.code ?? 'internal_error' }, 'request failed after its answer had begun');
+      res.destroy();
+      return;
+    }
     const known = toVaultError(err);
     if (!known || known.status >= 500) {
       log.error({ err, request_id: res.locals.requestId, code: known?.code ?? 'internal_error' }, 'request failed');

@@ -142,17 +142,17 @@ export class RunProcessor {
   }
 
   private async collect(run: UpdaterRun, fence: number, fenced: <T>(work: (tx: Queryable) => Promise<T>) => Promise<T>): Promise<void> {
-    let waiting = 0;
+    const waiting: Array<{ id: string; network: NetworkName }> = [];
     for (const batch of await batchesOf(this.deps.store.db, run.id)) {
       if (batch.state === 'applied') continue;
       const text = await this.deps.adapters[batch.network].receive(batch.id);
       if (text === undefined) {
-        waiting += 1;
+        waiting.push(batch);
         continue;
       }
       await this.ingest(batch.id, text, fence);
     }
-    if (waiting === 0) {
+    if (waiting.length === 0) {
       await fenced((tx) => updaterTx.finishRun(tx, run.id));
       this.deps.observer?.runFinished('completed');
       const finished = await this.deps.store.findRun(run.tenantId, run.id);
@@ -163,11 +163,20 @@ export class RunProcessor {
         outcome: 'success',
         details: { run_id: run.id, total: finished?.total ?? 0, counts: finished?.counts ?? {}, errors: finished?.errors.length ?? 0 },
       });
-    } else if (run.startedAt && this.deps.clock.now().getTime() - run.startedAt.getTime() > this.deps.responseTimeoutMs) {
+    } else if (run.startedAt && this.pastResponseTimeout(run.startedAt)) {
+      // Requests the relay never took go before the run is failed: a failed run is not collected again, so a request
+      // left then would keep its card numbers in the drop folder for good. Only the requests: an answer that still
+      // comes is applied by the worker's stray-file pass.
+      for (const batch of waiting) await this.deps.adapters[batch.network].withdraw(batch.id);
       await fenced((tx) => updaterTx.setRunState(tx, run.id, 'failed', { failure: 'response_timeout' }));
       this.deps.observer?.runFinished('failed');
       await this.deps.audit.record({ tenantId: run.tenantId, principal: 'system', action: 'updater.run.finish', outcome: 'failure', details: { run_id: run.id, code: 'response_timeout' } });
     }
+  }
+
+  /** Whether the response timeout has passed since `since`: for a run's start, or a response file no batch claims. */
+  pastResponseTimeout(since: Date): boolean {
+    return this.deps.clock.now().getTime() - since.getTime() > this.deps.responseTimeoutMs;
   }
 
   private async applyChunk(

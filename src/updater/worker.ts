@@ -114,7 +114,10 @@ export class UpdaterWorker {
       const adapter = this.deps.adapters[network];
       for (const batchId of await adapter.waiting()) {
         const batch = await this.deps.store.batch(batchId);
-        if (!batch) continue;
+        if (!batch) {
+          await this.discardUnclaimed(adapter, batchId);
+          continue;
+        }
         if (batch.state !== 'applied' && (await this.deps.store.findRun(batch.tenantId, batch.runId))?.state !== 'failed') continue;
         await this.withLock(batch.tenantId, async (fence) => {
           const text = await adapter.receive(batchId);
@@ -122,6 +125,22 @@ export class UpdaterWorker {
         });
       }
     }
+  }
+
+  /**
+   * A response file for a batch this vault's database does not know (dropped in the wrong folder, meant for another
+   * vault behind the same relay, or answering a batch lost with a restored database) cannot be ours to apply, and no
+   * run will ever read or delete it; it holds card numbers, so it goes. Not at once: a file can reach the folder
+   * before this worker sees the row of the batch it answers (a commit in flight, a database failed over), so it is
+   * deleted once it is older than the response timeout, when no run could still be waiting for it. The warning names
+   * the batch id only, like every updater log line (the scrubber masks a digit run in it as anywhere): never the
+   * file's path or a line of it.
+   */
+  private async discardUnclaimed(adapter: NetworkAdapter, batchId: string): Promise<void> {
+    const receivedAt = await adapter.receivedAt(batchId);
+    if (receivedAt === undefined || !this.deps.processor.pastResponseTimeout(receivedAt)) return;
+    await adapter.discard(batchId);
+    this.deps.log.warn({ batch_id: batchId, network: adapter.network }, 'account-updater response file for a batch this vault does not know deleted');
   }
 
   /** Audits what a crashed worker committed but did not audit; what it audited but did not mark is only marked. */

@@ -1,5 +1,6 @@
 // Exactly once: a response file read twice, two workers at once, a fenced-out worker, and the merge of two tokens.
 import fs from 'node:fs';
+import path from 'node:path';
 import request from 'supertest';
 import { answerDrop } from '../../src/updater/network/answer-drop';
 import { dropTransport } from '../../src/updater/network/adapter';
@@ -83,14 +84,18 @@ describe('with the network answering out of band (file drop)', () => {
     const { tenant, auth } = await setUpTenant(h, 8);
     const started = await request(h.app).post('/v1/account-updater/runs').set(auth).send({});
     await h.updater.worker.tick(tenant.id);
-    // The network is late past UPDATER_RESPONSE_TIMEOUT_HOURS: the run fails with response_timeout.
+    // The network takes the request in time, but its answer is held up past UPDATER_RESPONSE_TIMEOUT_HOURS: the
+    // run fails with response_timeout.
+    const [batch] = await h.db.query<{ id: string }>('SELECT id FROM updater_batches WHERE run_id = $1', [started.body.id]);
+    const answered = (await answerDrop(dropTransport(h.updaterDropDir, 'visa'), vau, batch!.id, NetworkSimulator.fromFile()))!;
+    const heldUp = path.join(h.updaterDropDir, 'held-up');
+    fs.renameSync(answered, heldUp);
     await h.db.query("UPDATE updater_runs SET started_at = now() - interval '1000 hours' WHERE id = $1", [started.body.id]);
     await h.updater.worker.tick(tenant.id);
     expect((await request(h.app).get(`/v1/account-updater/runs/${started.body.id}`).set(auth)).body).toMatchObject({ state: 'failed' });
     const before = await snapshot(h, tenant.id);
 
-    const [batch] = await h.db.query<{ id: string }>('SELECT id FROM updater_batches WHERE run_id = $1', [started.body.id]);
-    const answered = (await answerDrop(dropTransport(h.updaterDropDir, 'visa'), vau, batch!.id, NetworkSimulator.fromFile()))!;
+    fs.renameSync(heldUp, answered);
     const responseText = fs.readFileSync(answered, 'utf8');
     await h.updater.worker.tick(tenant.id);
     const after = await snapshot(h, tenant.id);
@@ -106,6 +111,46 @@ describe('with the network answering out of band (file drop)', () => {
     await h.updater.worker.tick(tenant.id);
     expect(await snapshot(h, tenant.id)).toEqual(after);
     expect(fs.existsSync(answered)).toBe(false);
+  });
+
+  it('deletes its request file, which holds card numbers, when no answer comes before the response timeout', async () => {
+    const { tenant, auth } = await setUpTenant(h, 3);
+    const started = await request(h.app).post('/v1/account-updater/runs').set(auth).send({});
+    await h.updater.worker.tick(tenant.id);
+    const [batch] = await h.db.query<{ id: string }>('SELECT id FROM updater_batches WHERE run_id = $1', [started.body.id]);
+    const outbox = path.join(h.updaterDropDir, 'visa', 'to-network');
+    expect(fs.readdirSync(outbox)).toContain(`${batch!.id}.req`);
+
+    // The relay never takes the request and nothing answers it.
+    await h.db.query("UPDATE updater_runs SET started_at = now() - interval '1000 hours' WHERE id = $1", [started.body.id]);
+    await h.updater.worker.tick(tenant.id);
+    expect((await request(h.app).get(`/v1/account-updater/runs/${started.body.id}`).set(auth)).body).toMatchObject({ state: 'failed' });
+    expect(fs.readdirSync(outbox).filter((name) => name.endsWith('.req'))).toEqual([]);
+  });
+
+  it('deletes a response file no batch claims once it is older than the response timeout, and keeps a fresh one', async () => {
+    const inbox = path.join(h.updaterDropDir, 'visa', 'from-network');
+    fs.mkdirSync(inbox, { recursive: true, mode: 0o700 });
+    const dropUnclaimed = (batchId: string) => {
+      const answer = { ref: 'c1', outcome: 'new_account' as const, newPan: newPan('411111'), newExpMonth: 12, newExpYear: 2031, networkCode: 'A' };
+      const file = path.join(inbox, `${batchId}.resp`);
+      fs.writeFileSync(file, vau.writeResponse(batchId, [answer]), { mode: 0o600 });
+      return file;
+    };
+    const stale = dropUnclaimed('Bunclaimedstalexyzab');
+    const fresh = dropUnclaimed('Bunclaimedfreshxyzab');
+    // 73 hours old: past the harness's UPDATER_RESPONSE_TIMEOUT_HOURS of 72.
+    const longAgo = new Date(Date.now() - 73 * 3600_000);
+    fs.utimesSync(stale, longAgo, longAgo);
+
+    const { tenant } = await h.tenant(['merchant']);
+    await h.updater.worker.tick(tenant.id);
+    expect(fs.existsSync(stale)).toBe(false);
+    expect(fs.existsSync(fresh)).toBe(true);
+    const warned = h.captured.entries().filter((entry) => entry.batch_id === 'Bunclaimedstalexyzab');
+    expect(warned).toEqual([expect.objectContaining({ level: 'warn', network: 'visa' })]);
+    expect(JSON.stringify(warned)).not.toContain(h.updaterDropDir);
+    fs.rmSync(fresh);
   });
 
   it('reports malformed records by line and code and still applies the rest', async () => {

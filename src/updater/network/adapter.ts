@@ -20,8 +20,15 @@ export interface NetworkAdapter {
   receive(batchId: string): Promise<string | undefined>;
   /** Batch ids of response files waiting, including ones for batches already applied (a file dropped twice). */
   waiting(): Promise<string[]>;
+  /** When the batch's response file was last written; undefined while none is waiting. */
+  receivedAt(batchId: string): Promise<Date | undefined>;
   /** Deletes the batch's files on the vault's side: they hold card numbers and are no longer needed. */
   discard(batchId: string): Promise<void>;
+  /**
+   * Deletes the batch's request if it is still waiting for the network, and nothing else: once its run has stopped
+   * waiting, a request must not sit in the drop folder, but an answer that still comes is read and applied.
+   */
+  withdraw(batchId: string): Promise<void>;
   /** A real-time inquiry; absent when the connection to this network is batch-only. */
   inquire?(inquiry: Inquiry): Promise<NetworkResponse>;
 }
@@ -60,8 +67,16 @@ export class FileDropAdapter implements NetworkAdapter {
     return this.transport.list();
   }
 
+  receivedAt(batchId: string): Promise<Date | undefined> {
+    return this.transport.receivedAt(batchId);
+  }
+
   discard(batchId: string): Promise<void> {
     return this.transport.discard(batchId);
+  }
+
+  withdraw(batchId: string): Promise<void> {
+    return this.transport.withdraw(batchId);
   }
 }
 

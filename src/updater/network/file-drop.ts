@@ -28,8 +28,12 @@ const FILE_MODE = 0o600;
 /** A batch id becomes a file name, so it may not carry a path: no separators, no leading dot, no "..". */
 const BATCH_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 
+function isBatchId(batchId: string): boolean {
+  return typeof batchId === 'string' && BATCH_ID.test(batchId) && !batchId.includes('..');
+}
+
 function checkBatchId(batchId: string): void {
-  if (typeof batchId !== 'string' || !BATCH_ID.test(batchId) || batchId.includes('..')) {
+  if (!isBatchId(batchId)) {
     throw new VaultError('invalid_field', 'batchId must be 1-128 letters, digits, "_", "-" or "." and start with a letter or digit');
   }
 }
@@ -130,8 +134,27 @@ export class FileDropTransport {
     return names
       .filter((name) => name.endsWith(suffix) && !name.startsWith('.'))
       .map((name) => name.slice(0, -suffix.length))
-      .filter((batchId) => BATCH_ID.test(batchId))
+      .filter(isBatchId)
       .sort();
+  }
+
+  /**
+   * When the other side's file for this batch was last written (its mtime, not following a symlink), or undefined
+   * while it is not in the inbox.
+   */
+  async receivedAt(batchId: string): Promise<Date | undefined> {
+    checkBatchId(batchId);
+    return (await lstatOrUndefined(path.join(this.inbox, `${batchId}${SUFFIX[this.side].receives}`)))?.mtime;
+  }
+
+  /**
+   * Deletes this side's own file for this batch if the other side has not taken it from the outbox, and nothing
+   * else: on the vault's side a request nobody will answer in time, whose answer, if it still comes, is kept to be
+   * read. Idempotent.
+   */
+  async withdraw(batchId: string): Promise<void> {
+    checkBatchId(batchId);
+    if (await removeIfPresent(path.join(this.outbox, `${batchId}${SUFFIX[this.side].sends}`))) await syncDir(this.outbox);
   }
 
   /**

@@ -1,0 +1,108 @@
+// What the compiled vault writes as it dies (a failed start, an exception or a rejection nothing caught): the
+// logger's line, with the error by type and code only, never Node's own print of the whole error.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { REPO_ROOT } from '../support/env';
+import { ensureBuilt } from '../support/build';
+import { newPan } from '../support/pans';
+
+jest.setTimeout(60_000);
+
+const EXIT_TIMEOUT_MS = 30_000;
+/** Stands in for what a driver's message can quote (a row, a value from a request); it must reach no output. */
+const QUOTED = 'quoted-row-value';
+
+let tmpDir: string;
+
+beforeAll(async () => {
+  tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cardvault-last-words-'));
+  await ensureBuilt();
+}, 180_000);
+
+afterAll(() => {
+  if (tmpDir) fs.rmSync(tmpDir, { recursive: true, force: true });
+});
+
+/** Runs dist/main.js as a development vault in a scratch folder, with `env` over it; it must exit by itself. */
+function runCompiledServer(env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const cwd = fs.mkdtempSync(path.join(tmpDir, 'case-'));
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(REPO_ROOT, 'dist', 'main.js')], {
+      cwd,
+      env: { PATH: process.env.PATH ?? '', PORT: '0', HOST: '127.0.0.1', DEMO_PORT: 'off', UPDATER_WORKER: 'off', METRICS_PORT: 'off', VAULT_DATA_DIR: path.join(cwd, '.vault'), ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`dist/main.js did not exit within ${EXIT_TIMEOUT_MS} ms:\n${stdout}${stderr}`));
+    }, EXIT_TIMEOUT_MS);
+    child.once('error', reject);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** The JSON log lines among what the process wrote. */
+function logLines(output: string): Array<Record<string, any>> {
+  return output
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line) as Record<string, any>);
+}
+
+/** A module loaded before main.js (NODE_OPTIONS=--require) that fails once startup is under way, as a bug would. */
+function failingPreload(how: 'throw' | 'reject'): string {
+  const file = path.join(tmpDir, `fail-by-${how}.js`);
+  const fail = how === 'throw' ? 'throw failure' : 'void Promise.reject(failure)';
+  fs.writeFileSync(file, `const failure = Object.assign(new Error(process.env.FAILURE_MESSAGE), { code: 'EFAILED' });\nsetImmediate(() => { ${fail}; });\n`);
+  return file;
+}
+
+describe.each([
+  ['an exception nothing caught', 'throw', 'uncaughtException'],
+  ['a rejection nothing handled', 'reject', 'unhandledRejection'],
+] as const)('%s', (_case, how, origin) => {
+  it('is logged by type and code through the logger, and the process exits 1', async () => {
+    const result = await runCompiledServer({
+      NODE_OPTIONS: `--require ${failingPreload(how)}`,
+      FAILURE_MESSAGE: `declined: ${QUOTED} ${newPan()}`,
+      POLICIES_DIR: path.join(REPO_ROOT, 'policies'),
+    });
+    expect(result.code).toBe(1);
+    expect(result.stdout + result.stderr).not.toContain(QUOTED);
+    const crash = logLines(result.stdout).find((line) => line.level === 'fatal');
+    expect(crash).toMatchObject({ origin, err: { type: 'Error', code: 'EFAILED' } });
+    expect(Object.keys(crash!.err).sort()).toEqual(['code', 'stack', 'type']);
+  });
+});
+
+describe('a failed start', () => {
+  it('logs the error by type and code, not by what its message quotes, and exits 1', async () => {
+    // A database that does not exist: the server's message quotes its name.
+    const result = await runCompiledServer({ DATABASE_URL: `postgres://postgres@127.0.0.1:5432/cardvault_${QUOTED.replace(/-/g, '_')}`, POLICIES_DIR: path.join(REPO_ROOT, 'policies') });
+    expect(result.code).toBe(1);
+    expect(result.stdout + result.stderr).not.toContain(QUOTED.replace(/-/g, '_'));
+    const failed = logLines(result.stdout).find((line) => line.level === 'fatal');
+    expect(failed).toMatchObject({ msg: 'cardvault failed to start', err: { code: '3D000' } });
+  });
+
+  it('keeps the message of a configuration error, which names a file and a field and quotes nothing else', async () => {
+    const policiesDir = fs.mkdtempSync(path.join(tmpDir, 'policies-'));
+    fs.cpSync(path.join(REPO_ROOT, 'policies'), policiesDir, { recursive: true });
+    fs.writeFileSync(path.join(policiesDir, 'merchant.yaml'), 'role: merchant\nactions: [tokenize, teleport]\n');
+    const result = await runCompiledServer({ POLICIES_DIR: policiesDir });
+    expect(result.code).toBe(1);
+    const failed = logLines(result.stdout).find((line) => line.level === 'fatal');
+    expect(failed!.msg).toContain(path.join(policiesDir, 'merchant.yaml'));
+    expect(failed!.msg).toContain('field /actions/1');
+    expect(failed!.err).toMatchObject({ type: 'PolicyError' });
+  });
+});
