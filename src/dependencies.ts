@@ -84,14 +84,15 @@ export async function openDatabase(config: Config, options: { connectTimeoutMs?:
 const AUDIT_POOL_SIZE = 4;
 
 /**
- * Card, key and credential writes commit asynchronously: every one of them is acknowledged only after its
- * audit event commits synchronously on the other pool, and that flush covers the earlier write (WAL is
- * flushed in order). One fsync per acknowledged request instead of two. Embedded: the one PGlite database.
+ * Card, key and credential writes commit synchronously, like the audit. They once committed asynchronously,
+ * counting on their audit event's synchronous commit to flush their WAL too (it is flushed in order); but a
+ * server that crashes and recovers between the two loses the unflushed card, and the audit commit that follows
+ * on a fresh connection succeeds all the same: an acknowledged card gone. Embedded: the one PGlite database.
  */
 function openCardDatabase(config: Config, db: Db): Db {
   return config.database.kind === 'embedded'
     ? db
-    : openPostgres({ url: config.database.url, poolSize: config.database.poolSize, synchronousCommit: false, applicationName: 'cardvault-cards' });
+    : openPostgres({ url: config.database.url, poolSize: config.database.poolSize, applicationName: 'cardvault-cards' });
 }
 
 export type VaultParts = ReturnType<typeof assembleVault>;

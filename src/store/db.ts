@@ -92,7 +92,9 @@ export function openPostgres(options: PostgresOptions): Db {
     application_name: options.applicationName ?? 'cardvault',
     // A statement stuck behind a lock or a dying server must not hold a request forever.
     statement_timeout: options.statementTimeoutMs ?? 10_000,
-    ...(options.synchronousCommit === false ? { options: '-c synchronous_commit=off' } : {}),
+    // Always said, never inherited: a server, database or role default of off would make every acknowledgement
+    // rest on an asynchronous commit.
+    options: `-c synchronous_commit=${options.synchronousCommit === false ? 'off' : 'on'}`,
   };
   const pool = new Pool(poolConfig);
   // An idle client losing its connection emits here; without a listener the process would crash.
