@@ -71,6 +71,8 @@ export interface Runtime extends VaultParts {
   updater: UpdaterParts;
   /** The process's metrics, for createApp and the METRICS_PORT listener; undefined when METRICS_PORT=off. */
   metrics: VaultMetrics | undefined;
+  /** Stops the background work (updater worker, webhook deliveries, rotation watching) and waits for its audit events. */
+  quiesce(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -272,6 +274,12 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
   const updater = assembleUpdater({ db, keyring: parts.keyring, tenants: parts.tenants, audit: parts.audit, log, options: config.updater, metrics, cvcs: cvcStore });
   await parts.audit.record({ tenantId: null, principal: 'system', action: 'policy.load', outcome: 'success', details: policyLoadDetails(policies) });
 
+  const quiesce = async () => {
+    stopWatchingRotations();
+    await updater.worker.stop();
+    await parts.webhookDeliverer.stop();
+    await parts.audit.flush();
+  };
   return {
     db,
     cardDb,
@@ -282,11 +290,10 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
     ...parts,
     updater,
     metrics,
+    quiesce,
     async close() {
-      stopWatchingRotations();
-      await updater.worker.stop();
+      await quiesce();
       await parts.checkpointer.stop();
-      await parts.webhookDeliverer.stop();
       await parts.audit.flush();
       await rateLimitStore?.close();
       await redis?.close();

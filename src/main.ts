@@ -104,6 +104,8 @@ async function serve(config: Config, log: Logger, runtime: Runtime): Promise<Run
         server.close(() => resolve());
         server.closeIdleConnections();
       });
+      // The worker and the webhook deliveries stop first, so that their events are in the last checkpoint too.
+      await runtime.quiesce().catch((err) => log.warn({ err }, 'background work did not stop cleanly'));
       await runtime.audit
         .record({ tenantId: null, principal: 'system', action: 'service.stop', outcome: 'success', details: { pid: process.pid } })
         .catch((err) => log.error({ err }, 'could not record service.stop'));
