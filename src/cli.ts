@@ -20,7 +20,7 @@ import { ProgressBar } from './updater/progress-bar';
 import { addLocalKmsKey } from './crypto/local-kms';
 import { RetireBlockedError } from './crypto/fingerprint-rotation';
 import { RewrapIncompleteError } from './crypto/key-rotation';
-import { startMetrics, WEBHOOK_DELIVERY_INTERVAL_MS } from './main';
+import { exitLoggedOnCrash, startMetrics, WEBHOOK_DELIVERY_INTERVAL_MS } from './main';
 import { createMetrics } from './metrics/metrics';
 
 /** API key ids, as `keys list` prints them. */
@@ -253,7 +253,10 @@ async function worker(config: Config, args: string[]): Promise<number> {
   return withDb(config, async (db) => {
     // As openVault and openUpdater, with the worker's own metrics wired in: its KMS calls, audit commits, updater
     // outcomes and webhook deliveries are scraped from METRICS_PORT here, as the API's are from the server.
-    const log = createLogger({ level: config.logLevel });
+    const destination = pino.destination({ dest: 1, sync: false });
+    const log = createLogger({ level: config.logLevel, destination });
+    // A long-running process like the API: what nothing caught is logged scrubbed, and the worker exits 1.
+    exitLoggedOnCrash(log, destination);
     const metrics = config.metrics ? createMetrics() : undefined;
     const kms = await openKms(config, metrics);
     const vault = assembleVault({ db, kms, policies: loadPolicies(config.policiesDir), config, log, metrics });

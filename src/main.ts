@@ -148,9 +148,7 @@ export async function main(): Promise<void> {
   // Asynchronous, as the logger's own default; held here so that a dying process can wait for its last line.
   const destination = pino.destination({ dest: 1, sync: false });
   const log = createLogger({ level: config.logLevel, destination });
-  const crash = crashHandler(log, () => exitWhenWritten(destination, 1));
-  process.on('uncaughtException', crash);
-  process.on('unhandledRejection', (reason) => crash(reason, 'unhandledRejection'));
+  exitLoggedOnCrash(log, destination);
   try {
     const { server, stop } = await startVault(config, log);
     const stopDemo = await startDemoCheckout(config, log, server);
@@ -184,6 +182,12 @@ export async function main(): Promise<void> {
  * scrubber. Here it is logged like any error, by type and code, and the process exits 1: the state it leaves is
  * unknown. A rejection is a crash too, as under Node's default (--unhandled-rejections=throw).
  */
+export function exitLoggedOnCrash(log: Logger, destination: ReturnType<typeof pino.destination>): void {
+  const crash = crashHandler(log, () => exitWhenWritten(destination, 1));
+  process.on('uncaughtException', crash);
+  process.on('unhandledRejection', (reason) => crash(reason, 'unhandledRejection'));
+}
+
 function crashHandler(log: Logger, exit: () => void): (err: unknown, origin: string) => void {
   let exiting = false;
   return (err, origin) => {

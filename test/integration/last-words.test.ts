@@ -25,11 +25,11 @@ afterAll(() => {
   if (tmpDir) fs.rmSync(tmpDir, { recursive: true, force: true });
 });
 
-/** Runs dist/main.js as a development vault in a scratch folder, with `env` over it; it must exit by itself. */
-function runCompiledServer(env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+/** Runs dist/main.js (or `cardvault worker`) as a development vault in a scratch folder, with `env` over it; it must exit by itself. */
+function runCompiledServer(env: Record<string, string>, command: string[] = ['main.js']): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const cwd = fs.mkdtempSync(path.join(tmpDir, 'case-'));
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(REPO_ROOT, 'dist', 'main.js')], {
+    const child = spawn(process.execPath, [path.join(REPO_ROOT, 'dist', command[0]!), ...command.slice(1)], {
       cwd,
       env: { PATH: process.env.PATH ?? '', PORT: '0', HOST: '127.0.0.1', DEMO_PORT: 'off', UPDATER_WORKER: 'off', METRICS_PORT: 'off', VAULT_DATA_DIR: path.join(cwd, '.vault'), ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -59,10 +59,11 @@ function logLines(output: string): Array<Record<string, any>> {
 }
 
 /** A module loaded before main.js (NODE_OPTIONS=--require) that fails once startup is under way, as a bug would. */
-function failingPreload(how: 'throw' | 'reject'): string {
-  const file = path.join(tmpDir, `fail-by-${how}.js`);
+function failingPreload(how: 'throw' | 'reject', afterMs?: number): string {
+  const file = path.join(tmpDir, `fail-by-${how}-${afterMs ?? 'now'}.js`);
   const fail = how === 'throw' ? 'throw failure' : 'void Promise.reject(failure)';
-  fs.writeFileSync(file, `const failure = Object.assign(new Error(process.env.FAILURE_MESSAGE), { code: 'EFAILED' });\nsetImmediate(() => { ${fail}; });\n`);
+  const when = afterMs === undefined ? 'setImmediate(() => {' : `setTimeout(() => {`;
+  fs.writeFileSync(file, `const failure = Object.assign(new Error(process.env.FAILURE_MESSAGE), { code: 'EFAILED' });\n${when} ${fail}; }${afterMs === undefined ? '' : `, ${afterMs}`});\n`);
   return file;
 }
 
@@ -81,6 +82,19 @@ describe.each([
     const crash = logLines(result.stdout).find((line) => line.level === 'fatal');
     expect(crash).toMatchObject({ origin, err: { type: 'Error', code: 'EFAILED' } });
     expect(Object.keys(crash!.err).sort()).toEqual(['code', 'stack', 'type']);
+  });
+});
+
+describe('the account-updater worker (cardvault worker)', () => {
+  it('logs an exception nothing caught by type and code, and exits 1', async () => {
+    // Late enough for the worker to be running: it installs its handlers once its database is open.
+    const result = await runCompiledServer(
+      { NODE_OPTIONS: `--require ${failingPreload('throw', 4000)}`, FAILURE_MESSAGE: `declined: ${QUOTED} ${newPan()}`, POLICIES_DIR: path.join(REPO_ROOT, 'policies') },
+      ['cli.js', 'worker'],
+    );
+    expect(result.code).toBe(1);
+    expect(result.stdout + result.stderr).not.toContain(QUOTED);
+    expect(logLines(result.stdout).find((line) => line.level === 'fatal')).toMatchObject({ origin: 'uncaughtException', err: { type: 'Error', code: 'EFAILED' } });
   });
 });
 
