@@ -5,6 +5,7 @@ import { createCardCrypto } from './crypto/card-crypto';
 import { FINGERPRINT_VIEW_TTL_MS, Keyring } from './crypto/keyring';
 import { cryptoTokenRandomness } from './crypto/random';
 import type { Config } from './config';
+import { StartupError } from './errors';
 import type { Policies } from './domain/policy';
 import { Principals } from './domain/principals';
 import { systemClock, type AuditTrail, type Kms } from './domain/ports';
@@ -254,7 +255,7 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
       if (applied.length > 0) log.info({ migrations: applied }, 'migrations applied');
     } else {
       const pending = await pendingMigrations(db);
-      if (pending.length > 0) throw new Error(`the database has pending migrations (${pending.join(', ')}): run \`cardvault migrate\``);
+      if (pending.length > 0) throw new StartupError(`the database has pending migrations (${pending.join(', ')}): run \`cardvault migrate\``);
     }
   } catch (err) {
     await db.close();

@@ -79,3 +79,15 @@ export function describeError(code: ErrorCode): { status: number; title: string 
 }
 
 export const ERROR_CODES = Object.keys(CATALOGUE) as ErrorCode[];
+
+/**
+ * A refusal to start whose message the vault wrote and which quotes nothing from outside but settings, file paths
+ * and migration names (pending migrations, an unusable key file): the one kind of startup failure, beside
+ * ConfigError and PolicyError, whose message main logs, since it is what the operator must read to fix it.
+ */
+export class StartupError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'StartupError';
+  }
+}

@@ -4,6 +4,7 @@ import pino from 'pino';
 import { createApp } from './app';
 import { createDevCredentials } from './bootstrap';
 import { ConfigError, loadConfig, type Config } from './config';
+import { StartupError } from './errors';
 import { openRuntime, type Runtime } from './dependencies';
 import { createHttpServer } from './http/server';
 import { createLogger, type Logger } from './log';
@@ -170,7 +171,7 @@ export async function main(): Promise<void> {
     // The error by type and code, as everywhere: a driver's message can quote what it was sent. A configuration or
     // policy error's message is ours, names only the variable, or the file and field, at fault, and is what the
     // operator needs to read; a VaultError's is kept by the serializer.
-    const ours = err instanceof ConfigError || err instanceof PolicyError;
+    const ours = err instanceof ConfigError || err instanceof PolicyError || err instanceof StartupError;
     log.fatal({ err }, ours ? `cardvault failed to start: ${err.message}` : 'cardvault failed to start');
     exitWhenWritten(destination, 1);
   }

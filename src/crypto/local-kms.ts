@@ -4,7 +4,7 @@ import { mkdir, open } from 'node:fs/promises';
 import { writeFileAtomically } from '../store/files';
 import { dirname } from 'node:path';
 import type { DataKey, KeyContext, Kms, WrappedKey } from '../domain/ports';
-import { VaultError } from '../errors';
+import { StartupError, VaultError } from '../errors';
 
 const KEY_BYTES = 32;
 const IV_BYTES = 12;
@@ -158,16 +158,16 @@ async function readMasterKeys(keyFile: string): Promise<Buffer[]> {
   try {
     // The file appears whole (writeFileAtomically): an empty one is damaged, not another process's mid-write.
     const info = await handle.stat();
-    if (!info.isFile()) throw new Error(`The KMS key file ${keyFile} is not a regular file`);
+    if (!info.isFile()) throw new StartupError(`The KMS key file ${keyFile} is not a regular file`);
     if ((info.mode & 0o077) !== 0) {
-      throw new Error(`The KMS key file ${keyFile} is accessible to group or others; chmod 600 it`);
+      throw new StartupError(`The KMS key file ${keyFile} is accessible to group or others; chmod 600 it`);
     }
     if (info.size === 0 || info.size % KEY_BYTES !== 0) {
-      throw new Error(`The KMS key file ${keyFile} is not a whole number of ${KEY_BYTES}-byte keys`);
+      throw new StartupError(`The KMS key file ${keyFile} is not a whole number of ${KEY_BYTES}-byte keys`);
     }
     const all = Buffer.alloc(info.size);
     const { bytesRead } = await handle.read(all, 0, info.size, 0);
-    if (bytesRead !== info.size) throw new Error(`The KMS key file ${keyFile} could not be read in full`);
+    if (bytesRead !== info.size) throw new StartupError(`The KMS key file ${keyFile} could not be read in full`);
     return Array.from({ length: info.size / KEY_BYTES }, (_, i) => all.subarray(i * KEY_BYTES, (i + 1) * KEY_BYTES));
   } finally {
     await handle.close();

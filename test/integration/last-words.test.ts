@@ -4,6 +4,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { adminQuery } from '../support/admin-db';
 import { REPO_ROOT } from '../support/env';
 import { ensureBuilt } from '../support/build';
 import { newPan } from '../support/pans';
@@ -106,6 +107,20 @@ describe('a failed start', () => {
     expect(result.stdout + result.stderr).not.toContain(QUOTED.replace(/-/g, '_'));
     const failed = logLines(result.stdout).find((line) => line.level === 'fatal');
     expect(failed).toMatchObject({ msg: 'cardvault failed to start', err: { code: '3D000' } });
+  });
+
+  it('keeps the message of a refusal the vault wrote itself: pending migrations, and what to run', async () => {
+    const name = `cardvault_lastwords_${Date.now().toString(36)}`;
+    await adminQuery(`CREATE DATABASE ${name}`);
+    try {
+      const result = await runCompiledServer({ DATABASE_URL: `postgres://postgres@127.0.0.1:5432/${name}`, MIGRATE_ON_START: 'false', POLICIES_DIR: path.join(REPO_ROOT, 'policies') });
+      expect(result.code).toBe(1);
+      const failed = logLines(result.stdout).find((line) => line.level === 'fatal');
+      expect(failed!.msg).toMatch(/pending migrations \(0001_tenants.*run `cardvault migrate`/);
+      expect(failed!.err).toMatchObject({ type: 'StartupError' });
+    } finally {
+      await adminQuery(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    }
   });
 
   it('keeps the message of a configuration error, which names a file and a field and quotes nothing else', async () => {
