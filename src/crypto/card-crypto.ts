@@ -2,7 +2,7 @@
 import { createHmac } from 'node:crypto';
 import { parityOf, type CardFingerprint, type Fingerprints } from '../domain/fingerprints';
 import { Pan } from '../domain/pan';
-import type { CardCrypto, CardSecret, RequestDigest, SealedCard, Tenant } from '../domain/ports';
+import type { CardCrypto, CardSealer, CardSecret, DataKeyStore, RequestDigest, SealedCard, Tenant } from '../domain/ports';
 import { Secret } from '../domain/secret';
 import { VaultError } from '../errors';
 import type { Keyring } from './keyring';
@@ -33,18 +33,32 @@ export function hmacFingerprint(key: Buffer, pan: Pan): string {
   return `fp_${keyedDigest(key, 'fingerprint', pan.reveal())}`;
 }
 
+function sealCard(tenantId: string, dataKey: { id: string; key: Buffer }, token: string, secret: CardSecret): SealedCard {
+  const plaintext = Buffer.from(JSON.stringify({ n: secret.pan.reveal(), h: secret.holderName }), 'utf8');
+  const sealed = seal(dataKey.key, plaintext, cardAad(tenantId, token));
+  plaintext.fill(0);
+  return { dataKeyId: dataKey.id, ...sealed };
+}
+
 export function createCardCrypto(keyring: Keyring): CardCrypto {
   return {
     async seal(tenantId, token, secret: CardSecret): Promise<SealedCard> {
       const { id, key } = await keyring.sealingKey(tenantId);
-      const plaintext = Buffer.from(JSON.stringify({ n: secret.pan.reveal(), h: secret.holderName }), 'utf8');
-      const sealed = seal(key, plaintext, cardAad(tenantId, token));
-      plaintext.fill(0);
-      return { dataKeyId: id, ...sealed };
+      return sealCard(tenantId, { id, key }, token, secret);
     },
 
-    async open(tenantId, token, sealed: SealedCard): Promise<CardSecret> {
-      const key = await keyring.openingKey(tenantId, sealed.dataKeyId);
+    async sealer(tenantId): Promise<CardSealer> {
+      const current = await keyring.sealingKey(tenantId);
+      let seals = 0;
+      return (token, secret) => {
+        // sealingKey counted the first use; each further seal counts one more, as a seal of its own would.
+        if (seals++ > 0) keyring.countSeal(tenantId, current.id);
+        return sealCard(tenantId, current, token, secret);
+      };
+    },
+
+    async open(tenantId, token, sealed: SealedCard, dataKeys?: Pick<DataKeyStore, 'findDataKey'>): Promise<CardSecret> {
+      const key = await keyring.openingKey(tenantId, sealed.dataKeyId, dataKeys);
       const plaintext = open(key, sealed, cardAad(tenantId, token));
       try {
         const body = JSON.parse(plaintext.toString('utf8')) as { n: string; h: string | null };

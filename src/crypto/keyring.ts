@@ -74,20 +74,35 @@ export class Keyring {
     return this.sealingKey(tenantId);
   }
 
-  /** The key a stored ciphertext was sealed with, unwrapped by the KMS on a cache miss. */
-  async openingKey(tenantId: string, dataKeyId: string): Promise<Buffer> {
+  /**
+   * Counts one more seal with the key sealingKey handed out as `id` (a sealer's second and later seals), while it
+   * is still the tenant's current one. Reaching no store, it may run inside a transaction; a key this takes past its
+   * limits is replaced at the next sealingKey.
+   */
+  countSeal(tenantId: string, id: string): void {
+    if (this.#currentIds.get(tenantId) === id) this.#current.use(tenantId);
+  }
+
+  /**
+   * The key a stored ciphertext was sealed with, unwrapped by the KMS on a cache miss. `dataKeys`: where a missing
+   * key is read, in place of the keyring's store: a transaction's own, as a pool read would wait for a connection
+   * that transaction holds (on PGlite, for the transaction itself).
+   */
+  async openingKey(tenantId: string, dataKeyId: string, dataKeys: Pick<DataKeyStore, 'findDataKey'> = this.store): Promise<Buffer> {
     // Cached and in-flight keys are addressed by tenant too: another tenant's key is never handed out.
     const id = openingId(tenantId, dataKeyId);
     const cached = this.#cache.use(id);
     this.onLookup?.(cached !== undefined);
     if (cached) return cached;
-    return this.singleFlight(id, async () => {
-      const stored = await this.store.findDataKey(dataKeyId);
+    const load = async () => {
+      const stored = await dataKeys.findDataKey(dataKeyId);
       if (!stored || stored.tenantId !== tenantId) throw new VaultError('internal_error', 'a data key is missing');
       const key = await this.kms.decryptDataKey(stored.wrapped, { tenantId, purpose: 'card-data' });
       this.#cache.put(id, key);
       return key;
-    });
+    };
+    // Read through a transaction, the key is loaded apart: a load in flight on the pool may be waiting for it.
+    return dataKeys === this.store ? this.singleFlight(id, load) : load();
   }
 
   /** Which fingerprint generations this instance writes and looks up by for the tenant; at most fingerprintViewMs old. */

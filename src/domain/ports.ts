@@ -198,10 +198,19 @@ export interface TenantStore {
   listApiKeys(tenantId: string): Promise<ApiKeyRecord[]>;
 }
 
+/** Seals a card under the data key it was made with: no store, no KMS, so it may run inside a transaction. */
+export type CardSealer = (token: string, secret: CardSecret) => SealedCard;
+
 /** Card-level cryptography: sealing under tenant data keys, keyed fingerprints, keyed request digests. */
 export interface CardCrypto {
   seal(tenantId: string, token: string, secret: CardSecret): Promise<SealedCard>;
-  open(tenantId: string, token: string, sealed: SealedCard): Promise<CardSecret>;
+  /**
+   * The tenant's current sealing key, taken now (a new one made and recorded if due), bound into a sealer: for
+   * seals inside a transaction, where making a key would need the pool. Each seal counts as one use of the key.
+   */
+  sealer(tenantId: string): Promise<CardSealer>;
+  /** `dataKeys`: where a key not in memory is read; inside a transaction, the transaction's own (see Keyring). */
+  open(tenantId: string, token: string, sealed: SealedCard, dataKeys?: Pick<DataKeyStore, 'findDataKey'>): Promise<CardSecret>;
   /** The number's fingerprints for every generation this instance writes, and the one it looks up by. */
   fingerprint(tenant: Tenant, pan: Pan): Promise<CardFingerprint>;
   /** Which generations this instance writes and looks up by, as of its last read (at most a few seconds old). */

@@ -4,7 +4,7 @@ import { Batcher, ItemFailure, type BatcherLimits } from './batcher';
 import { toMetadata, type CardInput, type TokenizeOutcome } from './card-metadata';
 import { checkExpiry } from './expiry';
 import type { CardFingerprint } from './fingerprints';
-import type { CardCrypto, CardRecord, CardStore, Clock, IdempotencyKeyDigests, IdempotencyRecord, NewCard, RequestDigest, Tenant } from './ports';
+import type { CardCrypto, CardRecord, CardSealer, CardStore, Clock, IdempotencyKeyDigests, IdempotencyRecord, NewCard, RequestDigest, Tenant } from './ports';
 import { generateToken, type TokenFormat, type TokenRandomness } from './token';
 
 export interface TokenizerDeps {
@@ -32,11 +32,17 @@ export const KEYED_BATCH_LIMITS: BatcherLimits = { maxBatch: 64, maxInFlight: 2 
 /** Token collisions are rare (≥ 100 free values even for a 12-digit PAN); a few fresh draws settle them. */
 const MAX_TOKEN_ATTEMPTS = 8;
 
+/**
+ * Everything the keyring gives a request is taken before any transaction opens: its fingerprint and its sealer.
+ * A transaction holds a pool connection (on PGlite, the only transaction there is), and a new data key or a
+ * re-read fingerprint view would need another: it would wait for the connection, or for the transaction itself.
+ */
 interface CardRequest {
   tenant: Tenant;
   card: CardInput;
   format: TokenFormat;
   fingerprint: CardFingerprint;
+  seal: CardSealer;
 }
 
 interface KeyedRequest extends CardRequest {
@@ -87,16 +93,32 @@ export class Tokenizer {
   }
 
   async tokenize(tenant: Tenant, card: CardInput, format: TokenFormat, idempotencyKey: string | undefined): Promise<Tokenized> {
-    const fingerprint = await this.deps.crypto.fingerprint(tenant, card.pan);
     if (idempotencyKey === undefined) {
       checkExpiry(card.expMonth, card.expYear, this.deps.clock.now());
-      return { outcome: await this.vaultCard(this.deps.cards, { tenant, card, format, fingerprint }), replayed: false };
+      const [fingerprint, seal] = await Promise.all([this.deps.crypto.fingerprint(tenant, card.pan), this.deps.crypto.sealer(tenant.id)]);
+      return { outcome: await this.vaultCard(this.deps.cards, { tenant, card, format, fingerprint, seal }), replayed: false };
     }
-    const [digest, key] = await Promise.all([
+    const [fingerprint, seal, digest, key] = await Promise.all([
+      this.deps.crypto.fingerprint(tenant, card.pan),
+      this.sealerForKeyed(tenant),
       this.deps.crypto.requestDigest(tenant, canonicalRequest({ card, format })),
       this.deps.crypto.idempotencyKeyDigests(tenant.id, idempotencyKey),
     ]);
-    return this.#keyed.submit({ tenant, card, format, fingerprint, digest, key });
+    return this.#keyed.submit({ tenant, card, format, fingerprint, seal, digest, key });
+  }
+
+  /**
+   * The sealer, taken before the request's transaction, when it is not yet known whether the request seals: a
+   * replay does not. A sealer that could not be had (the KMS refused a new data key) fails only the seals.
+   */
+  private async sealerForKeyed(tenant: Tenant): Promise<CardSealer> {
+    try {
+      return await this.deps.crypto.sealer(tenant.id);
+    } catch (err) {
+      return () => {
+        throw err;
+      };
+    }
   }
 
   /**
@@ -139,15 +161,17 @@ export class Tokenizer {
 
   private async tokenizeAlone(request: KeyedRequest): Promise<Tokenized> {
     const { tenant, card } = request;
-    return this.deps.cards.transaction(async (tx) => {
+    const settled = await this.deps.cards.transaction(async (tx): Promise<Tokenized | { held: IdempotencyRecord }> => {
       const claim = await tx.claimIdempotencyKey(tenant.id, request.key, request.digest, this.deps.idempotencyTtlSeconds);
-      if (!claim.claimed) return this.replay(request, claim.record);
+      if (!claim.claimed) return { held: claim.record };
       // Checked after the claim: a retry of an accepted request replays it even once the month has turned.
       checkExpiry(card.expMonth, card.expYear, this.deps.clock.now());
       const outcome = await this.vaultCard(tx, request);
       await tx.completeIdempotencyKey(claim.id, outcome);
       return { outcome, replayed: false };
     });
+    // After the transaction: a replay may need an earlier generation's fingerprint key, read from the pool.
+    return 'held' in settled ? this.replay(request, settled.held) : settled;
   }
 
   /** The recorded outcome, when the key was used for this same request; otherwise idempotency_key_reused. */
@@ -162,8 +186,8 @@ export class Tokenizer {
     return { outcome: record.response as TokenizeOutcome, replayed: true };
   }
 
-  /** A new card under a freshly drawn token, sealed for that token; not yet stored. */
-  private async draft({ tenant, card, format, fingerprint }: CardRequest): Promise<NewCard> {
+  /** A new card under a freshly drawn token, sealed for that token with the request's sealer; not yet stored. */
+  private draft({ tenant, card, format, fingerprint, seal }: CardRequest): NewCard {
     const token = generateToken(format, card.pan, this.deps.randomness);
     return {
       tenantId: tenant.id,
@@ -175,14 +199,14 @@ export class Tokenizer {
       last4: card.pan.last4,
       expMonth: card.expMonth,
       expYear: card.expYear,
-      sealed: await this.deps.crypto.seal(tenant.id, token, { pan: card.pan, holderName: card.holderName }),
+      sealed: seal(token, { pan: card.pan, holderName: card.holderName }),
     };
   }
 
   /** Inserts a new card, or converges on the tenant's existing token for this PAN (also under a race). */
   private async vaultCard(store: CardStore, request: CardRequest): Promise<TokenizeOutcome> {
     for (let attempt = 0; attempt < MAX_TOKEN_ATTEMPTS; attempt += 1) {
-      const inserted = await store.insertCard(await this.draft(request));
+      const inserted = await store.insertCard(this.draft(request));
       if (inserted) return created(inserted, request);
       const existing = await this.existingCard(store, request);
       if (existing) return existing;
@@ -194,7 +218,7 @@ export class Tokenizer {
   /** vaultCard for many requests (no two with one PAN), the new cards inserted in one statement. */
   private async vaultCards(store: CardStore, requests: CardRequest[]): Promise<TokenizeOutcome[]> {
     if (requests.length === 0) return [];
-    const inserted = await store.insertCards(await Promise.all(requests.map((r) => this.draft(r))));
+    const inserted = await store.insertCards(requests.map((r) => this.draft(r)));
     const outcomes: TokenizeOutcome[] = [];
     for (const [i, request] of requests.entries()) {
       const card = inserted[i];

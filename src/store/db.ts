@@ -1,9 +1,11 @@
 // The one SQL helper: a small interface over node-postgres and PGlite, translating driver errors once.
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import { Pool, type PoolConfig } from 'pg';
+import { Pool, type PoolConfig, type QueryConfig, type QueryResult } from 'pg';
 import type { PGlite } from '@electric-sql/pglite';
 import { VaultError } from '../errors';
+import { lockDataDir } from './embedded-lock';
 
 export interface Queryable {
   query<R = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<R[]>;
@@ -68,6 +70,30 @@ function statementName(sql: string): string {
   return name;
 }
 
+/**
+ * How long past its statement_timeout a statement may go unanswered before its connection is given up. The server
+ * enforces statement_timeout, so it cannot fire when the network drops traffic without a reset (a failover, a
+ * partition): the socket would wait for the kernel to give up, about 15 minutes, and every request behind it too.
+ */
+export const CLIENT_DEADLINE_MARGIN_MS = 2000;
+
+const TIMEOUT_UNIT_MS: Record<string, number> = { ms: 1, s: 1000, min: 60_000, h: 3_600_000 };
+
+/** The client's deadline for a statement_timeout; 0, none, for none. */
+function deadlineFor(statementTimeoutMs: number): number {
+  return statementTimeoutMs === 0 ? 0 : statementTimeoutMs + CLIENT_DEADLINE_MARGIN_MS;
+}
+
+/**
+ * The limit a transaction's `SET LOCAL statement_timeout` sets (a migration lifts it to 0), undefined for any other
+ * SQL. A value this does not read counts as 0: the deadline must never cut off a statement the server allows.
+ */
+function localStatementTimeout(sql: string): number | undefined {
+  if (!/^\s*SET\s+LOCAL\s+statement_timeout\b/i.test(sql)) return undefined;
+  const value = /(?:=|\sTO)\s*'?(\d+)\s*(ms|s|min|h)?'?\s*;?\s*$/i.exec(sql);
+  return value ? Number(value[1]) * TIMEOUT_UNIT_MS[(value[2] ?? 'ms').toLowerCase()]! : 0;
+}
+
 export interface PostgresOptions {
   url: string;
   poolSize: number;
@@ -79,11 +105,15 @@ export interface PostgresOptions {
    * synchronous commit (the audit event): WAL is flushed in order, so that commit makes them durable too.
    */
   synchronousCommit?: boolean;
-  /** Each statement's limit (default 10 s); migrations lift it for their own transaction. */
+  /**
+   * Each statement's limit (default 10 s); migrations lift it for their own transaction. The client waits
+   * CLIENT_DEADLINE_MARGIN_MS longer for an answer, then destroys the connection.
+   */
   statementTimeoutMs?: number;
 }
 
 export function openPostgres(options: PostgresOptions): Db {
+  const statementTimeoutMs = options.statementTimeoutMs ?? 10_000;
   const poolConfig: PoolConfig = {
     connectionString: options.url,
     max: options.poolSize,
@@ -91,7 +121,10 @@ export function openPostgres(options: PostgresOptions): Db {
     idleTimeoutMillis: 30_000,
     application_name: options.applicationName ?? 'cardvault',
     // A statement stuck behind a lock or a dying server must not hold a request forever.
-    statement_timeout: options.statementTimeoutMs ?? 10_000,
+    statement_timeout: statementTimeoutMs,
+    // Probes a connection that has gone quiet; a statement in flight is bounded by the deadline in checkOut.
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
     // Always said, never inherited: a server, database or role default of off would make every acknowledgement
     // rest on an asynchronous commit.
     options: `-c synchronous_commit=${options.synchronousCommit === false ? 'off' : 'on'}`,
@@ -100,63 +133,118 @@ export function openPostgres(options: PostgresOptions): Db {
   // An idle client losing its connection emits here; without a listener the process would crash.
   pool.on('error', () => undefined);
 
-  // Parameterised statements are prepared once per connection (named by a digest of the SQL): the
-  // bench measured half the server CPU per detokenize. Scripts without parameters use the simple protocol.
-  const run = <R>(q: { query: Pool['query'] }, sql: string, params?: readonly unknown[]) =>
-    translated(async () => {
-      const query = params && params.length > 0 ? { name: statementName(sql), text: sql, values: params as unknown[] } : sql;
-      return (await q.query(query)).rows as R[];
-    });
+  /**
+   * A connection for one statement or one transaction. Each statement on it has a deadline: past it the statement
+   * rejects with database_unavailable, and release() destroys the connection instead of returning it to the pool
+   * with the statement still stuck on it.
+   */
+  async function checkOut() {
+    const client = await translated(() => pool.connect());
+    let broken = false;
+    let deadlineMs = deadlineFor(statementTimeoutMs);
+    // The pool listens for errors only on idle clients: a connection lost while checked out would otherwise be
+    // an unhandled 'error' event and end the process. The failing query rejects; the client is then discarded.
+    const lost = () => {
+      broken = true;
+    };
+    client.on('error', lost);
+
+    const send = (query: string | QueryConfig): Promise<QueryResult> => {
+      if (broken) return Promise.reject(new VaultError('database_unavailable', undefined, { cause: new Error('connection given up') }));
+      const answer = client.query(query);
+      if (deadlineMs === 0) return translated(() => answer);
+      const limitMs = deadlineMs;
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          broken = true;
+          reject(new VaultError('database_unavailable', undefined, { cause: new Error(`no answer from PostgreSQL in ${limitMs} ms`) }));
+        }, limitMs);
+      });
+      return translated(() => Promise.race([answer, late])).finally(() => clearTimeout(timer));
+    };
+
+    // Parameterised statements are prepared once per connection (named by a digest of the SQL): the
+    // bench measured half the server CPU per detokenize. Scripts without parameters use the simple protocol.
+    const run = async <R>(sql: string, params?: readonly unknown[]): Promise<R[]> => {
+      const result = await send(params && params.length > 0 ? { name: statementName(sql), text: sql, values: params as unknown[] } : sql);
+      const local = localStatementTimeout(sql);
+      if (local !== undefined) deadlineMs = deadlineFor(local);
+      return result.rows as R[];
+    };
+
+    return {
+      send,
+      run,
+      get broken() {
+        return broken;
+      },
+      /** `discard`, or a connection lost or past its deadline: the pool destroys it rather than keep it. */
+      release(discard = false) {
+        client.removeListener('error', lost);
+        client.release(broken || discard);
+      },
+    };
+  }
+
+  const once = async <R>(sql: string, params?: readonly unknown[]): Promise<R[]> => {
+    const connection = await checkOut();
+    try {
+      const rows = await connection.run<R>(sql, params);
+      connection.release();
+      return rows;
+    } catch (err) {
+      // As pool.query does: a connection whose statement failed is not kept.
+      connection.release(true);
+      throw err;
+    }
+  };
 
   return {
     kind: 'postgres',
-    query: (sql, params) => run(pool, sql, params),
+    query: (sql, params) => once(sql, params),
     async transaction(fn, opening) {
-      const client = await translated(() => pool.connect());
-      let broken = false;
-      // The pool listens for errors only on idle clients: a connection lost while checked out would otherwise be
-      // an unhandled 'error' event and end the process. The failing query rejects; the client is then discarded.
-      const lost = () => {
-        broken = true;
-      };
-      client.on('error', lost);
+      const connection = await checkOut();
+      let discard = false;
       try {
         let opened: Record<string, unknown>[] = [];
         if (opening === undefined) {
-          await run(client, 'BEGIN');
+          await connection.run('BEGIN');
         } else {
           // Two statements in one simple-protocol message: one round trip instead of two.
-          const results = (await translated(() => client.query(`BEGIN; ${opening}`))) as unknown as { rows: Record<string, unknown>[] }[];
+          const results = (await connection.send(`BEGIN; ${opening}`)) as unknown as { rows: Record<string, unknown>[] }[];
           opened = results[results.length - 1]!.rows;
         }
         const result = await fn(
           {
-            query: (sql, params) => run(client, sql, params),
+            query: (sql, params) => connection.run(sql, params),
             exec: async (sql) => {
-              await run(client, sql);
+              await connection.run(sql);
             },
           },
           opened,
         );
-        await run(client, 'COMMIT');
+        await connection.run('COMMIT');
         return result;
       } catch (err) {
-        try {
-          await client.query('ROLLBACK');
-        } catch {
-          broken = true;
+        // A connection given up ends its transaction by closing: a ROLLBACK would wait behind the stuck statement.
+        if (!connection.broken) {
+          try {
+            await connection.run('ROLLBACK');
+          } catch {
+            discard = true;
+          }
         }
         throw translateDbError(err);
       } finally {
-        client.removeListener('error', lost);
-        client.release(broken);
+        connection.release(discard);
       }
     },
     exec: async (sql) => {
-      await translated(() => pool.query(sql));
+      await once(sql);
     },
     ping: async () => {
-      await run(pool, 'SELECT 1');
+      await once('SELECT 1');
     },
     close: () => pool.end(),
   };
@@ -176,35 +264,64 @@ export async function openEmbedded(options: { dataDir: string }): Promise<Db> {
   const { PGlite: PGliteClass } = await import('@electric-sql/pglite');
   // Ciphertext and wrapped keys live here: readable by the vault's user only.
   fs.mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
-  const db: PGlite = await PGliteClass.create(options.dataDir);
+  // One process at a time: a second one on this directory would silently lose committed writes.
+  const unlock = lockDataDir(options.dataDir);
+  const db: PGlite = await PGliteClass.create(options.dataDir).catch((err: unknown) => {
+    unlock();
+    throw err;
+  });
   const run = async <R>(q: Pick<PGlite, 'query'>, sql: string, params?: readonly unknown[]) =>
     translated(async () => {
       const result = await q.query<Record<string, unknown>>(sql, params as unknown[]);
       return result.rows.map(normalizeRow) as R[];
     });
+  // PGlite runs one transaction at a time, and a statement outside it waits for it to end: a pool statement (or
+  // another transaction) issued from inside a transaction would wait for itself forever. The open transaction
+  // marks its async context, and such a statement fails at once, naming the mistake, instead of freezing the vault.
+  const inTransaction = new AsyncLocalStorage<{ open: boolean }>();
+  const outsideTransactions = () => {
+    if (inTransaction.getStore()?.open) {
+      throw new Error('a pool statement from inside an open transaction would wait for that transaction forever: use the transaction, or do it before');
+    }
+  };
   return {
     kind: 'embedded',
-    query: (sql, params) => run(db, sql, params),
-    transaction: (fn, opening) =>
-      translated(() =>
-        db.transaction(async (tx) =>
-          fn(
-            {
-              query: (sql, params) => run(tx, sql, params),
-              exec: async (sql) => {
-                await translated(() => tx.exec(sql));
-              },
-            },
-            opening === undefined ? [] : await run(tx, opening),
-          ),
-        ),
-      ),
+    query: async (sql, params) => {
+      outsideTransactions();
+      return run(db, sql, params);
+    },
+    transaction: async (fn, opening) => {
+      outsideTransactions();
+      return translated(() =>
+        db.transaction(async (tx) => {
+          const marker = { open: true };
+          try {
+            return await inTransaction.run(marker, async () =>
+              fn(
+                {
+                  query: (sql, params) => run(tx, sql, params),
+                  exec: async (sql) => {
+                    await translated(() => tx.exec(sql));
+                  },
+                },
+                opening === undefined ? [] : await run(tx, opening),
+              ),
+            );
+          } finally {
+            // Work `fn` left running (never awaited) may use the pool once the transaction is over.
+            marker.open = false;
+          }
+        }),
+      );
+    },
     exec: async (sql) => {
+      outsideTransactions();
       await translated(() => db.exec(sql));
     },
     ping: async () => {
+      outsideTransactions();
       await run(db, 'SELECT 1');
     },
-    close: () => db.close(),
+    close: () => db.close().finally(unlock),
   };
 }

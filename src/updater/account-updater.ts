@@ -127,7 +127,9 @@ export class AccountUpdater {
       const secret = await this.deps.crypto.open(tenant.id, card.token, card.sealed!);
       const answer = await adapter.inquire({ ref: 'realtime', pan: secret.pan.reveal(), expMonth: card.expMonth, expYear: card.expYear, merchantId });
       const origin = { network, source: 'real_time' as const, runId: null, batchId: null, ref: null };
-      const updates = await this.deps.store.db.transaction((tx) => this.deps.applier.apply(tx, tenant, card.token, answer, origin));
+      // Keys first: the transaction reaches no pool (PreparedAnswers says why).
+      const prepared = await this.deps.applier.prepare(tenant, [answer]);
+      const updates = await this.deps.store.db.transaction((tx) => this.deps.applier.apply(tx, prepared, card.token, answer, origin));
       await this.deps.processor.auditUpdates(updates);
       const now = await resolveCard(this.deps.cards, tenant.id, token);
       if (!now) throw notFound();

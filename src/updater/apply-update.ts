@@ -1,9 +1,11 @@
 // Applies one network answer to one card inside the caller's transaction: the change, its version, its webhook.
 import { randomUUID } from 'node:crypto';
+import type { CardFingerprint } from '../domain/fingerprints';
 import { Pan } from '../domain/pan';
-import type { CardCrypto, CardRecord, Clock, Tenant } from '../domain/ports';
+import type { CardCrypto, CardRecord, CardSealer, Clock, Tenant } from '../domain/ports';
 import { isVaultError } from '../errors';
 import type { Queryable } from '../store/db';
+import { PgTenantStore } from '../store/tenant-store';
 import { updaterTx } from '../store/updater-store';
 import type { NetworkResponse } from './formats/types';
 import type { CardUpdate, NetworkName, UpdateEvent, UpdateSource } from './model';
@@ -25,22 +27,55 @@ export interface ApplierDeps {
   enqueue: (tx: Queryable, event: WebhookEvent) => Promise<unknown>;
 }
 
+/**
+ * What applying some answers needs from the keyring, taken before their transaction opens. Inside it, a re-read
+ * fingerprint view or a new sealing key (stored and audited) would need a pool connection while the transaction
+ * holds one: on PGlite, which runs one transaction at a time, it would wait for the transaction itself. The one
+ * key that cannot be known before, the data key of the card as it is locked, is read through the transaction.
+ */
+export interface PreparedAnswers {
+  tenant: Tenant;
+  /** The new number of each new_account answer whose number is valid, its fingerprints, and a sealer for it. */
+  newNumbers: ReadonlyMap<NetworkResponse, { pan: Pan; fingerprint: CardFingerprint; seal: CardSealer }>;
+}
+
 const masked = (card: CardRecord) => ({ bin: card.bin, last4: card.last4, exp_month: card.expMonth, exp_year: card.expYear });
 
 export class UpdateApplier {
   constructor(private readonly deps: ApplierDeps) {}
 
+  /** Before the transaction that applies these answers (PreparedAnswers says why). */
+  async prepare(tenant: Tenant, answers: readonly NetworkResponse[]): Promise<PreparedAnswers> {
+    const numbers: Array<[NetworkResponse, Pan]> = [];
+    for (const answer of answers) {
+      if (answer.outcome !== 'new_account') continue;
+      try {
+        numbers.push([answer, Pan.parse(answer.newPan ?? '')]);
+      } catch (err) {
+        if (!isVaultError(err)) throw err; // the formats check numbers; one that still fails is not applied
+      }
+    }
+    if (numbers.length === 0) return { tenant, newNumbers: new Map() };
+    const seal = await this.deps.crypto.sealer(tenant.id);
+    const newNumbers = new Map<NetworkResponse, { pan: Pan; fingerprint: CardFingerprint; seal: CardSealer }>();
+    // Every generation this instance writes (two while a fingerprint-key rotation overlaps them); the merge
+    // looks the number up by the current one, as tokenize does, so both converge on the same unique index.
+    for (const [answer, pan] of numbers) newNumbers.set(answer, { pan, fingerprint: await this.deps.crypto.fingerprint(tenant, pan), seal });
+    return { tenant, newNumbers };
+  }
+
   /**
    * Changes the card as the answer says and returns the versions written (none for an answer that changes
    * nothing, or for a card deleted, closed or merged since it was inquired). A new number the tenant already
    * holds under another token is merged: that token resolves to this one from now on (README, "Account updater").
+   * `prepared`: what prepare made of the answers, this one among them.
    */
-  async apply(tx: Queryable, tenant: Tenant, token: string, answer: NetworkResponse, origin: AnswerOrigin): Promise<CardUpdate[]> {
-    const card = await updaterTx.lockCard(tx, tenant.id, token);
+  async apply(tx: Queryable, prepared: PreparedAnswers, token: string, answer: NetworkResponse, origin: AnswerOrigin): Promise<CardUpdate[]> {
+    const card = await updaterTx.lockCard(tx, prepared.tenant.id, token);
     if (!card || card.status !== 'active' || !card.sealed) return [];
     switch (answer.outcome) {
       case 'new_account':
-        return this.newAccount(tx, tenant, card, answer, origin);
+        return this.newAccount(tx, prepared, card, answer, origin);
       case 'new_expiry': {
         const { newExpMonth: month, newExpYear: year } = answer;
         if (month === undefined || year === undefined || (month === card.expMonth && year === card.expYear)) return [];
@@ -66,17 +101,11 @@ export class UpdateApplier {
     }
   }
 
-  private async newAccount(tx: Queryable, tenant: Tenant, card: CardRecord, answer: NetworkResponse, origin: AnswerOrigin): Promise<CardUpdate[]> {
-    let pan: Pan;
-    try {
-      pan = Pan.parse(answer.newPan ?? '');
-    } catch (err) {
-      if (isVaultError(err)) return []; // the formats check numbers; one that still fails is not applied
-      throw err;
-    }
-    // Every generation this instance writes (two while a fingerprint-key rotation overlaps them); the merge
-    // looks the number up by the current one, as tokenize does, so both converge on the same unique index.
-    const fingerprint = await this.deps.crypto.fingerprint(tenant, pan);
+  private async newAccount(tx: Queryable, prepared: PreparedAnswers, card: CardRecord, answer: NetworkResponse, origin: AnswerOrigin): Promise<CardUpdate[]> {
+    const tenant = prepared.tenant;
+    const number = prepared.newNumbers.get(answer);
+    if (!number) return [];
+    const { pan, fingerprint } = number;
     if (fingerprint.lookup.value === card.fingerprints[fingerprint.lookup.parity]) return [];
     const written: CardUpdate[] = [];
     let mergedToken: string | undefined;
@@ -87,8 +116,9 @@ export class UpdateApplier {
       written.push(await this.write(tx, holder, alias, 'card.merged', answer, origin, { status: { from: holder.status, to: 'merged' }, merged_into: card.token }));
       mergedToken = holder.token;
     }
-    const secret = await this.deps.crypto.open(tenant.id, card.token, card.sealed!);
-    const sealed = await this.deps.crypto.seal(tenant.id, card.token, { pan, holderName: secret.holderName });
+    // The card as locked may have been sealed since it was read (by a key not in memory): its key comes through tx.
+    const secret = await this.deps.crypto.open(tenant.id, card.token, card.sealed!, new PgTenantStore(tx));
+    const sealed = number.seal(card.token, { pan, holderName: secret.holderName });
     const next: CardRecord = {
       ...card,
       fingerprints: fingerprint.columns,

@@ -8,7 +8,7 @@ import type { AuditTrail, CardCrypto, Clock, CvcStore, Tenant, TenantStore } fro
 import type { Logger } from '../log';
 import type { Queryable } from '../store/db';
 import { batchesOf, findBatch, inquiredCards, updaterTx, type PgUpdaterStore } from '../store/updater-store';
-import { tokensWithNewNumber, type AnswerOrigin, type UpdateApplier } from './apply-update';
+import { tokensWithNewNumber, type AnswerOrigin, type PreparedAnswers, type UpdateApplier } from './apply-update';
 import type { Inquiry, NetworkResponse, UpdateOutcome } from './formats/types';
 import { brandsOf, NETWORKS, type CardUpdate, type NetworkName, type RunError, type UpdaterRun } from './model';
 import type { NetworkAdapter } from './network/adapter';
@@ -80,9 +80,11 @@ export class RunProcessor {
     for (let i = 0; i < answers.length; i += this.deps.applyChunk) {
       const chunk = answers.slice(i, i + this.deps.applyChunk);
       const origin = (ref: string): AnswerOrigin => ({ network: batch.network, source: 'batch', runId: batch.runId, batchId, ref });
+      // Keys first: the chunk's transaction reaches no pool (PreparedAnswers says why).
+      const prepared = await this.deps.applier.prepare(tenant, chunk);
       const { updates, unknown, outcomes } = await this.retryOnConflict(() =>
         fenced(async (tx) => {
-          const result = await this.applyChunk(tx, tenant, batchId, chunk, origin);
+          const result = await this.applyChunk(tx, prepared, batchId, chunk, origin);
           await updaterTx.addProgress(tx, batch.runId, result.applied, []);
           return result;
         }),
@@ -181,7 +183,7 @@ export class RunProcessor {
 
   private async applyChunk(
     tx: Queryable,
-    tenant: Tenant,
+    prepared: PreparedAnswers,
     batchId: string,
     answers: readonly NetworkResponse[],
     origin: (ref: string) => AnswerOrigin,
@@ -197,7 +199,7 @@ export class RunProcessor {
         if (!(await updaterTx.knownRef(tx, batchId, answer.ref))) unknown.push(answer.ref);
         continue;
       }
-      updates.push(...(await this.deps.applier.apply(tx, tenant, inquiry.token, answer, origin(answer.ref))));
+      updates.push(...(await this.deps.applier.apply(tx, prepared, inquiry.token, answer, origin(answer.ref))));
       await updaterTx.completeInquiry(tx, batchId, answer.ref, answer.outcome, answer.networkCode);
       outcomes.push(answer.outcome);
       applied += 1;

@@ -1,0 +1,112 @@
+// A network that silently drops PostgreSQL's traffic (a failover, a partition: no RST): the server's
+// statement_timeout never fires, so the pool's own deadline must, and must discard the connection it gave up on.
+import { CLIENT_DEADLINE_MARGIN_MS, openPostgres, type Db } from '../../src/store/db';
+import { TEST_DATABASE_NAME } from '../support/env';
+import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy';
+
+jest.setTimeout(30_000);
+
+const STATEMENT_TIMEOUT_MS = 300;
+const DEADLINE_MS = STATEMENT_TIMEOUT_MS + CLIENT_DEADLINE_MARGIN_MS;
+
+let proxy: TcpProxy;
+let db: Db;
+
+beforeEach(async () => {
+  proxy = await startTcpProxy({ host: '127.0.0.1', port: 5432 });
+  // One connection: a stuck client handed out again would hang the query that follows.
+  db = openPostgres({
+    url: `postgres://postgres@127.0.0.1:${proxy.port}/${TEST_DATABASE_NAME}`,
+    poolSize: 1,
+    statementTimeoutMs: STATEMENT_TIMEOUT_MS,
+  });
+});
+afterEach(async () => {
+  // Cut whatever is still stuck before ending the pool, so a failing test cannot hang the file.
+  await proxy.stop();
+  await db.close();
+});
+
+/** The promise's outcome, or 'no answer' once `ms` have passed: a hang fails the test instead of timing it out. */
+async function outcomeWithin(promise: Promise<unknown>, ms: number): Promise<{ value?: unknown; error?: unknown } | 'no answer'> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'no answer'>((resolve) => {
+    timer = setTimeout(() => resolve('no answer'), ms);
+  });
+  try {
+    return await Promise.race([promise.then((value) => ({ value }), (error: unknown) => ({ error })), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+it('rejects a query on a black-holed connection with database_unavailable at its deadline, and reconnects after', async () => {
+  await db.query('SELECT 1');
+  proxy.blackHole();
+  const started = Date.now();
+  const stuck = await outcomeWithin(db.query('SELECT 1'), DEADLINE_MS + 1000);
+  const elapsed = Date.now() - started;
+  expect(stuck).toEqual({ error: expect.objectContaining({ code: 'database_unavailable', status: 503 }) });
+  expect(elapsed).toBeGreaterThanOrEqual(DEADLINE_MS - 50);
+
+  proxy.forward();
+  // The stuck client was destroyed: the pool's one slot opens a new connection rather than queueing behind it.
+  await expect(outcomeWithin(db.query<{ ok: number }>('SELECT 1 AS ok'), 3000)).resolves.toEqual({ value: [{ ok: 1 }] });
+});
+
+it('rejects a transaction whose statement is black-holed with database_unavailable at its deadline, and reconnects after', async () => {
+  await db.query('SELECT 1');
+  proxy.blackHole();
+  const atBegin = await outcomeWithin(
+    db.transaction((tx) => tx.query('SELECT 1')),
+    DEADLINE_MS + 1000,
+  );
+  expect(atBegin).toEqual({ error: expect.objectContaining({ code: 'database_unavailable', status: 503 }) });
+
+  proxy.forward();
+  let reachedCommit = false;
+  const midway = await outcomeWithin(
+    db.transaction(async (tx) => {
+      await tx.query('SELECT 1');
+      proxy.blackHole();
+      await tx.query('SELECT 2');
+      reachedCommit = true;
+    }),
+    // The stuck statement's deadline; no ROLLBACK may then wait behind it on the same connection.
+    DEADLINE_MS + 1000,
+  );
+  expect(midway).toEqual({ error: expect.objectContaining({ code: 'database_unavailable', status: 503 }) });
+  expect(reachedCommit).toBe(false);
+
+  proxy.forward();
+  await expect(outcomeWithin(db.transaction((tx) => tx.query<{ ok: number }>('SELECT 1 AS ok')), 3000)).resolves.toEqual({
+    value: [{ ok: 1 }],
+  });
+});
+
+it('lets a transaction that lifts statement_timeout (a migration) run past the deadline', async () => {
+  const sleepSeconds = (DEADLINE_MS + 500) / 1000;
+  await expect(
+    db.transaction(async (tx) => {
+      await tx.exec('SET LOCAL statement_timeout = 0');
+      return tx.query<{ slept: boolean }>(`SELECT true AS slept FROM pg_sleep(${sleepSeconds})`);
+    }),
+  ).resolves.toEqual([{ slept: true }]);
+});
+
+it("gives a transaction that sets its own statement_timeout a deadline past that one, not the pool's", async () => {
+  const sleepSeconds = (DEADLINE_MS + 500) / 1000;
+  await expect(
+    db.transaction(async (tx) => {
+      await tx.query(`SET LOCAL statement_timeout = '${DEADLINE_MS + 2000}ms'`);
+      return tx.query<{ slept: boolean }>(`SELECT true AS slept FROM pg_sleep(${sleepSeconds})`);
+    }),
+  ).resolves.toEqual([{ slept: true }]);
+  // Its statement_timeout still holds: the server cancels, and that is database_unavailable as ever.
+  await expect(
+    db.transaction(async (tx) => {
+      await tx.query("SET LOCAL statement_timeout = '100ms'");
+      await tx.query('SELECT pg_sleep(1)');
+    }),
+  ).rejects.toMatchObject({ code: 'database_unavailable', cause: expect.objectContaining({ code: '57014' }) });
+});
