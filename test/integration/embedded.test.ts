@@ -1,10 +1,10 @@
 // The zero-setup default: with no settings the compiled vault runs on embedded PGlite with a local KMS key file.
 // It runs as a child process: PGlite's bundle calls import(), which jest's VM refuses without --experimental-vm-modules.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { LOG_DIR, REPO_ROOT } from '../support/env';
+import { spawnListeningVault } from '../support/embedded-vault';
 import { newPan } from '../support/pans';
 import { ensureBuilt } from '../support/build';
 
@@ -13,7 +13,6 @@ jest.setTimeout(120_000);
 
 const ROLES = ['admin', 'auditor', 'merchant', 'payments'];
 const API_KEY = /^cvk_[A-Za-z0-9_-]{43}$/;
-const START_TIMEOUT_MS = 60_000;
 
 interface Running {
   child: ChildProcess;
@@ -41,41 +40,8 @@ afterAll(async () => {
 
 /** `npm start` with an empty environment, from a fresh directory; resolves once the log says it listens. */
 async function startVault(): Promise<Running> {
-  const child = spawn(process.execPath, [path.join(REPO_ROOT, 'dist', 'main.js')], {
-    cwd: tmpDir,
-    env: { PATH: process.env.PATH, PORT: '0', LOG_LEVEL: 'info' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  // The canary searches the run's logs for test PANs, so the child's log goes there too.
-  const logFile = path.join(LOG_DIR, `${process.pid}-embedded-vault.ndjson`);
-  let stdout = '';
-  let stderr = '';
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`the vault did not listen within ${START_TIMEOUT_MS} ms:\n${stdout}${stderr}`));
-    }, START_TIMEOUT_MS);
-    child.stdout!.on('data', (chunk: Buffer) => {
-      stdout += chunk.toString('utf8');
-      fs.appendFileSync(logFile, chunk);
-      for (const line of stdout.split('\n')) {
-        const entry = parseLine(line);
-        if (typeof entry?.port === 'number' && String(entry.msg).startsWith('cardvault listening')) {
-          clearTimeout(timer);
-          resolve(entry.port);
-        }
-      }
-    });
-    child.stderr!.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString('utf8');
-    });
-    void exited.then((code) => {
-      clearTimeout(timer);
-      reject(new Error(`the vault exited (${code}) before listening:\n${stdout}${stderr}`));
-    });
-  });
-  running = { child, baseUrl: `http://127.0.0.1:${port}`, output: () => stdout + stderr, exited };
+  const { child, port, output, exited } = await spawnListeningVault(tmpDir);
+  running = { child, baseUrl: `http://127.0.0.1:${port}`, output, exited };
   return running;
 }
 
@@ -85,14 +51,6 @@ async function stopVault(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | n
   if (!current || current.child.exitCode !== null || current.child.signalCode !== null) return current?.child.exitCode ?? null;
   current.child.kill(signal);
   return current.exited;
-}
-
-function parseLine(line: string): Record<string, unknown> | undefined {
-  try {
-    return JSON.parse(line) as Record<string, unknown>;
-  } catch {
-    return undefined;
-  }
 }
 
 async function post(baseUrl: string, urlPath: string, key: string, body: unknown): Promise<{ status: number; body: any }> {

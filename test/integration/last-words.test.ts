@@ -1,17 +1,16 @@
 // What the compiled vault writes as it dies (a failed start, an exception or a rejection nothing caught): the
 // logger's line, with the error by type and code only, never Node's own print of the whole error.
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { adminQuery } from '../support/admin-db';
+import { runCompiledToExit, type Exited } from '../support/compiled';
 import { REPO_ROOT } from '../support/env';
 import { ensureBuilt } from '../support/build';
 import { newPan } from '../support/pans';
 
 jest.setTimeout(60_000);
 
-const EXIT_TIMEOUT_MS = 30_000;
 /** Stands in for what a driver's message can quote (a row, a value from a request); it must reach no output. */
 const QUOTED = 'quoted-row-value';
 
@@ -27,28 +26,10 @@ afterAll(() => {
 });
 
 /** Runs dist/main.js (or `cardvault worker`) as a development vault in a scratch folder, with `env` over it; it must exit by itself. */
-function runCompiledServer(env: Record<string, string>, command: string[] = ['main.js']): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function runCompiledServer(env: Record<string, string>, command: string[] = ['main.js']): Promise<Exited> {
   const cwd = fs.mkdtempSync(path.join(tmpDir, 'case-'));
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(REPO_ROOT, 'dist', command[0]!), ...command.slice(1)], {
-      cwd,
-      env: { PATH: process.env.PATH ?? '', PORT: '0', HOST: '127.0.0.1', DEMO_PORT: 'off', UPDATER_WORKER: 'off', METRICS_PORT: 'off', VAULT_DATA_DIR: path.join(cwd, '.vault'), ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`dist/main.js did not exit within ${EXIT_TIMEOUT_MS} ms:\n${stdout}${stderr}`));
-    }, EXIT_TIMEOUT_MS);
-    child.once('error', reject);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+  const base = { PORT: '0', HOST: '127.0.0.1', DEMO_PORT: 'off', UPDATER_WORKER: 'off', METRICS_PORT: 'off', VAULT_DATA_DIR: path.join(cwd, '.vault') };
+  return runCompiledToExit(command, { ...base, ...env }, cwd);
 }
 
 /** The JSON log lines among what the process wrote. */

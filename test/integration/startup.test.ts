@@ -1,5 +1,4 @@
 // Startup refusals: production without production settings, a bad policy file, a database with pending migrations.
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -13,6 +12,7 @@ import { startVault, type RunningVault } from '../../src/main';
 import { openPostgres } from '../../src/store/db';
 import { migrateUp } from '../../src/store/migrate';
 import { REPO_ROOT } from '../support/env';
+import { runCompiledToExit } from '../support/compiled';
 import { runCli } from '../support/cli';
 import { cardBody } from '../support/http';
 import { newPan } from '../support/pans';
@@ -23,7 +23,6 @@ import { withAdmin as admin } from '../support/admin-db';
 
 jest.setTimeout(60_000);
 
-const EXIT_TIMEOUT_MS = 30_000;
 
 let tmpDir: string;
 const databases: string[] = [];
@@ -59,28 +58,7 @@ function scratchDir(): string {
 }
 
 /** Runs the compiled server with exactly `env`; it must exit by itself. */
-function runCompiledServer(env: Record<string, string>, cwd: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(REPO_ROOT, 'dist', 'main.js')], {
-      cwd,
-      env: { PATH: process.env.PATH ?? '', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`dist/main.js did not exit within ${EXIT_TIMEOUT_MS} ms:\n${stdout}${stderr}`));
-    }, EXIT_TIMEOUT_MS);
-    child.once('error', reject);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const runCompiledServer = (env: Record<string, string>, cwd: string) => runCompiledToExit(['main.js'], env, cwd);
 
 describe('loadConfig in production', () => {
   it('rejects the embedded database and the local KMS, naming DATABASE_URL and KMS_PROVIDER', () => {

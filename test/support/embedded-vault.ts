@@ -22,12 +22,33 @@ export interface EmbeddedVault {
  * demo checkout and the metrics listener are off, so suites running at once never contend for their fixed ports.
  */
 export async function startEmbeddedVault(cwd: string, env: Record<string, string> = {}): Promise<EmbeddedVault> {
+  const { child, port, output, exited } = await spawnListeningVault(cwd, { DEMO_PORT: 'off', METRICS_PORT: 'off', ...env });
+  const credentials = JSON.parse(fs.readFileSync(path.join(cwd, '.vault', 'credentials.json'), 'utf8')) as { api_keys: Record<string, string> };
+  return {
+    child,
+    baseUrl: `http://127.0.0.1:${port}`,
+    apiKeys: credentials.api_keys,
+    output,
+    stop: async (signal = 'SIGKILL') => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exited;
+    },
+  };
+}
+
+/**
+ * `node dist/main.js` from `cwd` with PATH, PORT=0, LOG_LEVEL=info and `env` only; resolves with its port once its
+ * log says it listens. Its log is copied to the run's log folder, which the canary searches for test PANs.
+ */
+export async function spawnListeningVault(
+  cwd: string,
+  env: Record<string, string> = {},
+): Promise<{ child: ChildProcess; port: number; output(): string; exited: Promise<number | null> }> {
   const child = spawn(process.execPath, [path.join(REPO_ROOT, 'dist', 'main.js')], {
     cwd,
-    env: { PATH: process.env.PATH, PORT: '0', LOG_LEVEL: 'info', DEMO_PORT: 'off', METRICS_PORT: 'off', ...env },
+    env: { PATH: process.env.PATH, PORT: '0', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  // The canary searches the run's logs for test PANs, so the child's log goes there too.
   const logFile = path.join(LOG_DIR, `${process.pid}-embedded-vault.ndjson`);
   fs.mkdirSync(LOG_DIR, { recursive: true });
   let stdout = '';
@@ -57,17 +78,7 @@ export async function startEmbeddedVault(cwd: string, env: Record<string, string
       reject(new Error(`the vault exited (${code}) before listening:\n${stdout}${stderr}`));
     });
   });
-  const credentials = JSON.parse(fs.readFileSync(path.join(cwd, '.vault', 'credentials.json'), 'utf8')) as { api_keys: Record<string, string> };
-  return {
-    child,
-    baseUrl: `http://127.0.0.1:${port}`,
-    apiKeys: credentials.api_keys,
-    output: () => stdout + stderr,
-    stop: async (signal = 'SIGKILL') => {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-      return exited;
-    },
-  };
+  return { child, port, output: () => stdout + stderr, exited };
 }
 
 function parseLine(line: string): Record<string, unknown> | undefined {
