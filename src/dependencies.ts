@@ -59,7 +59,7 @@ const KEY_ROTATION_SETTLE_MS = 2 * KEY_ROTATION_POLL_MS + 1000;
 export interface Runtime extends VaultParts {
   /** Synchronous commits: audit log, checkpoints, signing keys, migrations, readiness. */
   db: Db;
-  /** Asynchronous commits, made durable by the audit commit that precedes every acknowledgement. */
+  /** Cards, tenants, API keys and data keys: the configured pool size, synchronous commits like `db`. */
   cardDb: Db;
   /** The configured KMS behind the rotation-aware wrapper (assembleVault's `kms`). */
   kms: ActiveKeyKms;
