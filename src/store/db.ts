@@ -101,11 +101,6 @@ export interface PostgresOptions {
   /** How long a connection may take to open (default 2 s: a request fails fast with a 503 rather than queueing). */
   connectTimeoutMs?: number;
   /**
-   * false: commits return before their WAL is flushed. Only for writes that are acknowledged after a later
-   * synchronous commit (the audit event): WAL is flushed in order, so that commit makes them durable too.
-   */
-  synchronousCommit?: boolean;
-  /**
    * Each statement's limit (default 10 s); migrations lift it for their own transaction. The client waits
    * CLIENT_DEADLINE_MARGIN_MS longer for an answer, then destroys the connection.
    */
@@ -125,9 +120,9 @@ export function openPostgres(options: PostgresOptions): Db {
     // Probes a connection that has gone quiet; a statement in flight is bounded by the deadline in checkOut.
     keepAlive: true,
     keepAliveInitialDelayMillis: 10_000,
-    // Always said, never inherited: a server, database or role default of off would make every acknowledgement
-    // rest on an asynchronous commit.
-    options: `-c synchronous_commit=${options.synchronousCommit === false ? 'off' : 'on'}`,
+    // Every commit is flushed before it returns, whatever the server, database or role default: an acknowledged
+    // write must survive a crash on its own (README, Durability).
+    options: '-c synchronous_commit=on',
   };
   const pool = new Pool(poolConfig);
   // An idle client losing its connection emits here; without a listener the process would crash.

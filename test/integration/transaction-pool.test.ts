@@ -22,7 +22,7 @@ let cardDb: Db;
 beforeAll(async () => {
   h = await buildHarness();
   // As openCardDatabase builds it, at DATABASE_POOL_SIZE=1: cards and data keys on it, the audit log on its own pool.
-  cardDb = openPostgres({ url: TEST_DATABASE_URL, poolSize: 1, synchronousCommit: false, applicationName: 'cardvault-cards' });
+  cardDb = openPostgres({ url: TEST_DATABASE_URL, poolSize: 1, applicationName: 'cardvault-cards' });
 });
 afterAll(async () => {
   await cardDb.close();
