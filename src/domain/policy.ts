@@ -44,8 +44,17 @@ export interface Principal {
   role: Role;
 }
 
+export function grants(principal: Principal, action: Action): boolean {
+  return principal.role.actions.has(action);
+}
+
+/** The refusal of an action the key's role does not grant, wherever it is checked. */
+export function notGranted(action: Action): VaultError {
+  return new VaultError('forbidden', `this key's role does not grant ${action}`);
+}
+
 export function authorize(principal: Principal, action: Action): void {
-  if (!principal.role.actions.has(action)) throw new VaultError('forbidden', `this key's role does not grant ${action}`);
+  if (!grants(principal, action)) throw notGranted(action);
 }
 
 /** Checks the action and the purpose; returns the fields this role may see. */

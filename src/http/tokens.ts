@@ -41,13 +41,21 @@ export function present(card: CardMetadata) {
   };
 }
 
+/**
+ * The path's token, or undefined for anything that is not one. No numeric token passes Luhn; a value that does
+ * may be a card number sent by mistake, and must go no further — not into a lookup, a log line or the audit trail.
+ */
+export function tokenOrUndefined(value: unknown): string | undefined {
+  if (typeof value !== 'string' || !looksLikeToken(value)) return undefined;
+  if (/^[0-9]+$/.test(value) && luhnValid(value)) return undefined;
+  return value;
+}
+
 /** An unknown token, a malformed one and another tenant's all answer the same. */
 export function tokenParam(value: unknown): string {
-  if (typeof value !== 'string' || !looksLikeToken(value)) throw new VaultError('token_not_found');
-  // No numeric token passes Luhn; a value that does may be a card number sent by mistake, and must go no
-  // further — not into a lookup, a log line or the append-only audit trail.
-  if (/^[0-9]+$/.test(value) && luhnValid(value)) throw new VaultError('token_not_found');
-  return value;
+  const token = tokenOrUndefined(value);
+  if (token === undefined) throw new VaultError('token_not_found');
+  return token;
 }
 
 function parsePan(number: string): Pan {
