@@ -4,6 +4,7 @@
 // rules instances follow in each state; this command moves the states, waiting after each change until every
 // instance has re-read them (settleMs > twice FINGERPRINT_VIEW_TTL_MS). Resumable: the states, the waits' start
 // times and every card write are in PostgreSQL, so running it again picks up where it stopped.
+import { setTimeout as sleep } from 'node:timers/promises';
 import { parityOf } from '../domain/fingerprints';
 import type { AuditTrail, CardCrypto, Kms } from '../domain/ports';
 import type { FingerprintKeyRow, PgFingerprintRotationStore } from '../store/fingerprint-rotation-store';
@@ -49,7 +50,6 @@ export class RetireBlockedError extends Error {
   }
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export class FingerprintRotator {
   constructor(private readonly deps: FingerprintRotatorDeps) {}

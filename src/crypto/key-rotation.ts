@@ -4,6 +4,7 @@
 //
 // Each step is resumable: a rotation row records the generation and progress; re-running the command picks up the
 // open rotation, and every row is replaced only if it is still what was read.
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { AuditTrail, CardCrypto, Kms } from '../domain/ports';
 import { WRAPPED_TABLE_NAMES, type KeyRotation, type PgKeyRotationStore } from '../store/key-rotation-store';
 
@@ -52,7 +53,6 @@ export class RewrapIncompleteError extends Error {
 
 const CLI = { tenantId: null, principal: 'cli' } as const;
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export class KeyRotator {
   constructor(private readonly deps: KeyRotatorDeps) {}
@@ -67,7 +67,8 @@ export class KeyRotator {
     const canonical = await this.deps.kms.resolveKeyId(kmsKeyId);
     const { rotation, created } = await this.deps.store.start(canonical, options.reencryptCards);
     if (!created && rotation.kmsKeyId !== canonical) {
-      throw new Error(`a rotation to ${rotation.kmsKeyId} is still in progress: run keys rotate again without another key to finish it`);
+      // The key is not named: an AWS key ARN holds a 12-digit account id, which the CLI hides as a possible card number.
+      throw new Error(`a rotation to another KMS key (generation ${rotation.generation}) is still in progress: run keys rotate again without another key to finish it`);
     }
     await activate();
     if (created) {

@@ -98,7 +98,8 @@ export function mayHoldCardNumber(text: string): boolean {
 /**
  * For header values the vault echoes, logs or audits (X-Request-Id, Idempotency-Key, tracestate): true when its
  * digits, read across any punctuation between them, could hold a card ('4111.1111.1111.1111', '4111_1111…',
- * '4111--1111…'). Stricter than mayHoldCardNumber, which names and origins need: an IP address is not a card.
+ * '4111--1111…', '4111/1111…', '4111:1111…'). Stricter than mayHoldCardNumber, which leaves slashes, colons and
+ * longer punctuation alone for URLs, paths and ports; both refuse a dotted IPv4 address of 12 digits.
  */
 export function mayHoldCardNumberAcrossPunctuation(text: string): boolean {
   return CARD_LIKE.test(text.replace(/[^0-9A-Za-z]+/g, ''));

@@ -167,7 +167,7 @@ export class FileDropTransport {
     const name = `${batchId}${SUFFIX[this.side].receives}`;
     const removed = await Promise.all([removeIfPresent(path.join(this.inbox, name)), removeIfPresent(path.join(this.inbox, 'processed', name))]);
     if (removed.some(Boolean)) await syncDir(this.inbox);
-    if (this.side === 'vault' && (await removeIfPresent(path.join(this.outbox, `${batchId}${SUFFIX.vault.sends}`)))) await syncDir(this.outbox);
+    if (this.side === 'vault') await this.withdraw(batchId);
   }
 }
 
