@@ -65,12 +65,19 @@ export function clientSessionAuth(sessions: ClientSessions): RequestHandler {
     );
     res.locals.principal = redeemed.principal;
     res.locals.clientSessionId = redeemed.sessionId;
+    // The token it was redeemed with, for the JWE body's binding (jose-body.ts): never read from the header twice.
+    res.locals.clientSessionToken = match?.[1];
     next();
   };
 }
 
 export function clientSessionOf(res: Response): string | undefined {
   return res.locals.clientSessionId as string | undefined;
+}
+
+/** The token of the session this request redeemed; undefined when it came with none. */
+export function clientSessionTokenOf(res: Response): string | undefined {
+  return res.locals.clientSessionToken as string | undefined;
 }
 
 /**

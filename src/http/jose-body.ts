@@ -1,14 +1,13 @@
 // application/jose request bodies: a compact JWE of the JSON body, bound to the caller's tenant or client session,
 // decrypted so the route validates the plaintext exactly as it would a JSON body. Acts on POST to its mount only.
-import express, { type Request, type RequestHandler, type Response } from 'express';
+import express, { type RequestHandler, type Response } from 'express';
 import { sessionBinding, tenantBinding, type ClientEncryptionKeys, type JweBinding } from '../crypto/client-encryption';
 import type { Principal } from '../domain/policy';
 import { VaultError } from '../errors';
 import { principalOf } from './authenticate';
-import { clientSessionOf } from './client-session-routes';
+import { clientSessionTokenOf } from './client-session-routes';
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
-const CLIENT_SESSION = /^ClientSession (\S+)$/;
 
 /**
  * Whom the route's JWE must name: `tenant`, the API key's tenant (mount after `authenticate`); `session`, the
@@ -17,11 +16,11 @@ const CLIENT_SESSION = /^ClientSession (\S+)$/;
 export type JoseBinding = 'tenant' | 'session';
 
 /** Without a principal the value is empty, which no JWE matches: a mount in the wrong place refuses every body. */
-function bindingOf(kind: JoseBinding, req: Request, res: Response): JweBinding {
+function bindingOf(kind: JoseBinding, res: Response): JweBinding {
   if (kind === 'tenant') return tenantBinding((principalOf(res) as Principal | undefined)?.tenant.name ?? '');
-  // The header clientSessionAuth read: the token of the session it redeemed for this request.
-  const token = clientSessionOf(res) === undefined ? undefined : CLIENT_SESSION.exec(req.get('Authorization') ?? '')?.[1];
-  return token === undefined ? { param: 'cardvault_session', value: '' } : sessionBinding(token);
+  // The token of the session clientSessionAuth redeemed for this request.
+  const token = clientSessionTokenOf(res);
+  return token === undefined ? { ...sessionBinding(''), value: '' } : sessionBinding(token);
 }
 
 /** Mount with `router.use(path, joseBodies(...))` before the JSON parser; it sets `res.locals.encryptedBody`. */
@@ -32,7 +31,7 @@ export function joseBodies(keys: Pick<ClientEncryptionKeys, 'decrypt'>, limitByt
     if (req.method !== 'POST' || req.path !== '/' || !req.is('application/jose')) return next();
     readText(req, res, (err?: unknown) => {
       if (err) return next(err);
-      plaintextBody(keys, req.body, bindingOf(binding, req, res)).then((body) => {
+      plaintextBody(keys, req.body, bindingOf(binding, res)).then((body) => {
         req.body = body;
         res.locals.encryptedBody = true;
         next();
