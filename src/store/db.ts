@@ -163,14 +163,17 @@ export function openPostgres(options: PostgresOptions): Db {
     // bench measured half the server CPU per detokenize. Scripts without parameters use the simple protocol.
     const run = async <R>(sql: string, params?: readonly unknown[]): Promise<R[]> => {
       const result = await send(params && params.length > 0 ? { name: statementName(sql), text: sql, values: params as unknown[] } : sql);
-      const local = localStatementTimeout(sql);
-      if (local !== undefined) deadlineMs = deadlineFor(local);
       return result.rows as R[];
     };
 
     return {
       send,
       run,
+      /** A transaction's `SET LOCAL statement_timeout` moves its statements' deadline with it. */
+      followTimeout(sql: string) {
+        const local = localStatementTimeout(sql);
+        if (local !== undefined) deadlineMs = deadlineFor(local);
+      },
       get broken() {
         return broken;
       },
@@ -212,9 +215,15 @@ export function openPostgres(options: PostgresOptions): Db {
         }
         const result = await fn(
           {
-            query: (sql, params) => connection.run(sql, params),
+            // Inside a transaction only, where a migration lifts the statement timeout, is SQL read for it.
+            query: async <R>(sql: string, params?: readonly unknown[]) => {
+              const rows = await connection.run<R>(sql, params);
+              connection.followTimeout(sql);
+              return rows;
+            },
             exec: async (sql) => {
               await connection.run(sql);
+              connection.followTimeout(sql);
             },
           },
           opened,
