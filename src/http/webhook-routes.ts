@@ -66,9 +66,10 @@ const idParam = (value: unknown): string => (typeof value === 'string' ? value :
 
 export function webhookEndpointRoutes(webhooks: WebhookEndpoints, allow: Allow, limits?: Pick<RateLimiters, 'forAction'>): Router {
   const router = Router();
-  router.use(limits?.forAction('webhooks' satisfies Action) ?? unlimited);
+  // After each route's role check, as on every route: a key without webhooks gets 403, not 429.
+  const limit = limits?.forAction('webhooks' satisfies Action) ?? unlimited;
 
-  router.post('/', allow('webhooks', 'webhook.endpoint.create'), async (req, res) => {
+  router.post('/', allow('webhooks', 'webhook.endpoint.create'), limit, async (req, res) => {
     const body = parseRequest(req.body);
     const created = await webhooks.createEndpoint(principalOf(res), contextOf(req, res), { url: body.url, events: body.events });
     const { id, url, events, created_at } = presentEndpoint(created.endpoint);
@@ -76,11 +77,11 @@ export function webhookEndpointRoutes(webhooks: WebhookEndpoints, allow: Allow, 
     res.status(201).json({ id, url, events, secret: created.secret.reveal(), created_at });
   });
 
-  router.get('/', allow('webhooks', 'webhook.endpoints.read'), async (req, res) => {
+  router.get('/', allow('webhooks', 'webhook.endpoints.read'), limit, async (req, res) => {
     res.json({ data: (await webhooks.listEndpoints(principalOf(res), contextOf(req, res))).map(presentEndpoint) });
   });
 
-  router.delete('/:id', allow('webhooks', 'webhook.endpoint.disable'), async (req, res) => {
+  router.delete('/:id', allow('webhooks', 'webhook.endpoint.disable'), limit, async (req, res) => {
     await webhooks.disableEndpoint(principalOf(res), contextOf(req, res), idParam(req.params.id));
     res.status(204).end();
   });
@@ -92,19 +93,20 @@ export function webhookEndpointRoutes(webhooks: WebhookEndpoints, allow: Allow, 
 
 export function webhookDeliveryRoutes(webhooks: WebhookEndpoints, allow: Allow, limits?: Pick<RateLimiters, 'forAction'>): Router {
   const router = Router();
-  router.use(limits?.forAction('webhooks' satisfies Action) ?? unlimited);
+  // After each route's role check, as on every route: a key without webhooks gets 403, not 429.
+  const limit = limits?.forAction('webhooks' satisfies Action) ?? unlimited;
 
-  router.get('/', allow('webhooks', 'webhook.deliveries.read'), async (req, res) => {
+  router.get('/', allow('webhooks', 'webhook.deliveries.read'), limit, async (req, res) => {
     const deliveries = await webhooks.listDeliveries(principalOf(res), contextOf(req, res), stateParam(req.query.state));
     res.json({ data: deliveries.map(presentDelivery) });
   });
 
-  router.post('/redrive', allow('webhooks', 'webhook.redrive'), async (req, res) => {
+  router.post('/redrive', allow('webhooks', 'webhook.redrive'), limit, async (req, res) => {
     parseRedrive(req.body);
     res.json({ redriven: await webhooks.redriveDead(principalOf(res), contextOf(req, res)) });
   });
 
-  router.post('/:id/redrive', allow('webhooks', 'webhook.redrive'), async (req, res) => {
+  router.post('/:id/redrive', allow('webhooks', 'webhook.redrive'), limit, async (req, res) => {
     parseRedrive(req.body);
     res.json(presentDelivery(await webhooks.redriveDelivery(principalOf(res), contextOf(req, res), idParam(req.params.id))));
   });

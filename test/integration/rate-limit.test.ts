@@ -126,6 +126,15 @@ describe('per-key limits per action', () => {
     expectRateLimited(await request(h.app).get(`/v1/tokens/${token}`).set(bearer(keys.tight!)), 'read', 5);
   });
 
+  it('checks the role before the limit: a key without the action gets 403 and spends no budget, on every router', async () => {
+    const { keys } = await h.tenant(['tight']);
+    for (const url of ['/v1/audit/checkpoint', '/v1/webhook-endpoints', '/v1/webhook-deliveries', '/v1/tokens/not-a-token/detokenize']) {
+      const call = url.endsWith('/detokenize') ? request(h.app).post(url).send({ purpose: 'authorization' }) : request(h.app).get(url);
+      const res = await call.set(bearer(keys.tight!));
+      expect({ url, status: res.status, limited: res.headers['ratelimit'] !== undefined }).toEqual({ url, status: 403, limited: false });
+    }
+  });
+
   it('gives a role without rate_limits the defaults, detokenize the stricter one', async () => {
     const { keys } = await h.tenant(['plain']);
     const created = await tokenize(h.app, keys.plain!);
