@@ -27,7 +27,8 @@ export function toVaultError(err: unknown): VaultError | undefined {
   return undefined;
 }
 
-export function sendProblem(res: Response, error: VaultError): void {
+/** The RFC 9457 document for an error: its catalogued type, title, status and code, and the value-free detail. */
+export function problemBody(error: VaultError, requestId?: string): Record<string, unknown> {
   const body: Record<string, unknown> = {
     type: `urn:cardvault:problem:${error.code}`,
     title: error.title,
@@ -36,7 +37,12 @@ export function sendProblem(res: Response, error: VaultError): void {
   };
   if (error.detail) body.detail = error.detail;
   if (error.pointer) body.pointer = error.pointer;
-  if (res.locals.requestId) body.request_id = res.locals.requestId;
+  if (requestId) body.request_id = requestId;
+  return body;
+}
+
+export function sendProblem(res: Response, error: VaultError): void {
+  const body = problemBody(error, res.locals.requestId as string | undefined);
   if (error.status === 401) res.setHeader('WWW-Authenticate', 'Bearer realm="cardvault"');
   if (error.retryable) res.setHeader('Retry-After', '1');
   res.status(error.status).type('application/problem+json').send(JSON.stringify(body));

@@ -3,6 +3,7 @@ import http from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Express, Request, Response } from 'express';
 import { VaultError, type ErrorCode } from '../errors';
+import { problemBody } from './problem';
 
 interface BornClasses {
   IncomingMessage: typeof http.IncomingMessage;
@@ -43,7 +44,7 @@ function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
     return;
   }
   const error = new VaultError(CLIENT_ERRORS[err.code ?? ''] ?? 'invalid_request');
-  const body = JSON.stringify({ type: `urn:cardvault:problem:${error.code}`, title: error.title, status: error.status, code: error.code });
+  const body = JSON.stringify(problemBody(error));
   socket.end(
     `HTTP/1.1 ${error.status} ${http.STATUS_CODES[error.status]}\r\nContent-Type: application/problem+json\r\n` +
       `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,

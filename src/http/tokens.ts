@@ -88,7 +88,7 @@ function tokenizeRequest(body: unknown) {
 }
 
 /** POST /v1/tokens: 201 for a new card, 200 with the tenant's existing token (and its metadata) for a known one. */
-export function tokenizeHandler(vault: Vault): RequestHandler {
+function tokenizeHandler(vault: Vault): RequestHandler {
   return async (req, res) => {
     const { format, card } = tokenizeRequest(req.body);
     const key = idempotencyKey(res, req.get('Idempotency-Key'));
