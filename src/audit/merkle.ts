@@ -218,7 +218,7 @@ function countOnes(n: number): number {
   return ones;
 }
 
-function isSize(n: unknown): n is number {
+export function isSize(n: unknown): n is number {
   return typeof n === 'number' && Number.isSafeInteger(n) && n >= 0;
 }
 
@@ -226,10 +226,16 @@ function isHash(h: unknown): h is Buffer {
   return Buffer.isBuffer(h) && h.length === HASH_BYTES;
 }
 
+/** A 32-byte hash in its one canonical base64 spelling, else undefined (Buffer.from skips what it does not understand). */
+export function canonicalHash(encoded: unknown): Buffer | undefined {
+  if (typeof encoded !== 'string') return undefined;
+  const h = Buffer.from(encoded, 'base64');
+  return h.length === HASH_BYTES && h.toString('base64') === encoded ? h : undefined;
+}
+
 function decodeHash(encoded: unknown): Buffer {
   if (typeof encoded !== 'string') throw new TypeError('a frontier hash is a base64 string');
-  const h = Buffer.from(encoded, 'base64');
-  // Buffer.from skips characters it does not understand, so only the canonical spelling is accepted.
-  if (h.length !== HASH_BYTES || h.toString('base64') !== encoded) throw new RangeError('a frontier hash is 32 bytes in base64');
+  const h = canonicalHash(encoded);
+  if (!h) throw new RangeError('a frontier hash is 32 bytes in base64');
   return h;
 }

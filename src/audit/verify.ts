@@ -5,7 +5,7 @@ import { verifyCheckpointJws } from '../crypto/checkpoint-signer';
 import { canonicalJson } from './canonical-json';
 import type { CheckpointPayload } from './checkpointer';
 import { EXPORT_FORMAT, EXPORT_VERSION } from './export';
-import { leafHash, MerkleFrontier } from './merkle';
+import { canonicalHash, isSize, leafHash, MerkleFrontier } from './merkle';
 
 export interface VerifyReport {
   ok: boolean;
@@ -34,7 +34,6 @@ interface Header {
   endSeq: number;
 }
 
-const HASH_BYTES = 32;
 
 export async function verifyExport(lines: AsyncIterable<string> | Iterable<string>, jwks: { keys: unknown[] }): Promise<VerifyReport> {
   const report: VerifyReport = { ok: false, problems: [], firstBadSeq: null, events: 0, leaves: 0, checkpoints: 0, treeSize: 0 };
@@ -198,9 +197,8 @@ function eventLeaf(event: unknown, seq: number, previous: { seq: number; hash: B
 }
 
 function decodeLeafHash(encoded: unknown, seq: number): Buffer {
-  const hash = typeof encoded === 'string' ? Buffer.from(encoded, 'base64') : Buffer.alloc(0);
-  // Buffer.from skips characters it does not understand, so only the canonical spelling is accepted.
-  if (hash.length !== HASH_BYTES || hash.toString('base64') !== encoded) throw new Failure(`leaf ${seq} has no 32-byte base64 leaf_hash`, seq);
+  const hash = canonicalHash(encoded);
+  if (!hash) throw new Failure(`leaf ${seq} has no 32-byte base64 leaf_hash`, seq);
   return hash;
 }
 
@@ -215,7 +213,7 @@ async function checkpointPayload(jws: unknown, jwks: { keys: unknown[] }, origin
   const { tree_size: size, root_hash: root } = payload;
   if (payload.origin !== origin) throw new Failure(`a checkpoint names origin ${String(payload.origin)}, not ${origin}`);
   if (!isSize(size) || size === 0) throw new Failure('a signed checkpoint has no valid tree size');
-  if (typeof root !== 'string' || Buffer.from(root, 'base64').length !== HASH_BYTES) {
+  if (!canonicalHash(root)) {
     throw new Failure(`the checkpoint at tree size ${size} has no valid root hash`);
   }
   return payload as CheckpointPayload;
@@ -230,10 +228,6 @@ function parse(raw: string, lineNo: number): Record<string, unknown> {
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Failure(`line ${lineNo}: not a JSON object`);
   return value as Record<string, unknown>;
-}
-
-function isSize(n: unknown): n is number {
-  return typeof n === 'number' && Number.isSafeInteger(n) && n >= 0;
 }
 
 function isNullOrString(v: unknown): v is string | null {
