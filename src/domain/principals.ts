@@ -1,5 +1,5 @@
 // Tenants, API keys and authentication: who is calling, for which tenant, in which role.
-import { VaultError } from '../errors';
+import { isVaultError, VaultError } from '../errors';
 import { mayHoldCardNumber } from './pan';
 import type { Policies, Principal } from './policy';
 import type { ApiKeyRecord, AuditTrail, Kms, Tenant, TenantStore } from './ports';
@@ -46,6 +46,8 @@ const principalOf = (actor: Actor) => (typeof actor === 'string' ? actor : actor
 const operatorOf = (actor: Actor) => (typeof actor === 'string' ? {} : { operator: actor.operator });
 
 const MAX_CACHED_KEYS = 10_000;
+/** How old a tenant left without its tenant.create event must be before creating it again completes it. */
+export const UNAUDITED_TENANT_AFTER_MS = 60_000;
 // Starts with a letter and holds no long digit run: names are written to logs and the audit trail.
 const TENANT_NAME = /^[a-z][a-z0-9_-]{0,62}$/;
 
@@ -93,7 +95,11 @@ export class Principals {
     return { principal };
   }
 
-  async createTenant(name: string, actor: Actor): Promise<Tenant> {
+  /**
+   * `unauditedAfterMs`: how old a tenant left without its tenant.create event must be before this completes it
+   * (see unaudited); a caller that holds a lock against every other creator may say 0.
+   */
+  async createTenant(name: string, actor: Actor, unauditedAfterMs = UNAUDITED_TENANT_AFTER_MS): Promise<Tenant> {
     if (!TENANT_NAME.test(name) || mayHoldCardNumber(name)) {
       throw new VaultError('invalid_field', 'a tenant name is a lowercase letter then up to 62 letters, digits, - or _, with no 12-digit run', {
         pointer: '/name',
@@ -103,9 +109,36 @@ export class Principals {
     const id = globalThis.crypto.randomUUID();
     const tenantKey = await this.deps.kms.generateDataKey({ tenantId: id, purpose: 'fingerprint' });
     tenantKey.plaintext.fill(0);
-    const tenant = await this.deps.tenants.createTenant(id, name, tenantKey.wrapped);
-    await this.deps.audit.record({ tenantId: tenant.id, principal: principalOf(actor), action: 'tenant.create', outcome: 'success', details: { name, ...operatorOf(actor) } });
+    const { tenant, completed } = await this.deps.tenants.createTenant(id, name, tenantKey.wrapped).then(
+      (created) => ({ tenant: created, completed: false }),
+      (err: unknown) => this.unaudited(name, err, unauditedAfterMs),
+    );
+    await this.deps.audit.record({
+      tenantId: tenant.id,
+      principal: principalOf(actor),
+      action: 'tenant.create',
+      outcome: 'success',
+      details: { name, ...(completed ? { completes_earlier_attempt: true } : {}), ...operatorOf(actor) },
+    });
+    await this.deps.tenants.markTenantAudited(tenant.id);
     return tenant;
+  }
+
+  /**
+   * A name taken by an earlier attempt that committed the tenant but died before its tenant.create event: creating
+   * it again records that event, so no tenant is ever missing from the trail. Only once the tenant is a minute old
+   * (by default), so that an attempt still recording its event (two processes creating one name at once) is not
+   * doubled. Any other taken name is tenant_exists.
+   */
+  private async unaudited(name: string, err: unknown, afterMs: number): Promise<{ tenant: Tenant; completed: true }> {
+    if (!(isVaultError(err) && err.code === 'tenant_exists')) throw err;
+    const tenant = await this.deps.tenants.findUnauditedTenant(name, afterMs);
+    if (!tenant) {
+      throw new VaultError('tenant_exists', 'the name is taken; if an earlier attempt to create it failed, creating it again after a minute completes it', {
+        pointer: '/name',
+      });
+    }
+    return { tenant, completed: true };
   }
 
   async issueApiKey(tenantId: string, role: string, actor: Actor, label: string | null = null): Promise<{ key: ApiKeyRecord; secret: Secret<string> }> {

@@ -1,0 +1,94 @@
+// A tenant committed by an attempt that died before its tenant.create event committed is not left out of the
+// trail: creating it again, once it is a minute old, records the event; migration 0016 marks the tenants before it.
+import path from 'node:path';
+import { apiKeyCodec } from '../../src/crypto/api-key';
+import { Principals } from '../../src/domain/principals';
+import { VaultError } from '../../src/errors';
+import { loadPolicies } from '../../src/policy/load-policies';
+import { migrateDown, migrateUp } from '../../src/store/migrate';
+import { REPO_ROOT } from '../support/env';
+import { freshDatabase, type FreshDatabase } from '../support/fresh-database';
+import { buildHarness, type Harness } from '../support/harness';
+
+let fresh: FreshDatabase;
+let h: Harness;
+
+beforeEach(async () => {
+  fresh = await freshDatabase('cardvault_tenant_audit');
+  h = await buildHarness({ db: fresh.db });
+});
+afterEach(async () => {
+  await h.close();
+  await fresh.drop();
+});
+
+const policies = loadPolicies(path.join(REPO_ROOT, 'policies'));
+const operator = { principal: 'cli', operator: 'alice.smith' };
+
+/** Principals whose audit trail is down: the tenant commits, its event does not (as a process dying between them). */
+const auditDown = () =>
+  new Principals({
+    tenants: h.parts.tenants,
+    audit: { record: () => Promise.reject(new VaultError('audit_unavailable')) },
+    kms: h.kms,
+    policies,
+    apiKeys: apiKeyCodec,
+    cacheMs: 0,
+  });
+
+const tenantEvents = async (name: string) => {
+  const rows = await fresh.db.query<{ event: string }>('SELECT event FROM audit_events ORDER BY seq');
+  return rows
+    .map((r) => JSON.parse(r.event) as { action: string; tenant: string; details: Record<string, unknown> })
+    .filter((e) => e.action === 'tenant.create' && e.details.name === name);
+};
+const audited = async (name: string) =>
+  (await fresh.db.query<{ audited: boolean }>('SELECT audited_at IS NOT NULL AS audited FROM tenants WHERE name = $1', [name]))[0]?.audited;
+const age = (name: string) => fresh.db.query("UPDATE tenants SET created_at = created_at - interval '61 seconds' WHERE name = $1", [name]);
+
+it('records the tenant.create an earlier attempt never committed, once, when the tenant is created again a minute later', async () => {
+  await expect(auditDown().createTenant('acme', operator)).rejects.toMatchObject({ code: 'audit_unavailable' });
+  const [left] = await fresh.db.query<{ id: string }>("SELECT id FROM tenants WHERE name = 'acme'");
+  expect(await tenantEvents('acme')).toEqual([]);
+  expect(await audited('acme')).toBe(false);
+
+  // Within the minute the attempt may still be recording its event: the name is simply taken.
+  const early = await h.parts.principals.createTenant('acme', operator).catch((err: unknown) => err);
+  expect(early).toMatchObject({ code: 'tenant_exists', detail: expect.stringContaining('after a minute') });
+  expect(await tenantEvents('acme')).toEqual([]);
+
+  await age('acme');
+  const completed = await h.parts.principals.createTenant('acme', operator);
+  expect(completed.id).toBe(left!.id);
+  expect(await tenantEvents('acme')).toEqual([
+    expect.objectContaining({ tenant: left!.id, details: { name: 'acme', completes_earlier_attempt: true, operator: 'alice.smith' } }),
+  ]);
+  expect(await audited('acme')).toBe(true);
+
+  await expect(h.parts.principals.createTenant('acme', operator)).rejects.toMatchObject({ code: 'tenant_exists' });
+  expect(await tenantEvents('acme')).toHaveLength(1);
+  const [{ n }] = (await fresh.db.query<{ n: number }>("SELECT count(*)::int AS n FROM tenants WHERE name = 'acme'")) as [{ n: number }];
+  expect(n).toBe(1);
+});
+
+it('answers tenant_exists for a tenant that was audited, however old, and records nothing more', async () => {
+  const first = await h.parts.principals.createTenant('globex', operator);
+  expect(await audited('globex')).toBe(true);
+  await age('globex');
+  await expect(h.parts.principals.createTenant('globex', operator)).rejects.toMatchObject({ code: 'tenant_exists' });
+  expect(await tenantEvents('globex')).toEqual([expect.objectContaining({ tenant: first.id, details: { name: 'globex', operator: 'alice.smith' } })]);
+});
+
+it('migration 0016 counts a tenant audited only when its first event is tenant.create', async () => {
+  await migrateDown(fresh.db, { to: '0015_cards_short_pan_bin' });
+  const ids = { created: crypto.randomUUID(), keyFirst: crypto.randomUUID(), silent: crypto.randomUUID() };
+  for (const [name, id] of Object.entries(ids)) await fresh.db.query('INSERT INTO tenants (id, name) VALUES ($1, $2)', [id, name.toLowerCase()]);
+  await h.parts.audit.record({ tenantId: ids.created, principal: 'system', action: 'tenant.create', outcome: 'success', details: { name: 'created' } });
+  await h.parts.audit.record({ tenantId: ids.keyFirst, principal: 'system', action: 'api_key.create', outcome: 'success', details: {} });
+  await h.parts.audit.record({ tenantId: ids.keyFirst, principal: 'system', action: 'tenant.create', outcome: 'success', details: { name: 'keyfirst' } });
+
+  expect(await migrateUp(fresh.db)).toEqual(['0016_tenants_audited']);
+  expect(await audited('created')).toBe(true);
+  expect(await audited('keyfirst')).toBe(false);
+  expect(await audited('silent')).toBe(false);
+});
