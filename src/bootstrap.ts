@@ -4,24 +4,36 @@ import path from 'node:path';
 import type { Principals } from './domain/principals';
 import type { Policies } from './domain/policy';
 import type { TenantStore } from './domain/ports';
+import { isVaultError } from './errors';
 import type { Logger } from './log';
+import type { Db } from './store/db';
 import { writeFileAtomically } from './store/files';
 
 export const DEMO_TENANT = 'demo';
+const DEV_CREDENTIALS_LOCK = 0x64657663; // "devc"; migrations take "card" (store/migrate.ts)
+
+export interface DevCredentialsOptions {
+  dataDir: string;
+  /** Where the tenants are: its lock keeps two instances starting at once from both writing credentials. */
+  db: Pick<Db, 'exclusively'>;
+  principals: Principals;
+  tenants: TenantStore;
+  policies: Policies;
+  log: Logger;
+}
 
 /**
  * Writes the development credentials on a database with no tenant yet. A first start that stopped after creating
  * the demo tenant but before writing the file (Ctrl-C, a crash) left keys whose secrets nobody has: the next
  * start finds only that tenant and no file, revokes those keys and issues a new set. A database holding any other
- * tenant is an operator's, and is left alone.
+ * tenant is an operator's, and is left alone. Instances starting together on one database take turns (a lock):
+ * the later ones find the credentials written.
  */
-export async function createDevCredentials(options: {
-  dataDir: string;
-  principals: Principals;
-  tenants: TenantStore;
-  policies: Policies;
-  log: Logger;
-}): Promise<string | undefined> {
+export async function createDevCredentials(options: DevCredentialsOptions): Promise<string | undefined> {
+  return options.db.exclusively(DEV_CREDENTIALS_LOCK, () => writeDevCredentials(options));
+}
+
+async function writeDevCredentials(options: DevCredentialsOptions): Promise<string | undefined> {
   const { principals, tenants, policies, log } = options;
   const file = path.join(options.dataDir, 'credentials.json');
   const count = await tenants.countTenants();
@@ -29,7 +41,11 @@ export async function createDevCredentials(options: {
   if (count > 0 && !unfinished) return undefined;
   if (unfinished && (await exists(file))) return undefined;
 
-  const tenant = unfinished ?? (await principals.createTenant(DEMO_TENANT, 'system'));
+  // Under the lock no other start is creating it: an unfinished tenant's missing tenant.create is recorded at once.
+  const tenant = await principals.createTenant(DEMO_TENANT, 'system', 0).catch((err: unknown) => {
+    if (unfinished && isVaultError(err) && err.code === 'tenant_exists') return unfinished;
+    throw err;
+  });
   if (unfinished) {
     for (const key of await tenants.listApiKeys(tenant.id)) if (!key.revokedAt) await principals.revokeApiKey(key.id, 'system');
   }

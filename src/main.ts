@@ -40,7 +40,7 @@ export async function startVault(config: Config, log: Logger): Promise<RunningVa
 
 async function serve(config: Config, log: Logger, runtime: Runtime): Promise<RunningVault> {
   if (config.devCredentials) {
-    await createDevCredentials({ dataDir: config.dataDir, principals: runtime.principals, tenants: runtime.tenants, policies: runtime.policies, log });
+    await createDevCredentials({ dataDir: config.dataDir, db: runtime.db, principals: runtime.principals, tenants: runtime.tenants, policies: runtime.policies, log });
   }
   let draining = false;
   const app = createApp({

@@ -2,7 +2,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import { Pool, type PoolConfig, type QueryConfig, type QueryResult } from 'pg';
+import { Client, Pool, type PoolConfig, type QueryConfig, type QueryResult } from 'pg';
 import type { PGlite } from '@electric-sql/pglite';
 import { VaultError } from '../errors';
 import { lockDataDir } from './embedded-lock';
@@ -20,6 +20,11 @@ export interface Db extends Queryable {
    * BEGIN in one round trip and its rows handed to `fn`.
    */
   transaction<T>(fn: (tx: Queryable, opened: Record<string, unknown>[]) => Promise<T>, opening?: string): Promise<T>;
+  /**
+   * Runs `fn` while holding the named lock against every process on this database (PostgreSQL: a session advisory
+   * lock on a connection of its own, so `fn` may use the pool; embedded: the data directory has one process).
+   */
+  exclusively<T>(lockId: number, fn: () => Promise<T>): Promise<T>;
   ping(): Promise<void>;
   close(): Promise<void>;
 }
@@ -244,6 +249,19 @@ export function openPostgres(options: PostgresOptions): Db {
         connection.release(discard);
       }
     },
+    async exclusively(lockId, fn) {
+      // Not a pooled connection: `fn` may need the whole pool, and a pool of one would wait for itself.
+      const holder = new Client({ ...poolConfig, statement_timeout: 0 });
+      holder.on('error', () => undefined);
+      await translated(() => holder.connect());
+      try {
+        await translated(() => holder.query('SELECT pg_advisory_lock($1)', [lockId]));
+        return await fn();
+      } finally {
+        // Ending the session releases the lock, even when the unlock cannot be sent.
+        await holder.end().catch(() => undefined);
+      }
+    },
     exec: async (sql) => {
       await once(sql);
     },
@@ -283,6 +301,7 @@ export async function openEmbedded(options: { dataDir: string }): Promise<Db> {
   // another transaction) issued from inside a transaction would wait for itself forever. The open transaction
   // marks its async context, and such a statement fails at once, naming the mistake, instead of freezing the vault.
   const inTransaction = new AsyncLocalStorage<{ open: boolean }>();
+  let exclusiveTurn: Promise<void> = Promise.resolve();
   const outsideTransactions = () => {
     if (inTransaction.getStore()?.open) {
       throw new Error('a pool statement from inside an open transaction would wait for that transaction forever: use the transaction, or do it before');
@@ -317,6 +336,15 @@ export async function openEmbedded(options: { dataDir: string }): Promise<Db> {
           }
         }),
       );
+    },
+    exclusively: async (_lockId, fn) => {
+      // Other processes are kept off by the data directory's lock; this process's callers take turns.
+      const turn = exclusiveTurn.then(fn);
+      exclusiveTurn = turn.then(
+        () => undefined,
+        () => undefined,
+      );
+      return turn;
     },
     exec: async (sql) => {
       outsideTransactions();

@@ -10,6 +10,9 @@ import { buildHarness, type Harness } from '../support/harness';
 import { bearer } from '../support/http';
 import { loadPolicies } from '../../src/policy/load-policies';
 import { REPO_ROOT } from '../support/env';
+import { apiKeyCodec } from '../../src/crypto/api-key';
+import { Principals } from '../../src/domain/principals';
+import { VaultError } from '../../src/errors';
 
 let fresh: FreshDatabase;
 let h: Harness;
@@ -27,7 +30,7 @@ afterEach(async () => {
 });
 
 const policies = loadPolicies(path.join(REPO_ROOT, 'policies'));
-const create = () => createDevCredentials({ dataDir: dir, principals: h.parts.principals, tenants: h.parts.tenants, policies, log: h.log });
+const create = () => createDevCredentials({ dataDir: dir, db: h.db, principals: h.parts.principals, tenants: h.parts.tenants, policies, log: h.log });
 const written = () => JSON.parse(fs.readFileSync(path.join(dir, 'credentials.json'), 'utf8')) as { tenant: string; api_keys: Record<string, string> };
 const status = async (key: string) => (await request(h.app).get('/v1/tokens/4111110000001111').set(bearer(key))).status;
 
@@ -58,4 +61,34 @@ it('writes nothing for a database that holds an operator\'s tenant', async () =>
   await h.parts.principals.createTenant('acme', 'cli');
   expect(await create()).toBeUndefined();
   expect(fs.existsSync(path.join(dir, 'credentials.json'))).toBe(false);
+});
+
+it('of two first starts at once on one database, one writes the credentials and the other leaves them to it', async () => {
+  const results = await Promise.all([create(), create()]);
+  expect(results.sort()).toEqual([path.join(dir, 'credentials.json'), undefined]);
+  const { api_keys: keys } = written();
+  for (const key of Object.values(keys)) expect(await status(key)).not.toBe(401);
+  const active = await h.db.query<{ n: number }>('SELECT count(*)::int AS n FROM api_keys WHERE revoked_at IS NULL');
+  expect(active[0]!.n).toBe(Object.keys(keys).length);
+  const events = await h.db.query<{ event: string }>('SELECT event FROM audit_events');
+  expect(events.filter((r) => JSON.parse(r.event).action === 'tenant.create')).toHaveLength(1);
+});
+
+it('records the demo tenant\'s tenant.create when the first start died before committing it', async () => {
+  const auditDown = new Principals({
+    tenants: h.parts.tenants,
+    audit: { record: () => Promise.reject(new VaultError('audit_unavailable')) },
+    kms: h.kms,
+    policies,
+    apiKeys: apiKeyCodec,
+    cacheMs: 0,
+  });
+  await expect(auditDown.createTenant(DEMO_TENANT, 'system')).rejects.toMatchObject({ code: 'audit_unavailable' });
+
+  expect(await create()).toBe(path.join(dir, 'credentials.json'));
+  const events = (await h.db.query<{ event: string }>('SELECT event FROM audit_events')).map((r) => JSON.parse(r.event));
+  expect(events.filter((e) => e.action === 'tenant.create')).toEqual([
+    expect.objectContaining({ principal: 'system', details: { name: DEMO_TENANT, completes_earlier_attempt: true } }),
+  ]);
+  expect(await status(written().api_keys.merchant!)).toBe(404);
 });
