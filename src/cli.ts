@@ -22,9 +22,9 @@ import { RetireBlockedError } from './crypto/fingerprint-rotation';
 import { RewrapIncompleteError } from './crypto/key-rotation';
 import { exitLoggedOnCrash, startMetrics, WEBHOOK_DELIVERY_INTERVAL_MS } from './main';
 import { createMetrics } from './metrics/metrics';
+import { isUuid } from './domain/uuid';
 
 /** API key ids, as `keys list` prints them. */
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 const USAGE = `usage: cardvault <command>
 
@@ -424,7 +424,7 @@ async function keys(config: Config, sub: 'create' | 'list' | 'revoke', args: str
     if (sub === 'revoke') {
       if (positionals.length !== 1) throw new UsageError('keys revoke takes one KEY_ID');
       // Key ids are UUIDs; anything else is refused before it is looked up or printed back.
-      if (!UUID.test(positionals[0]!)) throw new UsageError('keys revoke takes a KEY_ID as keys list prints it (a UUID)');
+      if (!isUuid(positionals[0]!)) throw new UsageError('keys revoke takes a KEY_ID as keys list prints it (a UUID)');
       const revoked = await principals.revokeApiKey(positionals[0]!, actor);
       out(JSON.stringify({ id: positionals[0], revoked }));
       return revoked ? 0 : 1;

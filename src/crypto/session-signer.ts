@@ -3,6 +3,7 @@ import type { SessionClaims, SessionTokenCodec } from '../domain/client-sessions
 import { MAX_ALLOWED_ORIGINS, MAX_SESSION_TTL_SECONDS } from '../domain/client-sessions';
 import type { Clock } from '../domain/ports';
 import { isVaultError, VaultError } from '../errors';
+import { isCanonicalUuid } from '../domain/uuid';
 
 /**
  * The checkpoint signer's keys sign both audit checkpoints and client sessions, so every instance can verify
@@ -26,7 +27,6 @@ const MAX_TOKEN_CHARS = 8192;
 const COMPACT_JWS = /^([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]{86})$/;
 const HEADER_FIELDS = ['alg', 'kid', 'typ'];
 const CLAIMS = ['aud', 'exp', 'iat', 'jti', 'origins', 'tid'];
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 /** How far ahead of our clock another instance's may be when it issues a token. */
 const CLOCK_SKEW_SECONDS = 60;
 
@@ -70,7 +70,7 @@ function checkHeader(token: string): void {
 function parsePayload(bytes: Buffer): Payload {
   const p = parseJson(bytes);
   if (!isObject(p) || !hasExactly(p, CLAIMS) || p.aud !== SESSION_AUD) throw invalid();
-  if (typeof p.jti !== 'string' || !UUID.test(p.jti) || typeof p.tid !== 'string' || !UUID.test(p.tid)) throw invalid();
+  if (typeof p.jti !== 'string' || !isCanonicalUuid(p.jti) || typeof p.tid !== 'string' || !isCanonicalUuid(p.tid)) throw invalid();
   const { origins, iat, exp } = p;
   if (!Array.isArray(origins) || origins.length < 1 || origins.length > MAX_ALLOWED_ORIGINS) throw invalid();
   if (!origins.every((o) => typeof o === 'string')) throw invalid();

@@ -1,6 +1,7 @@
 // Client sessions in PostgreSQL: inserted once, consumed at most once by a single conditional UPDATE.
 import type { ClientSessionRecord, ClientSessionStore } from '../domain/client-sessions';
 import type { Queryable } from './db';
+import { isUuid } from '../domain/uuid';
 
 interface Row {
   id: string;
@@ -14,7 +15,6 @@ interface Row {
 }
 
 const COLUMNS = 'id, tenant_id, created_by, allowed_origins, created_at, expires_at, used_at, token';
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 const toRecord = (r: Row): ClientSessionRecord => ({
   id: r.id,
@@ -44,7 +44,7 @@ export class PgClientSessionStore implements ClientSessionStore {
    * sees used_at set. Expiry is judged by the database's clock, the same for every instance.
    */
   async consume(id: string, tenantId: string): Promise<ClientSessionRecord | undefined> {
-    if (!UUID.test(id) || !UUID.test(tenantId)) return undefined;
+    if (!isUuid(id) || !isUuid(tenantId)) return undefined;
     const rows = await this.q.query<Row>(
       `UPDATE client_sessions s SET used_at = now()
        WHERE s.id = $1 AND s.tenant_id = $2 AND s.used_at IS NULL AND s.expires_at > now()
@@ -56,14 +56,14 @@ export class PgClientSessionStore implements ClientSessionStore {
   }
 
   async find(id: string): Promise<ClientSessionRecord | undefined> {
-    if (!UUID.test(id)) return undefined;
+    if (!isUuid(id)) return undefined;
     const rows = await this.q.query<Row>(`SELECT ${COLUMNS} FROM client_sessions WHERE id = $1`, [id]);
     return rows[0] && toRecord(rows[0]);
   }
 
   /** The same test consume makes of the creating key, for a check that must not use the session up. */
   async creatorRevoked(id: string): Promise<boolean> {
-    if (!UUID.test(id)) return false;
+    if (!isUuid(id)) return false;
     const rows = await this.q.query<{ revoked: boolean }>(
       `SELECT EXISTS (SELECT 1 FROM client_sessions s JOIN api_keys k ON k.id::text = s.created_by
                       WHERE s.id = $1 AND k.revoked_at IS NOT NULL) AS revoked`,
@@ -73,7 +73,7 @@ export class PgClientSessionStore implements ClientSessionStore {
   }
 
   async recordToken(id: string, token: string): Promise<boolean> {
-    if (!UUID.test(id)) return false;
+    if (!isUuid(id)) return false;
     const rows = await this.q.query<{ id: string }>(
       'UPDATE client_sessions SET token = $2 WHERE id = $1 AND used_at IS NOT NULL AND token IS NULL RETURNING id',
       [id, token],

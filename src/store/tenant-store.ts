@@ -5,6 +5,7 @@ import type {
 } from '../domain/ports';
 import { VaultError } from '../errors';
 import type { Queryable } from './db';
+import { isUuid } from '../domain/uuid';
 
 interface TenantRow {
   id: string;
@@ -39,7 +40,6 @@ const toApiKey = (row: ApiKeyRow): ApiKeyRecord => ({
 // tenants.fingerprint_kms_key_id and fingerprint_key_wrapped are legacy (migrations/0012): never read here.
 const TENANT_COLUMNS = 'id, name, created_at';
 const API_KEY_COLUMNS = 'id, tenant_id, role, label, created_at, revoked_at';
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export class PgTenantStore implements TenantStore, DataKeyStore, FingerprintKeyStore {
   constructor(private readonly q: Queryable) {}
@@ -79,7 +79,7 @@ export class PgTenantStore implements TenantStore, DataKeyStore, FingerprintKeyS
   }
 
   async findTenantById(id: string): Promise<Tenant | undefined> {
-    if (!UUID.test(id)) return undefined;
+    if (!isUuid(id)) return undefined;
     const rows = await this.q.query<TenantRow>(`SELECT ${TENANT_COLUMNS} FROM tenants WHERE id = $1`, [id]);
     return rows[0] && toTenant(rows[0]);
   }
@@ -114,7 +114,7 @@ export class PgTenantStore implements TenantStore, DataKeyStore, FingerprintKeyS
   }
 
   async revokeApiKey(id: string): Promise<{ tenantId: string } | undefined> {
-    if (!UUID.test(id)) return undefined;
+    if (!isUuid(id)) return undefined;
     const rows = await this.q.query<{ tenant_id: string }>(
       'UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL RETURNING tenant_id',
       [id],

@@ -10,6 +10,7 @@ import type {
   WebhookStore,
 } from '../updater/webhooks/ports';
 import type { Queryable } from './db';
+import { isUuid } from '../domain/uuid';
 
 /**
  * Writes one outbox row per enabled endpoint of the event's tenant subscribed to its type, in the caller's
@@ -60,7 +61,6 @@ interface DeliveryRow {
 const ENDPOINT = 'id, tenant_id, url, events, data_key_id, iv, tag, secret_ciphertext, created_at, disabled_at';
 const DELIVERY = `o.id::text AS id, o.event_id, o.tenant_id, o.endpoint_id, o.event_type, o.payload, o.state, o.attempts,
   o.next_attempt_at, o.last_status, o.last_error, o.created_at, o.delivered_at, o.dead_at`;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const BIGSERIAL = /^[1-9][0-9]{0,17}$/;
 /** Back to a first attempt, due now; the last attempt's outcome goes with the count it belonged to. */
 const REDRIVE_SET = `state = 'pending', attempts = 0, next_attempt_at = now(), leased_until = NULL, dead_at = NULL,
@@ -111,7 +111,7 @@ export class PgWebhookStore implements WebhookStore {
 
   /** An event enqueued by a transaction that read the endpoint just before this commits is dead-lettered at its claim. */
   async disableEndpoint(tenantId: string, id: string): Promise<boolean> {
-    if (!UUID.test(id)) return false;
+    if (!isUuid(id)) return false;
     const rows = await this.q.query<{ found: number }>(
       `WITH disabled AS (
          UPDATE webhook_endpoints SET disabled_at = coalesce(disabled_at, now()) WHERE id = $1 AND tenant_id = $2 RETURNING id
