@@ -44,8 +44,8 @@ export interface ClientSessionStore {
   /** Marks the session used in one statement, if it is this tenant's, unused, unexpired and its creator's key is live. */
   consume(id: string, tenantId: string): Promise<ClientSessionRecord | undefined>;
   find(id: string): Promise<ClientSessionRecord | undefined>;
-  /** Whether the key that created the session has been revoked, which consume refuses. */
-  creatorRevoked(id: string): Promise<boolean>;
+  /** The session, and whether the key that created it has been revoked (which consume refuses). */
+  findWithCreator(id: string): Promise<(ClientSessionRecord & { creatorRevoked: boolean }) | undefined>;
   /** Records the card token once, on a used session; false if there was no such session or it has one. */
   recordToken(id: string, token: string): Promise<boolean>;
 }

@@ -12,7 +12,7 @@ export interface PageSession {
 
 export interface PageSessionsDeps {
   tokens: Pick<SessionTokenCodec, 'verify'>;
-  sessions: Pick<ClientSessionStore, 'find' | 'creatorRevoked'>;
+  sessions: Pick<ClientSessionStore, 'findWithCreator'>;
   clock: Clock;
 }
 
@@ -29,12 +29,12 @@ export class PageSessions {
     if (typeof parentOrigin !== 'string' || !claims.allowedOrigins.includes(parentOrigin)) {
       throw new VaultError('session_origin_mismatch');
     }
-    const row = await this.deps.sessions.find(claims.id);
+    const row = await this.deps.sessions.findWithCreator(claims.id);
     if (!row || row.tenantId !== claims.tenantId) throw new VaultError('session_invalid');
     if (row.usedAt) throw new VaultError('session_used');
     if (row.expiresAt.getTime() <= this.deps.clock.now().getTime()) throw new VaultError('session_expired');
     // consume refuses a session whose creating key was revoked, so such a session gets no form either.
-    if (await this.deps.sessions.creatorRevoked(claims.id)) throw new VaultError('session_invalid');
+    if (row.creatorRevoked) throw new VaultError('session_invalid');
     return { parentOrigin, allowedOrigins: claims.allowedOrigins };
   }
 }

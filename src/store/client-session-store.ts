@@ -61,15 +61,16 @@ export class PgClientSessionStore implements ClientSessionStore {
     return rows[0] && toRecord(rows[0]);
   }
 
-  /** The same test consume makes of the creating key, for a check that must not use the session up. */
-  async creatorRevoked(id: string): Promise<boolean> {
-    if (!isUuid(id)) return false;
-    const rows = await this.q.query<{ revoked: boolean }>(
-      `SELECT EXISTS (SELECT 1 FROM client_sessions s JOIN api_keys k ON k.id::text = s.created_by
-                      WHERE s.id = $1 AND k.revoked_at IS NOT NULL) AS revoked`,
+  /** The session with the same test consume makes of its creating key, in one statement, without using it up. */
+  async findWithCreator(id: string): Promise<(ClientSessionRecord & { creatorRevoked: boolean }) | undefined> {
+    if (!isUuid(id)) return undefined;
+    const rows = await this.q.query<Row & { creator_revoked: boolean }>(
+      `SELECT ${COLUMNS},
+              EXISTS (SELECT 1 FROM api_keys k WHERE k.id::text = s.created_by AND k.revoked_at IS NOT NULL) AS creator_revoked
+       FROM client_sessions s WHERE s.id = $1`,
       [id],
     );
-    return rows[0]!.revoked;
+    return rows[0] && { ...toRecord(rows[0]), creatorRevoked: rows[0].creator_revoked };
   }
 
   async recordToken(id: string, token: string): Promise<boolean> {
