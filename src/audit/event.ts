@@ -40,3 +40,26 @@ export function toAuditEvent(input: AuditInput, time: Date, seq: number, prev: B
 export function eventBytes(event: AuditEvent): Buffer {
   return Buffer.from(canonicalJson(event), 'utf8');
 }
+
+/**
+ * The event's RFC 8785 text in three pieces around the values of `prev` and `seq`, which only the locked head
+ * decides: piece 1, prev's JSON, piece 2, seq, piece 3 make eventBytes' text. PostgreSQL joins them in the
+ * one-statement append (migrations/0017_audit_append_function.sql).
+ */
+export function eventPieces(input: AuditInput, time: Date): [string, string, string] {
+  const event = toAuditEvent(input, time, 0, null) as unknown as Record<string, unknown>;
+  const pieces: string[] = [];
+  let text = '{';
+  // RFC 8785 orders members by the UTF-16 code units of their names, as Array.prototype.sort does.
+  for (const [i, name] of Object.keys(event).sort().entries()) {
+    text += `${i === 0 ? '' : ','}${JSON.stringify(name)}:`;
+    if (name === 'prev' || name === 'seq') {
+      pieces.push(text);
+      text = '';
+    } else {
+      text += canonicalJson(event[name]);
+    }
+  }
+  pieces.push(`${text}}`);
+  return pieces as [string, string, string];
+}
