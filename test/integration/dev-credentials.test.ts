@@ -6,13 +6,10 @@ import path from 'node:path';
 import request from 'supertest';
 import { createDevCredentials, DEMO_TENANT } from '../../src/bootstrap';
 import { freshDatabase, type FreshDatabase } from '../support/fresh-database';
-import { buildHarness, type Harness } from '../support/harness';
+import { buildHarness, principalsWithAuditDown, type Harness } from '../support/harness';
 import { bearer } from '../support/http';
 import { loadPolicies } from '../../src/policy/load-policies';
 import { REPO_ROOT } from '../support/env';
-import { apiKeyCodec } from '../../src/crypto/api-key';
-import { Principals } from '../../src/domain/principals';
-import { VaultError } from '../../src/errors';
 
 let fresh: FreshDatabase;
 let h: Harness;
@@ -75,14 +72,7 @@ it('of two first starts at once on one database, one writes the credentials and 
 });
 
 it('records the demo tenant\'s tenant.create when the first start died before committing it', async () => {
-  const auditDown = new Principals({
-    tenants: h.parts.tenants,
-    audit: { record: () => Promise.reject(new VaultError('audit_unavailable')) },
-    kms: h.kms,
-    policies,
-    apiKeys: apiKeyCodec,
-    cacheMs: 0,
-  });
+  const auditDown = principalsWithAuditDown(h);
   await expect(auditDown.createTenant(DEMO_TENANT, 'system')).rejects.toMatchObject({ code: 'audit_unavailable' });
 
   expect(await create()).toBe(path.join(dir, 'credentials.json'));

@@ -1,14 +1,8 @@
 // A tenant committed by an attempt that died before its tenant.create event committed is not left out of the
 // trail: creating it again, once it is a minute old, records the event; migration 0016 marks the tenants before it.
-import path from 'node:path';
-import { apiKeyCodec } from '../../src/crypto/api-key';
-import { Principals } from '../../src/domain/principals';
-import { VaultError } from '../../src/errors';
-import { loadPolicies } from '../../src/policy/load-policies';
 import { migrateDown, migrateUp } from '../../src/store/migrate';
-import { REPO_ROOT } from '../support/env';
 import { freshDatabase, type FreshDatabase } from '../support/fresh-database';
-import { buildHarness, type Harness } from '../support/harness';
+import { buildHarness, principalsWithAuditDown, type Harness } from '../support/harness';
 
 let fresh: FreshDatabase;
 let h: Harness;
@@ -22,19 +16,9 @@ afterEach(async () => {
   await fresh.drop();
 });
 
-const policies = loadPolicies(path.join(REPO_ROOT, 'policies'));
 const operator = { principal: 'cli', operator: 'alice.smith' };
 
-/** Principals whose audit trail is down: the tenant commits, its event does not (as a process dying between them). */
-const auditDown = () =>
-  new Principals({
-    tenants: h.parts.tenants,
-    audit: { record: () => Promise.reject(new VaultError('audit_unavailable')) },
-    kms: h.kms,
-    policies,
-    apiKeys: apiKeyCodec,
-    cacheMs: 0,
-  });
+const auditDown = () => principalsWithAuditDown(h);
 
 const tenantEvents = async (name: string) => {
   const rows = await fresh.db.query<{ event: string }>('SELECT event FROM audit_events ORDER BY seq');

@@ -3,10 +3,13 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import type { Express } from 'express';
 import { createApp, type AppDeps } from '../../src/app';
+import { apiKeyCodec } from '../../src/crypto/api-key';
 import { createCardCrypto } from '../../src/crypto/card-crypto';
 import { openLocalKms } from '../../src/crypto/local-kms';
 import { assembleVault, readinessCheck } from '../../src/dependencies';
 import type { Policies } from '../../src/domain/policy';
+import { Principals } from '../../src/domain/principals';
+import { VaultError } from '../../src/errors';
 import type { CvcStore, Kms, Tenant } from '../../src/domain/ports';
 import { createLogger, type Logger } from '../../src/log';
 import { loadPolicies } from '../../src/policy/load-policies';
@@ -173,6 +176,21 @@ export async function buildHarness(options: HarnessOptions = {}): Promise<Harnes
 
 export function tenantStore(db: Db): PgTenantStore {
   return new PgTenantStore(db);
+}
+
+/**
+ * Principals over the harness's tenants whose audit trail is down: a tenant it creates commits and its event
+ * does not, as a process dying between the two would leave it.
+ */
+export function principalsWithAuditDown(h: Harness): Principals {
+  return new Principals({
+    tenants: h.parts.tenants,
+    audit: { record: () => Promise.reject(new VaultError('audit_unavailable')) },
+    kms: h.kms,
+    policies: loadPolicies(path.join(REPO_ROOT, 'policies')),
+    apiKeys: apiKeyCodec,
+    cacheMs: 0,
+  });
 }
 
 /** Random lowercase letters: tenant names must not hold digit runs that could read as a card number. */
