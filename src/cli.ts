@@ -8,7 +8,6 @@ import { assembleVault, openDatabase, openKms, watchKeyRotations } from './depen
 import { createLogger } from './log';
 import { mayHoldCardNumberAcrossPunctuation } from './domain/pan';
 import type { AuditTrail } from './domain/ports';
-import type { OperatorActor } from './domain/principals';
 import { loadPolicies } from './policy/load-policies';
 import pino from 'pino';
 import { migrateDown, migrateUp } from './store/migrate';
@@ -139,6 +138,12 @@ function operatorOf(option: string | undefined, env: NodeJS.ProcessEnv): string 
   return validOperator(name) ? name : 'unknown';
 }
 
+/** Who ran a command, for its audit events: principal `cli`, and the individual in `details.operator`. */
+interface OperatorActor {
+  principal: 'cli';
+  operator: string;
+}
+
 const cliActor = (option: string | undefined, env: NodeJS.ProcessEnv): OperatorActor => ({ principal: 'cli', operator: operatorOf(option, env) });
 
 /** The trail with the operator added to each event recorded as `cli`: for use cases that take a trail, not an actor. */
@@ -223,14 +228,14 @@ async function migrate(db: Db, args: string[], out: Out): Promise<number> {
   return 0;
 }
 
-/** `rotationActor`: who runs a key rotation, added to its events (the rotations take a trail, not an actor). */
-async function openVault(config: Config, db: Db, rotationActor?: OperatorActor) {
+/** `actor`: who runs the command, added to the events of its tenants, API keys and key rotations. */
+async function openVault(config: Config, db: Db, actor?: OperatorActor) {
   const policies = loadPolicies(config.policiesDir);
   const kms = await openKms(config);
   // Operator commands log warnings only, to stderr; their stdout is the command's JSON output.
   const log = createLogger({ level: 'warn', destination: pino.destination(2) });
-  const rotationAudit = rotationActor && ((audit: AuditTrail) => withOperator(audit, rotationActor));
-  const parts = assembleVault({ db, kms, policies, config, log, rotationAudit });
+  const operatorAudit = actor && ((audit: AuditTrail) => withOperator(audit, actor));
+  const parts = assembleVault({ db, kms, policies, config, log, operatorAudit });
   // Keys a command creates (a tenant's fingerprint key, a signing key) go under the KMS key of the latest rotation.
   await parts.keyRotation.sync();
   return { ...parts, log };
@@ -402,8 +407,8 @@ async function tenants(config: Config, args: string[], env: NodeJS.ProcessEnv, o
   if (positionals.length !== 1) throw new UsageError('tenants create takes one NAME');
   const actor = cliActor(values.operator, env);
   return withDb(config, async (db) => {
-    const { principals } = await openVault(config, db);
-    const tenant = await principals.createTenant(positionals[0]!, actor);
+    const { principals } = await openVault(config, db, actor);
+    const tenant = await principals.createTenant(positionals[0]!, actor.principal);
     out(JSON.stringify({ id: tenant.id, name: tenant.name, created_at: tenant.createdAt.toISOString() }));
     return 0;
   });
@@ -420,12 +425,12 @@ async function keys(config: Config, sub: 'create' | 'list' | 'revoke', args: str
   if (sub !== 'revoke' && positionals.length > 0) throw new UsageError(`keys ${sub} takes no argument besides its options`);
   const actor = cliActor(values.operator, env);
   return withDb(config, async (db) => {
-    const { principals, tenants: store } = await openVault(config, db);
+    const { principals, tenants: store } = await openVault(config, db, actor);
     if (sub === 'revoke') {
       if (positionals.length !== 1) throw new UsageError('keys revoke takes one KEY_ID');
       // Key ids are UUIDs; anything else is refused before it is looked up or printed back.
       if (!isUuid(positionals[0]!)) throw new UsageError('keys revoke takes a KEY_ID as keys list prints it (a UUID)');
-      const revoked = await principals.revokeApiKey(positionals[0]!, actor);
+      const revoked = await principals.revokeApiKey(positionals[0]!, actor.principal);
       out(JSON.stringify({ id: positionals[0], revoked }));
       return revoked ? 0 : 1;
     }
@@ -439,7 +444,7 @@ async function keys(config: Config, sub: 'create' | 'list' | 'revoke', args: str
       return 0;
     }
     if (!values.role) throw new UsageError('keys create needs --role ROLE');
-    const { key, secret } = await principals.issueApiKey(tenant.id, values.role, actor, values.label ?? null);
+    const { key, secret } = await principals.issueApiKey(tenant.id, values.role, actor.principal, values.label ?? null);
     out(JSON.stringify({ id: key.id, tenant: tenant.name, role: key.role, api_key: secret.reveal() }));
     process.stderr.write('cardvault: store this API key now; the vault keeps only its hash and cannot show it again\n');
     return 0;

@@ -117,8 +117,11 @@ export function assembleVault(options: {
   metrics?: VaultMetrics;
   /** How old this instance's view of a tenant's fingerprint keys may get (default 5 s; shorter in tests). */
   fingerprintViewMs?: number;
-  /** The trail the key rotations record to, given the vault's (the CLI adds the operator); absent, the vault's. */
-  rotationAudit?: (audit: AuditTrail) => AuditTrail;
+  /**
+   * The trail operator commands record to (tenants, API keys, key rotations), given the vault's: the CLI adds who
+   * ran it. Absent, the vault's.
+   */
+  operatorAudit?: (audit: AuditTrail) => AuditTrail;
 }) {
   const { db, policies, config, log } = options;
   // New data keys go under the KMS key the latest rotation made active; keyRotation.sync() keeps it current.
@@ -146,7 +149,8 @@ export function assembleVault(options: {
     metrics?.dataKeyLookup,
     options.fingerprintViewMs ?? FINGERPRINT_VIEW_TTL_MS,
   );
-  const principals = new Principals({ tenants, audit, kms, policies, apiKeys: apiKeyCodec, cacheMs: config.apiKeyCacheSeconds * 1000 });
+  const operatorAudit = options.operatorAudit?.(audit) ?? audit;
+  const principals = new Principals({ tenants, audit: operatorAudit, kms, policies, apiKeys: apiKeyCodec, cacheMs: config.apiKeyCacheSeconds * 1000 });
   const crypto = createCardCrypto(keyring);
   const cvc = options.cvc ?? { store: new MemoryCvcStore(), ttlSeconds: 600 };
   const vault = new Vault({
@@ -182,7 +186,6 @@ export function assembleVault(options: {
     onDelivery: metrics?.webhookDelivery,
     allowInternalAddresses: config.webhooks?.allowInsecureUrls ?? false,
   });
-  const rotationAudit = options.rotationAudit?.(audit) ?? audit;
   const keyRotationStore = new PgKeyRotationStore(db);
   const keyRotation = {
     store: keyRotationStore,
@@ -203,7 +206,7 @@ export function assembleVault(options: {
       onProgress?: KeyRotatorDeps['onProgress'],
       settleMs = KEY_ROTATION_SETTLE_MS,
       onSettle?: KeyRotatorDeps['onSettle'],
-    ) => new KeyRotator({ kms, store: keyRotationStore, crypto, audit: rotationAudit, batchSize, settleMs, onProgress, onSettle }),
+    ) => new KeyRotator({ kms, store: keyRotationStore, crypto, audit: operatorAudit, batchSize, settleMs, onProgress, onSettle }),
   };
   const fingerprintRotationStore = new PgFingerprintRotationStore(db);
   const fingerprintRotation = {
@@ -213,7 +216,7 @@ export function assembleVault(options: {
      * production): the default waits twice that and a second more, for requests in flight across a change.
      */
     rotator: (batchSize: number, onProgress?: FingerprintRotatorDeps['onProgress'], settleMs = 2 * FINGERPRINT_VIEW_TTL_MS + 1000) =>
-      new FingerprintRotator({ kms, store: fingerprintRotationStore, crypto, audit: rotationAudit, batchSize, settleMs, onProgress }),
+      new FingerprintRotator({ kms, store: fingerprintRotationStore, crypto, audit: operatorAudit, batchSize, settleMs, onProgress }),
   };
   const idempotency = {
     /** Removes records past their retention; main.ts runs it every 10 minutes. */

@@ -13,6 +13,7 @@ export interface ApiKeyCodec {
 
 export interface PrincipalsDeps {
   tenants: TenantStore;
+  /** The CLI's names the individual who ran it in each `cli` event (PCI DSS 10.2.1.2; cli.ts, withOperator). */
   audit: AuditTrail;
   kms: Kms;
   policies: Policies;
@@ -27,23 +28,10 @@ export interface PrincipalsDeps {
 }
 
 /**
- * Who acted, for the audit trail: `system`, an API key id, or `cli` with the operator who ran the command, which
- * the event's details name (PCI DSS 10.2.1.2 asks for the individual, not the tool).
- */
-export type Actor = string | OperatorActor;
-export interface OperatorActor {
-  principal: string;
-  operator: string;
-}
-
-/**
  * Why a bearer secret was refused, for its `auth.failure` event; both are answered alike (401). A revoked key names
  * itself and its tenant, so its continued use (a leaked key?) shows in that tenant's trail.
  */
 export type KeyRefusal = { reason: 'unknown_key' } | { reason: 'revoked_key'; tenantId: string; apiKeyId: string };
-
-const principalOf = (actor: Actor) => (typeof actor === 'string' ? actor : actor.principal);
-const operatorOf = (actor: Actor) => (typeof actor === 'string' ? {} : { operator: actor.operator });
 
 const MAX_CACHED_KEYS = 10_000;
 /** How old a tenant left without its tenant.create event must be before creating it again completes it. */
@@ -99,7 +87,7 @@ export class Principals {
    * `unauditedAfterMs`: how old a tenant left without its tenant.create event must be before this completes it
    * (see unaudited); a caller that holds a lock against every other creator may say 0.
    */
-  async createTenant(name: string, actor: Actor, unauditedAfterMs = UNAUDITED_TENANT_AFTER_MS): Promise<Tenant> {
+  async createTenant(name: string, principal: string, unauditedAfterMs = UNAUDITED_TENANT_AFTER_MS): Promise<Tenant> {
     if (!TENANT_NAME.test(name) || mayHoldCardNumber(name)) {
       throw new VaultError('invalid_field', 'a tenant name is a lowercase letter then up to 62 letters, digits, - or _, with no 12-digit run', {
         pointer: '/name',
@@ -115,10 +103,10 @@ export class Principals {
     );
     await this.deps.audit.record({
       tenantId: tenant.id,
-      principal: principalOf(actor),
+      principal,
       action: 'tenant.create',
       outcome: 'success',
-      details: { name, ...(completed ? { completes_earlier_attempt: true } : {}), ...operatorOf(actor) },
+      details: { name, ...(completed ? { completes_earlier_attempt: true } : {}) },
     });
     await this.deps.tenants.markTenantAudited(tenant.id);
     return tenant;
@@ -141,7 +129,7 @@ export class Principals {
     return { tenant, completed: true };
   }
 
-  async issueApiKey(tenantId: string, role: string, actor: Actor, label: string | null = null): Promise<{ key: ApiKeyRecord; secret: Secret<string> }> {
+  async issueApiKey(tenantId: string, role: string, principal: string, label: string | null = null): Promise<{ key: ApiKeyRecord; secret: Secret<string> }> {
     if (label !== null && (label.length > 100 || mayHoldCardNumber(label))) {
       throw new VaultError('invalid_field', 'a key label is at most 100 characters with no 12-digit run', { pointer: '/label' });
     }
@@ -152,23 +140,23 @@ export class Principals {
     const key = await this.deps.tenants.insertApiKey({ tenantId, role, keyHash: hash, label });
     await this.deps.audit.record({
       tenantId,
-      principal: principalOf(actor),
+      principal,
       action: 'api_key.create',
       outcome: 'success',
-      details: { api_key_id: key.id, role, ...operatorOf(actor) },
+      details: { api_key_id: key.id, role },
     });
     return { key, secret: new Secret(secret, 'api key') };
   }
 
-  async revokeApiKey(id: string, actor: Actor): Promise<boolean> {
+  async revokeApiKey(id: string, principal: string): Promise<boolean> {
     const revoked = await this.deps.tenants.revokeApiKey(id);
     if (revoked) {
       await this.deps.audit.record({
         tenantId: revoked.tenantId,
-        principal: principalOf(actor),
+        principal,
         action: 'api_key.revoke',
         outcome: 'success',
-        details: { api_key_id: id, ...operatorOf(actor) },
+        details: { api_key_id: id },
       });
     }
     // Only this instance's cache can be cleared here; others drop the key within cacheMs.
