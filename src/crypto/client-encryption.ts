@@ -167,20 +167,17 @@ export class ClientEncryptionKeys {
    */
   async decrypt(compactJwe: string, binding: JweBinding): Promise<Buffer> {
     const header = parseCompact(compactJwe);
+    // Checked before any key is read or used. The GCM tag covers the header, so a JWE whose header was rewritten
+    // to carry this binding fails the decrypt below: nobody can rebind a JWE they hold.
+    if (!boundTo(header.fields, binding)) throw invalid();
     const key = await this.privateKey(header.kid);
-    let payload: Buffer;
     try {
       // The key itself, not a keystore: node-jose never picks a key, and the key admits only its own alg.
-      payload = (await jose.JWE.createDecrypt(key, { algorithms: [JWE_ALG, JWE_ENC] }).decrypt(compactJwe)).payload;
+      const result = await jose.JWE.createDecrypt(key, { algorithms: [JWE_ALG, JWE_ENC] }).decrypt(compactJwe);
+      return result.payload;
     } catch {
       throw invalid();
     }
-    // Only now is the header known to be the sender's: the tag covers it, so nobody can rebind a JWE they hold.
-    if (!boundTo(header.fields, binding)) {
-      payload.fill(0);
-      throw invalid();
-    }
-    return payload;
   }
 
   /** Store and KMS failures pass through (503/500): they say nothing about the JWE, and are not the caller's fault. */

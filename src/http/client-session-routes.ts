@@ -1,5 +1,6 @@
 // POST /v1/client-sessions for merchant backends, and the `ClientSession` credential the hosted form presents.
 import { Router, type RequestHandler, type Response } from 'express';
+import { sessionBinding, type JweBinding } from '../crypto/client-encryption';
 import { MAX_ALLOWED_ORIGINS, MAX_ORIGIN_LENGTH, type ClientSessions } from '../domain/client-sessions';
 import type { Action } from '../domain/policy';
 import { contextOf, principalOf } from './authenticate';
@@ -65,8 +66,8 @@ export function clientSessionAuth(sessions: ClientSessions): RequestHandler {
     );
     res.locals.principal = redeemed.principal;
     res.locals.clientSessionId = redeemed.sessionId;
-    // The token it was redeemed with, for the JWE body's binding (jose-body.ts): never read from the header twice.
-    res.locals.clientSessionToken = match?.[1];
+    // What a JWE body must be bound to (jose-body.ts): the digest of the token it was redeemed with, not the token.
+    res.locals.clientSessionBinding = match ? sessionBinding(match[1]!) : undefined;
     next();
   };
 }
@@ -75,9 +76,9 @@ export function clientSessionOf(res: Response): string | undefined {
   return res.locals.clientSessionId as string | undefined;
 }
 
-/** The token of the session this request redeemed; undefined when it came with none. */
-export function clientSessionTokenOf(res: Response): string | undefined {
-  return res.locals.clientSessionToken as string | undefined;
+/** The JWE binding of the session this request redeemed; undefined when it came with none. */
+export function clientSessionBindingOf(res: Response): JweBinding | undefined {
+  return res.locals.clientSessionBinding as JweBinding | undefined;
 }
 
 /**

@@ -1,11 +1,11 @@
 // application/jose request bodies: a compact JWE of the JSON body, bound to the caller's tenant or client session,
 // decrypted so the route validates the plaintext exactly as it would a JSON body. Acts on POST to its mount only.
 import express, { type RequestHandler, type Response } from 'express';
-import { sessionBinding, tenantBinding, type ClientEncryptionKeys, type JweBinding } from '../crypto/client-encryption';
+import { tenantBinding, type ClientEncryptionKeys, type JweBinding } from '../crypto/client-encryption';
 import type { Principal } from '../domain/policy';
 import { VaultError } from '../errors';
 import { principalOf } from './authenticate';
-import { clientSessionTokenOf } from './client-session-routes';
+import { clientSessionBindingOf } from './client-session-routes';
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -15,12 +15,11 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
  */
 export type JoseBinding = 'tenant' | 'session';
 
-/** Without a principal the value is empty, which no JWE matches: a mount in the wrong place refuses every body. */
-function bindingOf(kind: JoseBinding, res: Response): JweBinding {
-  if (kind === 'tenant') return tenantBinding((principalOf(res) as Principal | undefined)?.tenant.name ?? '');
-  // The token of the session clientSessionAuth redeemed for this request.
-  const token = clientSessionTokenOf(res);
-  return token === undefined ? { ...sessionBinding(''), value: '' } : sessionBinding(token);
+/** Undefined without a principal or a redeemed session: a mount in the wrong place refuses every body. */
+function bindingOf(kind: JoseBinding, res: Response): JweBinding | undefined {
+  if (kind === 'session') return clientSessionBindingOf(res);
+  const principal = principalOf(res) as Principal | undefined;
+  return principal && tenantBinding(principal.tenant.name);
 }
 
 /** Mount with `router.use(path, joseBodies(...))` before the JSON parser; it sets `res.locals.encryptedBody`. */
@@ -31,7 +30,9 @@ export function joseBodies(keys: Pick<ClientEncryptionKeys, 'decrypt'>, limitByt
     if (req.method !== 'POST' || req.path !== '/' || !req.is('application/jose')) return next();
     readText(req, res, (err?: unknown) => {
       if (err) return next(err);
-      plaintextBody(keys, req.body, bindingOf(binding, res)).then((body) => {
+      const bound = bindingOf(binding, res);
+      if (!bound) return next(new VaultError('invalid_jwe'));
+      plaintextBody(keys, req.body, bound).then((body) => {
         req.body = body;
         res.locals.encryptedBody = true;
         next();
