@@ -44,7 +44,7 @@ export function eventBytes(event: AuditEvent): Buffer {
 /**
  * The event's RFC 8785 text in three pieces around the values of `prev` and `seq`, which only the locked head
  * decides: piece 1, prev's JSON, piece 2, seq, piece 3 make eventBytes' text. PostgreSQL joins them in the
- * one-statement append (migrations/0017_audit_append_function.sql).
+ * one-statement append (migrations/0016_audit_append_function.sql).
  */
 export function eventPieces(input: AuditInput, time: Date): [string, string, string] {
   const event = toAuditEvent(input, time, 0, null) as unknown as Record<string, unknown>;

@@ -186,11 +186,10 @@ export interface CardStore {
 }
 
 export interface TenantStore {
-  /** Inserts the tenant not yet audited (markTenantAudited); tenant_exists if the name is taken. */
+  /** tenant_exists if the name is taken. */
   createTenant(id: string, name: string, fingerprintKey: WrappedKey): Promise<Tenant>;
   /** The tenant of this name if it was created over `olderThanMs` ago but its tenant.create event never committed. */
   findUnauditedTenant(name: string, olderThanMs: number): Promise<Tenant | undefined>;
-  markTenantAudited(id: string): Promise<void>;
   findTenantByName(name: string): Promise<Tenant | undefined>;
   findTenantById(id: string): Promise<Tenant | undefined>;
   countTenants(): Promise<number>;

@@ -35,7 +35,7 @@ export type KeyRefusal = { reason: 'unknown_key' } | { reason: 'revoked_key'; te
 
 const MAX_CACHED_KEYS = 10_000;
 /** How old a tenant left without its tenant.create event must be before creating it again completes it. */
-export const UNAUDITED_TENANT_AFTER_MS = 60_000;
+const UNAUDITED_TENANT_AFTER_MS = 60_000;
 // Starts with a letter and holds no long digit run: names are written to logs and the audit trail.
 const TENANT_NAME = /^[a-z][a-z0-9_-]{0,62}$/;
 
@@ -108,7 +108,6 @@ export class Principals {
       outcome: 'success',
       details: { name, ...(completed ? { completes_earlier_attempt: true } : {}) },
     });
-    await this.deps.tenants.markTenantAudited(tenant.id);
     return tenant;
   }
 

@@ -50,7 +50,7 @@ export class PgAuditStore {
 
   /**
    * Appends events in one autocommit statement: PostgreSQL locks the head, numbers, chains and hashes them and
-   * moves the head (migrations/0017), so the lock is held for no round trip. `pieces` are eventPieces' three.
+   * moves the head (migrations/0016), so the lock is held for no round trip. `pieces` are eventPieces' three.
    */
   async appendInOneStatement(events: readonly { pieces: readonly [string, string, string]; tenantId: string | null; recordedAt: Date }[]): Promise<void> {
     await this.db.query('SELECT audit_append($1::text[], $2::uuid[], $3::timestamptz[])', [

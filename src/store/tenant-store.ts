@@ -59,18 +59,18 @@ export class PgTenantStore implements TenantStore, DataKeyStore, FingerprintKeyS
     return toTenant(rows[0]);
   }
 
-  /** The tenant of this name if it is older than `olderThanMs` and its tenant.create event never committed (migrations/0016). */
+  /**
+   * The tenant of this name if it is older than `olderThanMs` and has no audit event: its tenant.create, always a
+   * tenant's first event (principals.ts), never committed.
+   */
   async findUnauditedTenant(name: string, olderThanMs: number): Promise<Tenant | undefined> {
     const rows = await this.q.query<TenantRow>(
-      `SELECT ${TENANT_COLUMNS} FROM tenants
-       WHERE name = $1 AND audited_at IS NULL AND created_at < now() - make_interval(secs => $2::double precision / 1000)`,
+      `SELECT ${TENANT_COLUMNS} FROM tenants t
+       WHERE t.name = $1 AND t.created_at < now() - make_interval(secs => $2::double precision / 1000)
+         AND NOT EXISTS (SELECT 1 FROM audit_events e WHERE e.tenant_id = t.id)`,
       [name, olderThanMs],
     );
     return rows[0] && toTenant(rows[0]);
-  }
-
-  async markTenantAudited(id: string): Promise<void> {
-    await this.q.query('UPDATE tenants SET audited_at = now() WHERE id = $1 AND audited_at IS NULL', [id]);
   }
 
   async findTenantByName(name: string): Promise<Tenant | undefined> {

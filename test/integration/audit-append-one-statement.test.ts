@@ -1,5 +1,5 @@
 // Two ways to append one log: PostgreSQL numbering, chaining and hashing a short queue in one statement
-// (migrations/0017), and the vault doing it under the head lock for a longer one. Mixed in any order, from
+// (migrations/0016), and the vault doing it under the head lock for a longer one. Mixed in any order, from
 // several writers at once, on PostgreSQL and on PGlite, they must make one unbroken chain and one Merkle tree.
 import fs from 'node:fs';
 import os from 'node:os';
