@@ -23,8 +23,6 @@ import { exitLoggedOnCrash, startMetrics, WEBHOOK_DELIVERY_INTERVAL_MS } from '.
 import { createMetrics } from './metrics/metrics';
 import { isUuid } from './domain/uuid';
 
-/** API key ids, as `keys list` prints them. */
-
 const USAGE = `usage: cardvault <command>
 
   serve                                   run the vault (as npm start)

@@ -43,8 +43,7 @@ function sealCard(tenantId: string, dataKey: { id: string; key: Buffer }, token:
 export function createCardCrypto(keyring: Keyring): CardCrypto {
   return {
     async seal(tenantId, token, secret: CardSecret): Promise<SealedCard> {
-      const { id, key } = await keyring.sealingKey(tenantId);
-      return sealCard(tenantId, { id, key }, token, secret);
+      return sealCard(tenantId, await keyring.sealingKey(tenantId), token, secret);
     },
 
     async sealer(tenantId): Promise<CardSealer> {
