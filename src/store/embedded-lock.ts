@@ -2,6 +2,7 @@
 // directory silently loses committed writes. It sees processes on this host and in this PID namespace only.
 import fs from 'node:fs';
 import path from 'node:path';
+import { StartupError } from '../errors';
 
 export const LOCK_FILE = 'cardvault.lock';
 
@@ -38,7 +39,7 @@ export function lockDataDir(dataDir: string): () => void {
     if (holderOf(file) === holder) fs.rmSync(file, { force: true });
   }
   // The file's contents are not quoted: whatever wrote them, they are not this message's to repeat.
-  throw new Error(
+  throw new StartupError(
     `the embedded database in ${dir} is in use by another process (PGlite admits one at a time): stop it first, ` +
       `or use PostgreSQL (DATABASE_URL) to run several. If no such process runs, remove ${LOCK_FILE} from that directory.`,
   );

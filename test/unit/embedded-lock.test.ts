@@ -3,6 +3,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { StartupError } from '../../src/errors';
 import { LOCK_FILE, lockDataDir } from '../../src/store/embedded-lock';
 
 let dir: string;
@@ -33,6 +34,8 @@ it('refuses a second lock on the same directory in the same process, naming the 
   lock();
   expect(fs.readFileSync(lockFile(), 'utf8')).toBe(`${process.pid}\n`);
   expect(() => lockDataDir(dir)).toThrow(`the embedded database in ${dir} is in use by another process`);
+  // A StartupError: the server's startup log keeps its message (main.ts), as the CLI prints it.
+  expect(() => lockDataDir(dir)).toThrow(StartupError);
 });
 
 it('refuses the directory under another name (a symlink) too', () => {
