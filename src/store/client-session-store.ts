@@ -15,6 +15,8 @@ interface Row {
 }
 
 const COLUMNS = 'id, tenant_id, created_by, allowed_origins, created_at, expires_at, used_at, token';
+/** Whether the API key that created session `s` has been revoked: one test for consume and for serving the form. */
+const CREATOR_REVOKED = 'EXISTS (SELECT 1 FROM api_keys k WHERE k.id::text = s.created_by AND k.revoked_at IS NOT NULL)';
 
 const toRecord = (r: Row): ClientSessionRecord => ({
   id: r.id,
@@ -48,7 +50,7 @@ export class PgClientSessionStore implements ClientSessionStore {
     const rows = await this.q.query<Row>(
       `UPDATE client_sessions s SET used_at = now()
        WHERE s.id = $1 AND s.tenant_id = $2 AND s.used_at IS NULL AND s.expires_at > now()
-         AND NOT EXISTS (SELECT 1 FROM api_keys k WHERE k.id::text = s.created_by AND k.revoked_at IS NOT NULL)
+         AND NOT ${CREATOR_REVOKED}
        RETURNING ${COLUMNS}`,
       [id, tenantId],
     );
@@ -66,7 +68,7 @@ export class PgClientSessionStore implements ClientSessionStore {
     if (!isUuid(id)) return undefined;
     const rows = await this.q.query<Row & { creator_revoked: boolean }>(
       `SELECT ${COLUMNS},
-              EXISTS (SELECT 1 FROM api_keys k WHERE k.id::text = s.created_by AND k.revoked_at IS NOT NULL) AS creator_revoked
+              ${CREATOR_REVOKED} AS creator_revoked
        FROM client_sessions s WHERE s.id = $1`,
       [id],
     );

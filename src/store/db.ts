@@ -301,7 +301,6 @@ export async function openEmbedded(options: { dataDir: string }): Promise<Db> {
   // another transaction) issued from inside a transaction would wait for itself forever. The open transaction
   // marks its async context, and such a statement fails at once, naming the mistake, instead of freezing the vault.
   const inTransaction = new AsyncLocalStorage<{ open: boolean }>();
-  let exclusiveTurn: Promise<void> = Promise.resolve();
   const outsideTransactions = () => {
     if (inTransaction.getStore()?.open) {
       throw new Error('a pool statement from inside an open transaction would wait for that transaction forever: use the transaction, or do it before');
@@ -337,15 +336,8 @@ export async function openEmbedded(options: { dataDir: string }): Promise<Db> {
         }),
       );
     },
-    exclusively: async (_lockId, fn) => {
-      // Other processes are kept off by the data directory's lock; this process's callers take turns.
-      const turn = exclusiveTurn.then(fn);
-      exclusiveTurn = turn.then(
-        () => undefined,
-        () => undefined,
-      );
-      return turn;
-    },
+    // The data directory's lock already keeps every other process off this database.
+    exclusively: (_lockId, fn) => fn(),
     exec: async (sql) => {
       outsideTransactions();
       await translated(() => db.exec(sql));
