@@ -120,15 +120,17 @@ export function openPostgres(options: PostgresOptions): Db {
     connectionTimeoutMillis: options.connectTimeoutMs ?? 2000,
     idleTimeoutMillis: 30_000,
     application_name: options.applicationName ?? 'cardvault',
-    // A statement stuck behind a lock or a dying server must not hold a request forever.
-    statement_timeout: statementTimeoutMs,
     // Probes a connection that has gone quiet; a statement in flight is bounded by the deadline in checkOut.
     keepAlive: true,
     keepAliveInitialDelayMillis: 10_000,
-    // Every commit is flushed before it returns, whatever the server, database or role default: an acknowledged
-    // write must survive a crash on its own (README, Durability).
-    options: '-c synchronous_commit=on',
   };
+  // Set on each new connection by a statement, not as startup parameters (`options`, `statement_timeout`): a
+  // connection pooler such as PgBouncer refuses those it does not track, and one told to ignore them drops them.
+  // Every commit is flushed before it returns, whatever the server, database or role default: an acknowledged
+  // write must survive a crash on its own (README, Durability). A statement stuck behind a lock or a dying server
+  // must not hold a request forever.
+  const sessionSettings = `SET synchronous_commit TO on; SET statement_timeout TO ${Math.trunc(statementTimeoutMs)}`;
+  const settled = new WeakSet<object>();
   const pool = new Pool(poolConfig);
   // An idle client losing its connection emits here; without a listener the process would crash.
   pool.on('error', () => undefined);
@@ -170,6 +172,17 @@ export function openPostgres(options: PostgresOptions): Db {
       const result = await send(params && params.length > 0 ? { name: statementName(sql), text: sql, values: params as unknown[] } : sql);
       return result.rows as R[];
     };
+
+    if (!settled.has(client)) {
+      try {
+        await send(sessionSettings);
+      } catch (err) {
+        client.removeListener('error', lost);
+        client.release(true);
+        throw err;
+      }
+      settled.add(client);
+    }
 
     return {
       send,
@@ -251,10 +264,12 @@ export function openPostgres(options: PostgresOptions): Db {
     },
     async exclusively(lockId, fn) {
       // Not a pooled connection: `fn` may need the whole pool, and a pool of one would wait for itself.
-      const holder = new Client({ ...poolConfig, statement_timeout: 0 });
+      const holder = new Client(poolConfig);
       holder.on('error', () => undefined);
       await translated(() => holder.connect());
       try {
+        // Waiting for the lock is not a stuck statement, whatever the role's default limit.
+        await translated(() => holder.query('SET statement_timeout TO 0'));
         await translated(() => holder.query('SELECT pg_advisory_lock($1)', [lockId]));
         return await fn();
       } finally {
