@@ -144,7 +144,7 @@ interface OperatorActor {
 
 const cliActor = (option: string | undefined, env: NodeJS.ProcessEnv): OperatorActor => ({ principal: 'cli', operator: operatorOf(option, env) });
 
-/** The trail with the operator added to each event recorded as `cli`: for use cases that take a trail, not an actor. */
+/** The trail with the operator added to each event recorded as `cli`. */
 function withOperator(audit: AuditTrail, actor: OperatorActor): AuditTrail {
   return {
     record: (event) => audit.record(event.principal === actor.principal ? { ...event, details: { ...event.details, operator: actor.operator } } : event),
@@ -226,7 +226,7 @@ async function migrate(db: Db, args: string[], out: Out): Promise<number> {
   return 0;
 }
 
-/** `actor`: who runs the command, added to the events of its tenants, API keys and key rotations. */
+/** `actor`: who runs the command, added to the events of its tenants, API keys, key rotations and updater runs. */
 async function openVault(config: Config, db: Db, actor?: OperatorActor) {
   const policies = loadPolicies(config.policiesDir);
   const kms = await openKms(config);
@@ -296,14 +296,14 @@ async function updater(config: Config, sub: 'run' | 'status', args: string[], en
   if (sub === 'run' && positionals.length > 0) throw new UsageError('updater run takes no argument besides its options');
   const actor = cliActor(values.operator, env);
   return withDb(config, async (db) => {
-    const vault = await openVault(config, db);
+    const vault = await openVault(config, db, actor);
     const tenant = await vault.tenants.findTenantByName(values.tenant!);
     if (!tenant) throw new Error(`no tenant named ${values.tenant}`);
     const cvcs = sub === 'run' ? sharedCvcStore(config) : undefined;
     const parts = openUpdater(config, db, vault, cvcs);
     try {
       if (sub === 'status') return await runStatus(parts.store, tenant.id, positionals[0]!, out);
-      return await runOnce({ ...parts, audit: withOperator(vault.audit, actor) }, tenant, { scope, wait: values.wait ?? false }, out, process.stderr);
+      return await runOnce({ ...parts, audit: vault.operatorAudit }, tenant, { scope, wait: values.wait ?? false }, out, process.stderr);
     } finally {
       await vault.audit.flush();
       await cvcs?.close();

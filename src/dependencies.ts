@@ -118,8 +118,8 @@ export function assembleVault(options: {
   /** How old this instance's view of a tenant's fingerprint keys may get (default 5 s; shorter in tests). */
   fingerprintViewMs?: number;
   /**
-   * The trail operator commands record to (tenants, API keys, key rotations), given the vault's: the CLI adds who
-   * ran it. Absent, the vault's.
+   * The trail operator commands record to (tenants, API keys, key rotations, updater runs), given the vault's: the
+   * CLI adds who ran it. Absent, the vault's.
    */
   operatorAudit?: (audit: AuditTrail) => AuditTrail;
 }) {
@@ -228,6 +228,8 @@ export function assembleVault(options: {
   return {
     keyring, principals, vault, tenants, audit, auditStore, signer, clientEncryption, checkpointer, auditService, clientSessions, webhooks,
     webhookDeliverer, keyRotation, fingerprintRotation, kms, idempotency,
+    /** The trail operator commands record to: the vault's, with the CLI's operator added when it gave one. */
+    operatorAudit,
     /** Where CVCs wait; for the account updater in the same process, whose new numbers discard them. */
     cvcStore: cvc.store,
   };
