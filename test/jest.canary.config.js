@@ -2,8 +2,8 @@
 module.exports = {
   rootDir: '..',
   testEnvironment: 'node',
-  // Transpile only: `npm run typecheck` checks types once for the whole tree.
-  transform: { '^.+\\.ts$': ['ts-jest', { isolatedModules: true }] },
+  // Transpile only (isolatedModules in tsconfig.json): `npm run typecheck` checks types once for the whole tree.
+  transform: { '^.+\\.ts$': 'ts-jest' },
   testMatch: ['<rootDir>/test/canary/**/*.test.ts'],
   testTimeout: 60000,
 };

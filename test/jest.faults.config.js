@@ -3,8 +3,8 @@
 module.exports = {
   rootDir: '..',
   testEnvironment: 'node',
-  // Transpile only: `npm run typecheck` checks types once for the whole tree.
-  transform: { '^.+\\.ts$': ['ts-jest', { isolatedModules: true }] },
+  // Transpile only (isolatedModules in tsconfig.json): `npm run typecheck` checks types once for the whole tree.
+  transform: { '^.+\\.ts$': 'ts-jest' },
   testMatch: ['<rootDir>/test/faults/**/*.test.ts'],
   // One suite at a time: each spawns real processes (vaults, PostgreSQL, Redis, moto) and loads them.
   maxWorkers: 1,
