@@ -45,7 +45,7 @@ export class PgAuditStore {
       const current = opened[0] as { size: string; last_leaf_hash: Buffer | null; frontier: unknown };
       const { rows, head } = prepare({ size: Number(current.size), lastLeafHash: current.last_leaf_hash, frontier: current.frontier });
       await appendRows(tx, rows, head);
-    }, 'SELECT size, last_leaf_hash, frontier FROM audit_head WHERE id = 1 FOR UPDATE');
+    }, { opening: 'SELECT size, last_leaf_hash, frontier FROM audit_head WHERE id = 1 FOR UPDATE' });
   }
 
   /**

@@ -13,13 +13,20 @@ export interface Queryable {
   exec(sql: string): Promise<void>;
 }
 
+export interface TransactionOptions {
+  /** A statement without parameters (typically a row lock), sent with BEGIN in one round trip; its rows go to `fn`. */
+  opening?: string;
+  /**
+   * This transaction's statement limit in ms instead of the pool's, 0 for none (a migration); the client's own
+   * deadline follows it. PostgreSQL only: the embedded database has no limit.
+   */
+  statementTimeoutMs?: number;
+}
+
 export interface Db extends Queryable {
   readonly kind: 'postgres' | 'embedded';
-  /**
-   * Runs `fn` in a transaction. `opening`, a statement without parameters (typically a row lock), is sent with
-   * BEGIN in one round trip and its rows handed to `fn`.
-   */
-  transaction<T>(fn: (tx: Queryable, opened: Record<string, unknown>[]) => Promise<T>, opening?: string): Promise<T>;
+  /** Runs `fn` in a transaction. */
+  transaction<T>(fn: (tx: Queryable, opened: Record<string, unknown>[]) => Promise<T>, options?: TransactionOptions): Promise<T>;
   /**
    * Runs `fn` while holding the named lock against every process on this database (PostgreSQL: a session advisory
    * lock on a connection of its own, so `fn` may use the pool; embedded: the data directory has one process).
@@ -82,21 +89,9 @@ function statementName(sql: string): string {
  */
 export const CLIENT_DEADLINE_MARGIN_MS = 2000;
 
-const TIMEOUT_UNIT_MS: Record<string, number> = { ms: 1, s: 1000, min: 60_000, h: 3_600_000 };
-
 /** The client's deadline for a statement_timeout; 0, none, for none. */
 function deadlineFor(statementTimeoutMs: number): number {
   return statementTimeoutMs === 0 ? 0 : statementTimeoutMs + CLIENT_DEADLINE_MARGIN_MS;
-}
-
-/**
- * The limit a transaction's `SET LOCAL statement_timeout` sets (a migration lifts it to 0), undefined for any other
- * SQL. A value this does not read counts as 0: the deadline must never cut off a statement the server allows.
- */
-function localStatementTimeout(sql: string): number | undefined {
-  if (!/^\s*SET\s+LOCAL\s+statement_timeout\b/i.test(sql)) return undefined;
-  const value = /(?:=|\sTO)\s*'?(\d+)\s*(ms|s|min|h)?'?\s*;?\s*$/i.exec(sql);
-  return value ? Number(value[1]) * TIMEOUT_UNIT_MS[(value[2] ?? 'ms').toLowerCase()]! : 0;
 }
 
 export interface PostgresOptions {
@@ -187,10 +182,9 @@ export function openPostgres(options: PostgresOptions): Db {
     return {
       send,
       run,
-      /** A transaction's `SET LOCAL statement_timeout` moves its statements' deadline with it. */
-      followTimeout(sql: string) {
-        const local = localStatementTimeout(sql);
-        if (local !== undefined) deadlineMs = deadlineFor(local);
+      /** A transaction's own statement limit moves its statements' deadline with it. */
+      limitStatements(timeoutMs: number) {
+        deadlineMs = deadlineFor(timeoutMs);
       },
       get broken() {
         return broken;
@@ -219,29 +213,31 @@ export function openPostgres(options: PostgresOptions): Db {
   return {
     kind: 'postgres',
     query: (sql, params) => once(sql, params),
-    async transaction(fn, opening) {
+    async transaction(fn, options = {}) {
+      const { opening, statementTimeoutMs: limit } = options;
+      if (limit !== undefined && !(Number.isSafeInteger(limit) && limit >= 0)) throw new RangeError('statementTimeoutMs must be a whole number of ms, 0 or more');
       const connection = await checkOut();
       let discard = false;
       try {
+        // BEGIN, the transaction's own limit and the opening statement in one simple-protocol message: one round trip.
+        const head = ['BEGIN'];
+        if (limit !== undefined) {
+          head.push(`SET LOCAL statement_timeout = ${limit}`);
+          connection.limitStatements(limit);
+        }
+        if (opening !== undefined) head.push(opening);
         let opened: Record<string, unknown>[] = [];
-        if (opening === undefined) {
+        if (head.length === 1) {
           await connection.run('BEGIN');
         } else {
-          // Two statements in one simple-protocol message: one round trip instead of two.
-          const results = (await connection.send(`BEGIN; ${opening}`)) as unknown as { rows: Record<string, unknown>[] }[];
-          opened = results[results.length - 1]!.rows;
+          const results = (await connection.send(head.join('; '))) as unknown as { rows: Record<string, unknown>[] }[];
+          if (opening !== undefined) opened = results[results.length - 1]!.rows;
         }
         const result = await fn(
           {
-            // Inside a transaction only, where a migration lifts the statement timeout, is SQL read for it.
-            query: async <R>(sql: string, params?: readonly unknown[]) => {
-              const rows = await connection.run<R>(sql, params);
-              connection.followTimeout(sql);
-              return rows;
-            },
+            query: <R>(sql: string, params?: readonly unknown[]) => connection.run<R>(sql, params),
             exec: async (sql) => {
               await connection.run(sql);
-              connection.followTimeout(sql);
             },
           },
           opened,
@@ -327,7 +323,8 @@ export async function openEmbedded(options: { dataDir: string }): Promise<Db> {
       outsideTransactions();
       return run(db, sql, params);
     },
-    transaction: async (fn, opening) => {
+    transaction: async (fn, options = {}) => {
+      const { opening } = options;
       outsideTransactions();
       return translated(() =>
         db.transaction(async (tx) => {

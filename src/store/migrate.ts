@@ -39,14 +39,16 @@ function migrator(tx: Queryable, dir: string): Umzug<Queryable> {
 }
 
 async function locked<T>(db: Db, work: (tx: Queryable) => Promise<T>): Promise<T> {
-  return db.transaction(async (tx) => {
-    // Not the pool's 10 s request limit: another pod may hold the lock while it migrates, and an index build
-    // on a large cards table may take minutes. Only this transaction is exempt.
-    await tx.exec('SET LOCAL statement_timeout = 0');
-    await tx.query('SELECT pg_advisory_xact_lock($1)', [LOCK_ID]);
-    await tx.exec('CREATE TABLE IF NOT EXISTS schema_migrations (name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())');
-    return work(tx);
-  });
+  // No statement limit, not the pool's 10 s request limit: another pod may hold the lock while it migrates, and
+  // an index build on a large cards table may take minutes. Only this transaction is exempt.
+  return db.transaction(
+    async (tx) => {
+      await tx.query('SELECT pg_advisory_xact_lock($1)', [LOCK_ID]);
+      await tx.exec('CREATE TABLE IF NOT EXISTS schema_migrations (name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())');
+      return work(tx);
+    },
+    { statementTimeoutMs: 0 },
+  );
 }
 
 /** Applies every pending migration; returns the names applied. */

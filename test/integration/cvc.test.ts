@@ -1,3 +1,4 @@
+import type { TransactionOptions } from '../../src/store/db';
 import request from 'supertest';
 import { createCardCrypto } from '../../src/crypto/card-crypto';
 import { Keyring } from '../../src/crypto/keyring';
@@ -224,10 +225,10 @@ describe('never in PostgreSQL', () => {
     const spy = {
       ...real,
       query: <R>(sql: string, params?: readonly unknown[]) => (record(params), real.query<R>(sql, params)),
-      transaction: <T>(fn: Parameters<typeof real.transaction<T>>[0], opening?: string) =>
+      transaction: <T>(fn: Parameters<typeof real.transaction<T>>[0], options?: TransactionOptions) =>
         real.transaction(
           (tx, opened) => fn({ ...tx, query: <R>(sql: string, params?: readonly unknown[]) => (record(params), tx.query<R>(sql, params)) }, opened),
-          opening,
+          options,
         ),
     };
     const h = await buildHarness({ db: spy, cvc: { store: new MemoryCvcStore(), ttlSeconds: 600 } });

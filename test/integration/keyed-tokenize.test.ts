@@ -30,9 +30,9 @@ function countingTransactions(db: Db): { db: Db; transactions: () => number } {
   return {
     db: {
       ...db,
-      transaction: (fn, opening) => {
+      transaction: (fn, options) => {
         n += 1;
-        return db.transaction(fn, opening);
+        return db.transaction(fn, options);
       },
     },
     transactions: () => n,

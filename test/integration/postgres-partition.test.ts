@@ -84,29 +84,31 @@ it('rejects a transaction whose statement is black-holed with database_unavailab
   });
 });
 
-it('lets a transaction that lifts statement_timeout (a migration) run past the deadline', async () => {
+it('lets a transaction without a statement limit (a migration) run past the deadline', async () => {
   const sleepSeconds = (DEADLINE_MS + 500) / 1000;
   await expect(
-    db.transaction(async (tx) => {
-      await tx.exec('SET LOCAL statement_timeout = 0');
-      return tx.query<{ slept: boolean }>(`SELECT true AS slept FROM pg_sleep(${sleepSeconds})`);
-    }),
+    db.transaction((tx) => tx.query<{ slept: boolean }>(`SELECT true AS slept FROM pg_sleep(${sleepSeconds})`), { statementTimeoutMs: 0 }),
   ).resolves.toEqual([{ slept: true }]);
 });
 
-it("gives a transaction that sets its own statement_timeout a deadline past that one, not the pool's", async () => {
+it("gives a transaction with its own statement limit a deadline past that one, not the pool's", async () => {
   const sleepSeconds = (DEADLINE_MS + 500) / 1000;
   await expect(
-    db.transaction(async (tx) => {
-      await tx.query(`SET LOCAL statement_timeout = '${DEADLINE_MS + 2000}ms'`);
-      return tx.query<{ slept: boolean }>(`SELECT true AS slept FROM pg_sleep(${sleepSeconds})`);
-    }),
+    db.transaction((tx) => tx.query<{ slept: boolean }>(`SELECT true AS slept FROM pg_sleep(${sleepSeconds})`), { statementTimeoutMs: DEADLINE_MS + 2000 }),
   ).resolves.toEqual([{ slept: true }]);
-  // Its statement_timeout still holds: the server cancels, and that is database_unavailable as ever.
-  await expect(
-    db.transaction(async (tx) => {
-      await tx.query("SET LOCAL statement_timeout = '100ms'");
-      await tx.query('SELECT pg_sleep(1)');
-    }),
-  ).rejects.toMatchObject({ code: 'database_unavailable', cause: expect.objectContaining({ code: '57014' }) });
+  // The server applies the limit: it cancels, and that is database_unavailable as ever.
+  await expect(db.transaction((tx) => tx.query('SELECT pg_sleep(1)'), { statementTimeoutMs: 100 })).rejects.toMatchObject({
+    code: 'database_unavailable',
+    cause: expect.objectContaining({ code: '57014' }),
+  });
+  // Only that transaction: the next one on the pool has the pool's limit again.
+  await expect(db.transaction((tx) => tx.query<{ limit: string }>("SELECT current_setting('statement_timeout') AS limit"))).resolves.toEqual([
+    { limit: `${STATEMENT_TIMEOUT_MS}ms` },
+  ]);
+});
+
+it('refuses a statement limit that is not a whole number of ms', async () => {
+  for (const statementTimeoutMs of [-1, 1.5, Number.NaN]) {
+    await expect(db.transaction((tx) => tx.query('SELECT 1'), { statementTimeoutMs })).rejects.toBeInstanceOf(RangeError);
+  }
 });
