@@ -33,10 +33,7 @@ describe('a statement cancelled by statement_timeout', () => {
   it('is database_unavailable (503, retry later), not an internal error', async () => {
     const db = openPostgres({ url: TEST_DATABASE_URL, poolSize: 1 });
     try {
-      const err = await db.transaction(async (tx) => {
-        await tx.query("SET LOCAL statement_timeout = '50ms'");
-        await tx.query('SELECT pg_sleep(1)');
-      }).catch((e: unknown) => e);
+      const err = await db.transaction((tx) => tx.query('SELECT pg_sleep(1)'), { statementTimeoutMs: 50 }).catch((e: unknown) => e);
       expect(err).toMatchObject({ code: 'database_unavailable' });
       expect((err as { cause?: { code?: string } }).cause?.code).toBe('57014');
     } finally {
