@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawnListeningVault } from '../support/embedded-vault';
+import { postJson } from '../support/http';
 import { newPan } from '../support/pans';
 import { ensureBuilt } from '../support/build';
 
@@ -53,15 +54,6 @@ async function stopVault(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | n
   return current.exited;
 }
 
-async function post(baseUrl: string, urlPath: string, key: string, body: unknown): Promise<{ status: number; body: any }> {
-  const res = await fetch(`${baseUrl}${urlPath}`, {
-    method: 'POST',
-    headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' },
-    body: JSON.stringify(body),
-  });
-  return { status: res.status, body: await res.json() };
-}
-
 const mode = (file: string) => fs.statSync(file).mode & 0o777;
 
 it('starts with no settings, writes 0600 demo credentials and key file, and keeps cards and keys across a restart', async () => {
@@ -96,11 +88,11 @@ it('starts with no settings, writes 0600 demo credentials and key file, and keep
 
   const pan = newPan();
   const card = { number: pan, exp_month: 12, exp_year: 2031 };
-  const tokenized = await post(first.baseUrl, '/v1/tokens', credentials.api_keys.merchant!, { card });
+  const tokenized = await postJson(first.baseUrl, '/v1/tokens', credentials.api_keys.merchant!, { card });
   expect(tokenized.status).toBe(201);
   const token = tokenized.body.token as string;
   expect(token).not.toBe(pan);
-  const revealed = await post(first.baseUrl, `/v1/tokens/${token}/detokenize`, credentials.api_keys.payments!, { purpose: 'authorization' });
+  const revealed = await postJson(first.baseUrl, `/v1/tokens/${token}/detokenize`, credentials.api_keys.payments!, { purpose: 'authorization' });
   expect(revealed.status).toBe(200);
   expect(revealed.body).toEqual({ token, card });
 
@@ -108,14 +100,14 @@ it('starts with no settings, writes 0600 demo credentials and key file, and keep
   const burst = Array.from({ length: 24 }, () => ({ number: newPan(), exp_month: 11, exp_year: 2032 }));
   const burstTokens = await Promise.all(
     burst.map(async (c) => {
-      const res = await post(first.baseUrl, '/v1/tokens', credentials.api_keys.merchant!, { card: c });
+      const res = await postJson(first.baseUrl, '/v1/tokens', credentials.api_keys.merchant!, { card: c });
       expect(res.status).toBe(201);
       return res.body.token as string;
     }),
   );
   expect(new Set(burstTokens).size).toBe(burst.length);
   const burstRevealed = await Promise.all(
-    burstTokens.map((t) => post(first.baseUrl, `/v1/tokens/${t}/detokenize`, credentials.api_keys.payments!, { purpose: 'authorization' })),
+    burstTokens.map((t) => postJson(first.baseUrl, `/v1/tokens/${t}/detokenize`, credentials.api_keys.payments!, { purpose: 'authorization' })),
   );
   burstRevealed.forEach((res, i) => expect(res.body).toEqual({ token: burstTokens[i], card: burst[i] }));
 
@@ -130,11 +122,11 @@ it('starts with no settings, writes 0600 demo credentials and key file, and keep
   expect(fs.readFileSync(kmsKeyFile).equals(kmsKey)).toBe(true);
   expect(second.output()).not.toContain('development credentials written');
 
-  const again = await post(second.baseUrl, `/v1/tokens/${token}/detokenize`, credentials.api_keys.payments!, { purpose: 'authorization' });
+  const again = await postJson(second.baseUrl, `/v1/tokens/${token}/detokenize`, credentials.api_keys.payments!, { purpose: 'authorization' });
   expect(again.status).toBe(200);
   expect(again.body).toEqual({ token, card });
   // The same PAN still deduplicates onto the stored token, so the tenant's fingerprint key survived too.
-  const retokenized = await post(second.baseUrl, '/v1/tokens', credentials.api_keys.merchant!, { card });
+  const retokenized = await postJson(second.baseUrl, '/v1/tokens', credentials.api_keys.merchant!, { card });
   expect(retokenized.status).toBe(200);
   expect(retokenized.body.token).toBe(token);
 

@@ -8,6 +8,7 @@ import { openPostgres } from '../../src/store/db';
 import { adminQuery } from '../support/admin-db';
 import { ensureBuilt } from '../support/build';
 import { startEmbeddedVault, type EmbeddedVault } from '../support/embedded-vault';
+import { postJson } from '../support/http';
 import { newPan } from '../support/pans';
 import { startPgBouncer, type RunningPgBouncer } from '../support/pgbouncer';
 
@@ -52,19 +53,11 @@ it('sets synchronous commits and the statement limit on each pooled connection, 
 
 it('migrates, starts and serves a tokenize and a detokenize through PgBouncer', async () => {
   vault = await startEmbeddedVault(dir, { DATABASE_URL: bouncer.url(database) });
-  const post = async (urlPath: string, key: string, body: unknown) => {
-    const res = await fetch(`${vault!.baseUrl}${urlPath}`, {
-      method: 'POST',
-      headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' },
-      body: JSON.stringify(body),
-    });
-    return { status: res.status, body: (await res.json()) as Record<string, unknown> };
-  };
   const card = { number: newPan(), exp_month: 12, exp_year: 2031 };
-  const tokenized = await post('/v1/tokens', vault.apiKeys.merchant!, { card });
+  const tokenized = await postJson(vault.baseUrl, '/v1/tokens', vault.apiKeys.merchant!, { card });
   expect(tokenized.status).toBe(201);
   const token = tokenized.body.token as string;
-  const revealed = await post(`/v1/tokens/${token}/detokenize`, vault.apiKeys.payments!, { purpose: 'authorization' });
+  const revealed = await postJson(vault.baseUrl, `/v1/tokens/${token}/detokenize`, vault.apiKeys.payments!, { purpose: 'authorization' });
   expect(revealed).toEqual({ status: 200, body: { token, card } });
   expect(bouncer.log()).not.toMatch(/unsupported startup parameter/);
 });
