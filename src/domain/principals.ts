@@ -13,7 +13,7 @@ export interface ApiKeyCodec {
 
 export interface PrincipalsDeps {
   tenants: TenantStore;
-  /** The CLI's names the individual who ran it in each `cli` event (PCI DSS 10.2.1.2; cli.ts, withOperator). */
+  /** The CLI passes a trail that names the individual who ran it in each `cli` event (PCI DSS 10.2.1.2; cli.ts, withOperator). */
   audit: AuditTrail;
   kms: Kms;
   policies: Policies;
