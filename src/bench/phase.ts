@@ -40,6 +40,24 @@ function summarize(latenciesMs: number[], errors: number, elapsedSeconds: number
 }
 
 /**
+ * Unmeasured closed-loop load for `seconds`, before any run: the vault's processes start cold, and a run measured
+ * while V8 still compiles their hot paths shows the compiler, not the vault at work. Resolves with the number of
+ * operations that failed (none, on a healthy vault).
+ */
+export async function warmUp(workload: Runner, concurrency: number, seconds: number, pick: () => Op, halt: AbortSignal): Promise<number> {
+  const stopAt = process.hrtime.bigint() + BigInt(Math.round(seconds * 1e9));
+  let failed = 0;
+  const lane = async () => {
+    while (process.hrtime.bigint() < stopAt && !halt.aborted) {
+      if (await workload.run(pick())) failed += 1;
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, lane));
+  if (halt.aborted) throw new Error(`${String(halt.reason)} during the warm-up`);
+  return failed;
+}
+
+/**
  * Closed loop: `concurrency` lanes each send a request as soon as the last one answers. Requests that start in
  * the warm-up are not recorded; the measured window is from its end to the last measured answer.
  */

@@ -40,7 +40,7 @@ function table(options: Options, results: PhaseResult[]): string[] {
   const { cpus, model, node } = machine();
   const out = [
     `cardvault bench: ${options.processes} vault process(es), concurrency ${options.concurrency}, ` +
-      `warm-up ${options.warmupSeconds} s, measured ${options.seconds} s per run`,
+      `warm-up ${options.vaultWarmupSeconds} s before the first run and ${options.warmupSeconds} s before each, measured ${options.seconds} s per run`,
     `database: PostgreSQL ${options.database}, created afresh; ${options.skipAnalyze ? 'NOT analyzed' : 'ANALYZE after the tokenize run'}; ` +
       `tokenize ${options.idempotencyKeys ? 'with' : 'without'} an Idempotency-Key`,
     `machine: ${cpus} CPUs, ${model ?? 'unknown'}, node ${node}`,
@@ -128,6 +128,7 @@ function jsonSummary(options: Options, results: PhaseResult[]): string {
     vault_processes: options.processes,
     concurrency: options.concurrency,
     seconds: options.seconds,
+    vault_warmup_seconds: options.vaultWarmupSeconds,
     analyzed: !options.skipAnalyze,
     idempotency_keys: options.idempotencyKeys,
     floor: options.floor,

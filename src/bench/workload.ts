@@ -98,6 +98,11 @@ export class Workload implements Runner {
     return new Workload(client, this.keys, this.idempotencyKeys, { cards: this.#cards, issued: this.#issued });
   }
 
+  /** How many cards this workload has vaulted so far: detokenize needs one. */
+  get vaulted(): number {
+    return this.#cards.length;
+  }
+
   /** Runs one operation; resolves with undefined on success, else a printable failure name. */
   async run(op: Op): Promise<string | undefined> {
     try {

@@ -14,6 +14,7 @@ const PHASES = ['floor:node', 'floor:node@1000/s', 'floor:express', 'floor:expre
 interface Summary {
   vault_processes: number;
   concurrency: number;
+  vault_warmup_seconds: number;
   floor: boolean;
   results: Record<string, { ops_per_s: number; p50_ms: number; p95_ms: number; p99_ms: number; errors: number; cpu_us_per_op?: Record<string, number> }>;
 }
@@ -52,6 +53,7 @@ describe('npm run bench', () => {
       BENCH_VAULT_PROCESSES: '2',
       BENCH_CONCURRENCY: '4',
       BENCH_WARMUP_SECONDS: '0',
+      BENCH_VAULT_WARMUP_SECONDS: '1',
       BENCH_SECONDS: '1',
     });
   }, 150_000);
@@ -61,6 +63,7 @@ describe('npm run bench', () => {
   it('runs every phase against the vault cluster and the two stand-ins, and exits 0', () => {
     expect({ code: run.code, stderr: run.code === 0 ? '' : run.stderr }).toEqual({ code: 0, stderr: '' });
     expect(run.stdout).toContain(`database: PostgreSQL ${DATABASE}, created afresh`);
+    expect(run.stdout).toContain('warm-up 1 s before the first run and 0 s before each');
     expect(run.stdout).not.toContain('THE BENCH HAD ERRORS');
   });
 
@@ -68,7 +71,7 @@ describe('npm run bench', () => {
     const line = run.stdout.split('\n').find((l) => l.startsWith('BENCH_JSON '));
     expect(line).toBeDefined();
     const summary = JSON.parse(line!.slice('BENCH_JSON '.length)) as Summary;
-    expect(summary).toMatchObject({ vault_processes: 2, concurrency: 4, floor: true });
+    expect(summary).toMatchObject({ vault_processes: 2, concurrency: 4, vault_warmup_seconds: 1, floor: true });
     for (const phase of PHASES) {
       const r = summary.results[phase];
       expect({ phase, defined: r !== undefined }).toEqual({ phase, defined: true });
