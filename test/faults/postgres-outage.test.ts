@@ -29,6 +29,16 @@ afterAll(async () => {
   pg?.destroy();
 });
 
+async function queryPrivate<R extends Record<string, unknown>>(sql: string): Promise<R[]> {
+  const client = new Client({ connectionString: pg.url });
+  await client.connect();
+  try {
+    return (await client.query<R>(sql)).rows;
+  } finally {
+    await client.end();
+  }
+}
+
 /** A retryable refusal as the README promises it: 503 problem+json, a stable code, Retry-After in seconds. */
 function expectRetryable503(res: Answer, codes: readonly string[]): void {
   expect(res.status).toBe(503);
@@ -42,6 +52,8 @@ it('answers 503 database_unavailable with Retry-After while PostgreSQL is down, 
   watching(vault, async () => {
     const keys = devKeys(dataDir);
     const acknowledged: Array<{ pan: string; token: string }> = [];
+    /** Detokenizes answered 200, by token: each was answered after its audit event's flush. */
+    const revealedTimes = new Map<string, number>();
     const answers: Answer[] = [];
     const connectionErrors: unknown[] = [];
     let phase: 'up' | 'down' | 'back' = 'up';
@@ -60,7 +72,10 @@ it('answers 503 database_unavailable with Retry-After while PostgreSQL is down, 
         } else {
           const card = acknowledged[Math.floor(Math.random() * acknowledged.length)]!;
           res = await detokenize(vault.url, keys.payments, card.token, agent);
-          if (res.status === 200) expect(res.body.card.number).toBe(card.pan);
+          if (res.status === 200) {
+            expect(res.body.card.number).toBe(card.pan);
+            revealedTimes.set(card.token, (revealedTimes.get(card.token) ?? 0) + 1);
+          }
         }
       } catch (err) {
         connectionErrors.push(err);
@@ -115,6 +130,16 @@ it('answers 503 database_unavailable with Retry-After while PostgreSQL is down, 
     expect(byPhase.back.get(201)).toBeGreaterThan(0);
     expect(byPhase.back.get(200)).toBeGreaterThan(0);
 
+    // The crash took no audit event of an answered request, either: an immediate stop loses WAL not yet written,
+    // and each answer waited for its event's flushed commit. Counted before the checks below add events of their own.
+    const events = await queryPrivate<{ action: string; token: string; n: number }>(
+      `SELECT event::jsonb ->> 'action' AS action, event::jsonb ->> 'token' AS token, count(*)::int AS n FROM audit_events
+       WHERE event::jsonb ->> 'outcome' = 'success' AND event::jsonb ->> 'action' IN ('card.tokenize', 'card.detokenize') GROUP BY 1, 2`,
+    );
+    const count = (action: string, token: string) => events.find((e) => e.action === action && e.token === token)?.n ?? 0;
+    expect(acknowledged.filter(({ token }) => count('card.tokenize', token) !== 1)).toEqual([]);
+    expect([...revealedTimes].filter(([token, times]) => count('card.detokenize', token) < times)).toEqual([]);
+
     // The same process, no restart: tokenize and detokenize work, and every card acknowledged before, during or
     // after the crash survived it (fsync on; each answer followed its synchronous audit commit).
     const pan = newPan();
@@ -126,6 +151,7 @@ it('answers 503 database_unavailable with Retry-After while PostgreSQL is down, 
 
     process.stdout.write(
       `fault PostgreSQL crash: before ${byPhase.up}; down ${byPhase.down}; back ${byPhase.back}; ` +
-        `${acknowledged.length} tokens acknowledged (${acknowledgedBeforeCrash} before the crash, with ${waiting} transaction(s) open in it), all detokenize after recovery, same vault process\n`,
+        `${acknowledged.length} tokens acknowledged (${acknowledgedBeforeCrash} before the crash, with ${waiting} transaction(s) open in it), all detokenize after recovery, same vault process; ` +
+        `every answered tokenize and detokenize (${[...revealedTimes.values()].reduce((a, b) => a + b, 0)}) has its audit event\n`,
     );
   }));
