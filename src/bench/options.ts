@@ -46,8 +46,8 @@ export function readOptions(env: NodeJS.ProcessEnv): Options {
     // With 32 the vault sits partly idle waiting on audit batches (README, Performance: both are reported).
     concurrency: int('BENCH_CONCURRENCY', 64, 1, 4096),
     warmupSeconds: int('BENCH_WARMUP_SECONDS', 3, 0, 600),
-    // A V8 profile of the first run after 3 s of load still had TurboFan compiling in 28% of the vault's samples,
-    // falling to 7% by the run's end; later runs had none.
+    // perf over the first run, 3 s into the vault's first load, found V8's optimizing compiler in 28% of the
+    // vault's samples at first and 7% six seconds later; the later runs had none (README, the thirteenth machine).
     vaultWarmupSeconds: int('BENCH_VAULT_WARMUP_SECONDS', 10, 0, 600),
     seconds: int('BENCH_SECONDS', 10, 1, 3600),
     cpuProfileDir: env.BENCH_VAULT_CPU_PROF?.trim() || undefined,
