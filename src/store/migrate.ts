@@ -38,6 +38,22 @@ function migrator(tx: Queryable, dir: string): Umzug<Queryable> {
   });
 }
 
+/**
+ * 71d95ae rewrote two migrations that had already landed: it dropped 0016_tenants_audited (tenants.audited_at, no
+ * longer read) and renumbered 0017_audit_append_function to 0016. A database migrated before then records the old
+ * names, and would fail creating audit_append a second time; this brings it to today's schema and names, in the
+ * migration's own transaction, and does nothing on any other database. A landed migration is never renamed again.
+ */
+const RENAMED_IN_71D95AE = `DO $$
+BEGIN
+  IF EXISTS (SELECT 1 FROM schema_migrations WHERE name = '0016_tenants_audited') THEN
+    ALTER TABLE tenants DROP COLUMN IF EXISTS audited_at;
+    DELETE FROM schema_migrations WHERE name = '0016_tenants_audited';
+  END IF;
+  UPDATE schema_migrations SET name = '0016_audit_append_function' WHERE name = '0017_audit_append_function';
+END
+$$`;
+
 async function locked<T>(db: Db, work: (tx: Queryable) => Promise<T>): Promise<T> {
   // No statement limit, not the pool's 10 s request limit: another pod may hold the lock while it migrates, and
   // an index build on a large cards table may take minutes. Only this transaction is exempt.
@@ -45,6 +61,7 @@ async function locked<T>(db: Db, work: (tx: Queryable) => Promise<T>): Promise<T
     async (tx) => {
       await tx.query('SELECT pg_advisory_xact_lock($1)', [LOCK_ID]);
       await tx.exec('CREATE TABLE IF NOT EXISTS schema_migrations (name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())');
+      await tx.exec(RENAMED_IN_71D95AE);
       return work(tx);
     },
     { statementTimeoutMs: 0 },

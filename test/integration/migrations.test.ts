@@ -115,6 +115,25 @@ describe('on PostgreSQL', () => {
     }
   });
 
+  it('upgrades a database migrated before 71d95ae renamed two landed migrations, running neither again', async () => {
+    await migrateUp(db);
+    // As main left a database before 71d95ae: 0016_tenants_audited applied (its column), the append function as 0017.
+    await db.exec(`ALTER TABLE tenants ADD COLUMN audited_at timestamptz;
+      INSERT INTO schema_migrations (name) VALUES ('0016_tenants_audited');
+      UPDATE schema_migrations SET name = '0017_audit_append_function' WHERE name = '0016_audit_append_function'`);
+
+    expect(await migrateUp(db)).toEqual([]);
+    const recorded = await db.query<{ name: string }>('SELECT name FROM schema_migrations ORDER BY name');
+    expect(recorded.map((row) => row.name)).toEqual(ALL);
+    const [tenants] = await db.query<{ audited_at: boolean }>(
+      "SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = 'tenants' AND column_name = 'audited_at') AS audited_at",
+    );
+    expect(tenants!.audited_at).toBe(false);
+    // And it reverts and re-applies like any other database.
+    expect(await migrateDown(db, { steps: 1 })).toEqual([ALL[ALL.length - 1]]);
+    expect(await migrateUp(db)).toEqual([ALL[ALL.length - 1]]);
+  });
+
   it("waits for another migrator's lock past the pool's statement timeout instead of failing", async () => {
     await migrateDown(db);
     // A pool whose statements may take 200 ms, while another session holds the migration lock for a second.
