@@ -277,7 +277,10 @@ export const updaterTx = {
     );
   },
 
-  /** One batch of one network: inquiries straight from the cards table, each card marked inquired now. */
+  /**
+   * One batch of one network: inquiries straight from the cards table, each with the card's version (the answer is
+   * about the card as it is now), each card marked inquired now.
+   */
   async createBatch(
     tx: Queryable,
     b: { id: string; runId: string; tenantId: string; network: NetworkName; brands: string[]; scope: RunScope; cadenceDays: number },
@@ -286,8 +289,8 @@ export const updaterTx = {
       b.id, b.runId, b.tenantId, b.network,
     ]);
     const rows = await tx.query<{ token: string }>(
-      `INSERT INTO updater_inquiries (batch_id, ref, tenant_id, token)
-       SELECT $1, 'c' || row_number() OVER (ORDER BY id), tenant_id, token FROM cards
+      `INSERT INTO updater_inquiries (batch_id, ref, tenant_id, token, card_version)
+       SELECT $1, 'c' || row_number() OVER (ORDER BY id), tenant_id, token, version FROM cards
        WHERE tenant_id = $2 AND status = 'active' AND updater_enrolled_at IS NOT NULL AND brand = ANY($3)
          AND ($4 = 'all' OR last_inquired_at IS NULL OR last_inquired_at < now() - make_interval(days => $5))
        RETURNING token`,
@@ -318,13 +321,16 @@ export const updaterTx = {
     );
   },
 
-  /** The still-unapplied inquiry for this reference, locked; undefined when unknown or already applied. */
-  async claimInquiry(tx: Queryable, batchId: string, ref: string): Promise<{ token: string } | undefined> {
-    const rows = await tx.query<{ token: string }>(
-      'SELECT token FROM updater_inquiries WHERE batch_id = $1 AND ref = $2 AND applied_at IS NULL FOR UPDATE',
+  /**
+   * The still-unapplied inquiry for this reference, locked, with the card version it asked about (null for an
+   * inquiry made before versions were kept); undefined when unknown or already applied.
+   */
+  async claimInquiry(tx: Queryable, batchId: string, ref: string): Promise<{ token: string; cardVersion: number | null } | undefined> {
+    const rows = await tx.query<{ token: string; card_version: number | null }>(
+      'SELECT token, card_version FROM updater_inquiries WHERE batch_id = $1 AND ref = $2 AND applied_at IS NULL FOR UPDATE',
       [batchId, ref],
     );
-    return rows[0];
+    return rows[0] && { token: rows[0].token, cardVersion: rows[0].card_version };
   },
 
   async knownRef(tx: Queryable, batchId: string, ref: string): Promise<boolean> {
@@ -415,14 +421,14 @@ export async function batchesOf(q: Queryable, runId: string): Promise<Array<{ id
 }
 
 /** The cards of a batch with their references, for writing the inquiry file. */
-export async function inquiredCards(q: Queryable, batchId: string): Promise<Array<{ ref: string; card: CardRecord }>> {
-  const rows = await q.query<CardRow & { ref: string }>(
-    `SELECT i.ref, ${CARD_COLUMNS.split(', ').map((c) => `c.${c}`).join(', ')}
+export async function inquiredCards(q: Queryable, batchId: string): Promise<Array<{ ref: string; cardVersion: number | null; card: CardRecord }>> {
+  const rows = await q.query<CardRow & { ref: string; card_version: number | null }>(
+    `SELECT i.ref, i.card_version, ${CARD_COLUMNS.split(', ').map((c) => `c.${c}`).join(', ')}
      FROM updater_inquiries i JOIN cards c ON c.tenant_id = i.tenant_id AND c.token = i.token
      WHERE i.batch_id = $1 ORDER BY length(i.ref), i.ref`,
     [batchId],
   );
-  return rows.map((row) => ({ ref: row.ref, card: toCardRecord(row) }));
+  return rows.map((row) => ({ ref: row.ref, cardVersion: row.card_version, card: toCardRecord(row) }));
 }
 
 /** Which batch (of any run) a response file's batch id names, with its tenant. */

@@ -129,7 +129,8 @@ export class AccountUpdater {
       const origin = { network, source: 'real_time' as const, runId: null, batchId: null, ref: null };
       // Keys first: the transaction reaches no pool (PreparedAnswers says why).
       const prepared = await this.deps.applier.prepare(tenant, [answer]);
-      const updates = await this.deps.store.db.transaction((tx) => this.deps.applier.apply(tx, prepared, card.token, answer, origin));
+      // About the card as read above: a change committed since (a batch answer, a concurrent refresh) wins.
+      const updates = await this.deps.store.db.transaction((tx) => this.deps.applier.apply(tx, prepared, card.token, answer, origin, card.version));
       await this.deps.processor.auditUpdates(updates);
       const now = await resolveCard(this.deps.cards, tenant.id, token);
       if (!now) throw notFound();

@@ -66,13 +66,23 @@ export class UpdateApplier {
 
   /**
    * Changes the card as the answer says and returns the versions written (none for an answer that changes
-   * nothing, or for a card deleted, closed or merged since it was inquired). A new number the tenant already
-   * holds under another token is merged: that token resolves to this one from now on (README, "Account updater").
-   * `prepared`: what prepare made of the answers, this one among them.
+   * nothing, or for a card deleted, closed, merged or otherwise changed since it was inquired). A new number the
+   * tenant already holds under another token is merged: that token resolves to this one from now on (README,
+   * "Account updater"). `prepared`: what prepare made of the answers, this one among them. `askedVersion`: the
+   * card's version the inquiry was about; an answer about an older version (one that arrived late) is stale, and
+   * applying it would undo what a newer answer changed. Null when it is not known (inquiries made before it was kept).
    */
-  async apply(tx: Queryable, prepared: PreparedAnswers, token: string, answer: NetworkResponse, origin: AnswerOrigin): Promise<CardUpdate[]> {
+  async apply(
+    tx: Queryable,
+    prepared: PreparedAnswers,
+    token: string,
+    answer: NetworkResponse,
+    origin: AnswerOrigin,
+    askedVersion: number | null,
+  ): Promise<CardUpdate[]> {
     const card = await updaterTx.lockCard(tx, prepared.tenant.id, token);
     if (!card || card.status !== 'active' || !card.sealed) return [];
+    if (askedVersion !== null && card.version !== askedVersion) return [];
     switch (answer.outcome) {
       case 'new_account':
         return this.newAccount(tx, prepared, card, answer, origin);

@@ -130,9 +130,9 @@ export class RunProcessor {
       if (batch.state !== 'created') continue;
       const merchantId = settings?.networks[batch.network]?.merchant_id ?? '';
       const inquiries: Inquiry[] = [];
-      for (const { ref, card } of await inquiredCards(this.deps.store.db, batch.id)) {
+      for (const { ref, cardVersion, card } of await inquiredCards(this.deps.store.db, batch.id)) {
         // Deleted or changed since the batch was built: not asked, and closed as no_response when the answer comes.
-        if (card.status !== 'active' || !card.sealed) continue;
+        if (card.status !== 'active' || !card.sealed || (cardVersion !== null && card.version !== cardVersion)) continue;
         const secret = await this.deps.crypto.open(run.tenantId, card.token, card.sealed);
         inquiries.push({ ref, pan: secret.pan.reveal(), expMonth: card.expMonth, expYear: card.expYear, merchantId });
       }
@@ -199,7 +199,7 @@ export class RunProcessor {
         if (!(await updaterTx.knownRef(tx, batchId, answer.ref))) unknown.push(answer.ref);
         continue;
       }
-      updates.push(...(await this.deps.applier.apply(tx, prepared, inquiry.token, answer, origin(answer.ref))));
+      updates.push(...(await this.deps.applier.apply(tx, prepared, inquiry.token, answer, origin(answer.ref), inquiry.cardVersion)));
       await updaterTx.completeInquiry(tx, batchId, answer.ref, answer.outcome, answer.networkCode);
       outcomes.push(answer.outcome);
       applied += 1;

@@ -113,6 +113,42 @@ describe('with the network answering out of band (file drop)', () => {
     expect(fs.existsSync(answered)).toBe(false);
   });
 
+  it('does not let a late answer about the number it asked after undo what a newer answer changed', async () => {
+    const { tenant, auth, keys, tokens } = await setUpTenant(h, 1);
+    const [{ token, pan }] = tokens as [{ token: string; pan: string }];
+    const inbox = path.join(h.updaterDropDir, 'visa', 'from-network');
+    fs.mkdirSync(inbox, { recursive: true, mode: 0o700 });
+    const answer = (batchId: string, response: Parameters<typeof vau.writeResponse>[1][number]) =>
+      fs.writeFileSync(path.join(inbox, `${batchId}.resp`), vau.writeResponse(batchId, [response]), { mode: 0o600 });
+    const batchOf = async (runId: string) => (await h.db.query<{ id: string }>('SELECT id FROM updater_batches WHERE run_id = $1', [runId]))[0]!.id;
+
+    // The first run asks about the card and times out before its answer comes.
+    const first = (await request(h.app).post('/v1/account-updater/runs').set(auth).send({})).body.id as string;
+    await h.updater.worker.tick(tenant.id);
+    const firstBatch = await batchOf(first);
+    await h.db.query("UPDATE updater_runs SET started_at = now() - interval '1000 hours' WHERE id = $1", [first]);
+    await h.updater.worker.tick(tenant.id);
+    // A later run asks again and learns the card was reissued.
+    const second = (await request(h.app).post('/v1/account-updater/runs').set(auth).send({ scope: 'all' })).body.id as string;
+    await h.updater.worker.tick(tenant.id);
+    const reissued = recordPan(newPan('411111'));
+    answer(await batchOf(second), { ref: 'c1', outcome: 'new_account', newPan: reissued, newExpMonth: 9, newExpYear: 2033, networkCode: 'A' });
+    await h.updater.worker.tick(tenant.id);
+    const payments = bearer(keys.payments!);
+    const detokenize = () => request(h.app).post(`/v1/tokens/${token}/detokenize`).set(payments).send({ purpose: 'authorization' });
+    expect((await detokenize()).body.card.number).toBe(reissued);
+
+    // Now the first answer arrives: the old number was closed. It speaks of a number the token no longer holds.
+    answer(firstBatch, { ref: 'c1', outcome: 'closed', networkCode: 'C' });
+    await h.updater.worker.tick(tenant.id);
+    const revealed = await detokenize();
+    expect(revealed.status).toBe(200);
+    expect(revealed.body.card.number).toBe(reissued);
+    expect(revealed.body.card).toMatchObject({ exp_month: 9, exp_year: 2033 });
+    expect((await request(h.app).get(`/v1/tokens/${token}/updates`).set(auth)).body.updates.map((u: any) => u.event)).toEqual(['card.updated']);
+    expect(pan).not.toBe(reissued);
+  });
+
   it('deletes its request file, which holds card numbers, when no answer comes before the response timeout', async () => {
     const { tenant, auth } = await setUpTenant(h, 3);
     const started = await request(h.app).post('/v1/account-updater/runs').set(auth).send({});

@@ -1,0 +1,1 @@
+ALTER TABLE updater_inquiries DROP COLUMN card_version;
