@@ -131,8 +131,9 @@ export class RunProcessor {
       const merchantId = settings?.networks[batch.network]?.merchant_id ?? '';
       const inquiries: Inquiry[] = [];
       for (const { ref, cardVersion, card } of await inquiredCards(this.deps.store.db, batch.id)) {
-        // Deleted or changed since the batch was built: not asked, and closed as no_response when the answer comes.
-        if (card.status !== 'active' || !card.sealed || (cardVersion !== null && card.version !== cardVersion)) continue;
+        // Deleted, changed or opted out since the batch was built: not asked (consent withdrawn stops inquiries at
+        // once), and closed as no_response when the answer comes.
+        if (card.status !== 'active' || !card.sealed || !card.updater.enrolledAt || (cardVersion !== null && card.version !== cardVersion)) continue;
         const secret = await this.deps.crypto.open(run.tenantId, card.token, card.sealed);
         inquiries.push({ ref, pan: secret.pan.reveal(), expMonth: card.expMonth, expYear: card.expYear, merchantId });
       }

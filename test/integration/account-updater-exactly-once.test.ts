@@ -149,6 +149,25 @@ describe('with the network answering out of band (file drop)', () => {
     expect(pan).not.toBe(reissued);
   });
 
+  it('does not send the number of a card opted out after its batch was built but before it was sent', async () => {
+    const { tenant, auth, tokens } = await setUpTenant(h, 2);
+    const adapter = h.updater.adapters.visa;
+    const send = jest.spyOn(adapter, 'send').mockRejectedValueOnce(new Error('the relay is down'));
+    const started = (await request(h.app).post('/v1/account-updater/runs').set(auth).send({})).body.id as string;
+    await expect(h.updater.worker.tick(tenant.id)).rejects.toThrow('the relay is down');
+    // While the relay is down, the cardholder withdraws consent for the first card.
+    const [optedOut, kept] = tokens as [{ token: string; pan: string }, { token: string; pan: string }];
+    expect((await request(h.app).put(`/v1/tokens/${optedOut.token}/account-updater`).set(auth).send({ enrolled: false })).status).toBe(200);
+    await h.updater.worker.tick(tenant.id);
+    send.mockRestore();
+    const [batch] = await h.db.query<{ id: string }>('SELECT id FROM updater_batches WHERE run_id = $1', [started]);
+    const requestFile = path.join(h.updaterDropDir, 'visa', 'to-network', `${batch!.id}.req`);
+    const sent = fs.readFileSync(requestFile, 'utf8');
+    fs.rmSync(requestFile);
+    expect(sent).toContain(kept.pan);
+    expect(sent).not.toContain(optedOut.pan);
+  });
+
   it('deletes its request file, which holds card numbers, when no answer comes before the response timeout', async () => {
     const { tenant, auth } = await setUpTenant(h, 3);
     const started = await request(h.app).post('/v1/account-updater/runs').set(auth).send({});
