@@ -128,7 +128,19 @@ export class RunProcessor {
     const settings = await this.deps.store.settings(run.tenantId);
     for (const batch of await batchesOf(this.deps.store.db, run.id)) {
       if (batch.state !== 'created') continue;
-      const merchantId = settings?.networks[batch.network]?.merchant_id ?? '';
+      const merchantId = settings?.enabled ? settings.networks[batch.network]?.merchant_id : undefined;
+      if (merchantId === undefined) {
+        // The updater turned off, or this network removed, since the batch was built (a send that failed meanwhile):
+        // nothing is sent, and its cards are closed unanswered, so the run can finish and the next one start.
+        const closed = await fenced(async (tx) => {
+          const n = await updaterTx.closeUnanswered(tx, batch.id);
+          await updaterTx.addProgress(tx, run.id, n, []);
+          await updaterTx.markBatch(tx, batch.id, 'applied');
+          return n;
+        });
+        if (closed > 0) this.deps.observer?.outcomes(batch.network, 'no_response', closed);
+        continue;
+      }
       const inquiries: Inquiry[] = [];
       for (const { ref, cardVersion, card } of await inquiredCards(this.deps.store.db, batch.id)) {
         // Deleted, changed or opted out since the batch was built: not asked (consent withdrawn stops inquiries at

@@ -168,6 +168,22 @@ describe('with the network answering out of band (file drop)', () => {
     expect(sent).not.toContain(optedOut.pan);
   });
 
+  it('completes a built run whose network was removed from the settings before it was sent, sending nothing', async () => {
+    const { tenant, auth } = await setUpTenant(h, 2);
+    const send = jest.spyOn(h.updater.adapters.visa, 'send').mockRejectedValueOnce(new Error('the relay is down'));
+    const started = (await request(h.app).post('/v1/account-updater/runs').set(auth).send({})).body.id as string;
+    await expect(h.updater.worker.tick(tenant.id)).rejects.toThrow('the relay is down');
+    send.mockClear();
+    expect((await request(h.app).put('/v1/account-updater/settings').set(auth).send({ networks: { mastercard: { merchant_id: 'M-MC-1' } } })).status).toBe(200);
+    await h.updater.worker.tick(tenant.id);
+    send.mockRestore();
+    expect(send).not.toHaveBeenCalled();
+    const run = (await request(h.app).get(`/v1/account-updater/runs/${started}`).set(auth)).body;
+    expect(run).toMatchObject({ state: 'completed', progress: { done: 2, total: 2 }, counts: { no_response: 2 } });
+    // The tenant is not left with a run that can never finish, which would keep it from ever starting another.
+    expect((await request(h.app).post('/v1/account-updater/runs').set(auth).send({})).status).toBe(202);
+  });
+
   it('deletes its request file, which holds card numbers, when no answer comes before the response timeout', async () => {
     const { tenant, auth } = await setUpTenant(h, 3);
     const started = await request(h.app).post('/v1/account-updater/runs').set(auth).send({});
