@@ -119,7 +119,10 @@ export class AccountUpdater {
       if (!card.updater.enrolledAt) throw new VaultError('card_not_enrolled', 'enroll the card (with the cardholder’s consent) first');
       const network = networkOfBrand(card.brand);
       if (!network) throw new VaultError('network_not_supported', 'the account updater covers Visa and Mastercard cards');
-      const merchantId = (await this.deps.store.settings(tenant.id))?.networks[network]?.merchant_id;
+      const settings = await this.deps.store.settings(tenant.id);
+      // Turned off stops real-time inquiries as it stops runs: no card number goes to a network meanwhile.
+      if (!settings?.enabled) throw new VaultError('updater_not_configured', 'the account updater is turned off for this tenant');
+      const merchantId = settings.networks[network]?.merchant_id;
       if (!merchantId) throw new VaultError('updater_not_configured', `no merchant id is set for ${network}`);
       const adapter = this.deps.adapters[network];
       if (!adapter.inquire) throw new VaultError('network_unavailable', `the connection to ${network} is batch-only`);

@@ -227,4 +227,21 @@ describe('real-time refresh', () => {
     expect(res.status).toBe(409);
     expect(res.body.code).toBe('card_not_enrolled');
   });
+
+  it('sends nothing to the network while the tenant has the updater turned off', async () => {
+    const token = await tokenize(newPan('411111'));
+    await configure();
+    expect((await enroll(token)).status).toBe(200);
+    expect((await configure({ enabled: false, networks: { visa: { merchant_id: 'M-VISA-1' } } })).status).toBe(200);
+    const inquire = jest.spyOn(h.updater.adapters.visa, 'inquire');
+    try {
+      const res = await request(h.app).post(`/v1/tokens/${token}/refresh`).set(merchant()).send();
+      expect(res.status).toBe(409);
+      expect(res.body.code).toBe('updater_not_configured');
+      expect(inquire).not.toHaveBeenCalled();
+    } finally {
+      inquire.mockRestore();
+      await configure();
+    }
+  });
 });
