@@ -189,6 +189,22 @@ describe.each([
     expectNoCardData(report);
   });
 
+  it('applies neither of two records that answer one reference differently', () => {
+    const report = format.parseResponse(
+      file(
+        layout.header('B1'),
+        layout.detail('c_1', layout.closed),
+        layout.detail('c_2', layout.noChange),
+        layout.detail('c_1', layout.newAccount, MASTERCARD, NEW_EXPIRY),
+        layout.trailer(3),
+      ),
+    );
+    expect(report.errors.map(({ line, code }) => [line, code])).toEqual([[4, 'duplicate_reference']]);
+    // Closing the card or giving it a new number: either would be a guess, so the card goes unanswered.
+    expect(report.responses.map((r) => r.ref)).toEqual(['c_2']);
+    expectNoCardData(report);
+  });
+
   it('reports a missing trailer for the whole file and keeps the details it read', () => {
     const report = format.parseResponse(file(layout.header('B1'), layout.detail('c_1', layout.closed)));
     expect(report.errors).toEqual([{ line: 0, code: 'missing_trailer', message: expect.any(String) }]);
@@ -313,7 +329,8 @@ describe.each([
       [11, 'count_mismatch'],
     ]);
     expect(report.errors.find((e) => e.line === 5)?.message).toBe('field 4 is not a valid card number');
-    expect(report.inquiries).toEqual([inquiry('c_1', good)]);
+    // c_1 twice, about two numbers: which one the network should answer about would be a guess.
+    expect(report.inquiries).toEqual([]);
     expect(report.batchId).toBe('B1');
     const printed = JSON.stringify(report.errors);
     for (const pan of [good, other, broken]) expect(printed).not.toContain(pan);

@@ -1,4 +1,5 @@
 // The envelope both formats share (one header, detail records, one counting trailer) and the field checks they reuse.
+import { isDeepStrictEqual } from 'node:util';
 import { VaultError } from '../../errors';
 import { luhnValid } from '../../domain/pan';
 import type { Inquiry, ParseError, ParseErrorCode } from './types';
@@ -54,7 +55,8 @@ export function readBatch<T extends { ref: string }>(text: string, envelope: Env
   let declaredCount: number | undefined;
   let trailerLine = 0;
   let detailCount = 0;
-  const refs = new Set<string>();
+  const kept = new Map<string, T>();
+  const conflicting = new Set<string>();
 
   if (envelope.recordType(lines[0]!) !== 'header') report(1, 'missing_header', 'the first record is not a header record');
   for (const [index, line] of lines.entries()) {
@@ -79,10 +81,13 @@ export function readBatch<T extends { ref: string }>(text: string, envelope: Env
       detailCount++;
       const detail = readDetail(line);
       if (!detail.ok) report(n, detail.code, detail.message);
-      // Two records for one card cannot both be acted on, and picking one would be a guess.
-      else if (refs.has(detail.value.ref)) report(n, 'duplicate_reference', 'an earlier detail record has the same reference');
-      else {
-        refs.add(detail.value.ref);
+      // Two records for one card cannot both be acted on, and picking one would be a guess: a record repeated
+      // as it was is read once, one that says something else leaves the card unanswered.
+      else if (kept.has(detail.value.ref)) {
+        report(n, 'duplicate_reference', 'an earlier detail record has the same reference');
+        if (!isDeepStrictEqual(kept.get(detail.value.ref), detail.value)) conflicting.add(detail.value.ref);
+      } else {
+        kept.set(detail.value.ref, detail.value);
         details.push(detail.value);
       }
     }
@@ -93,7 +98,7 @@ export function readBatch<T extends { ref: string }>(text: string, envelope: Env
     report(trailerLine, 'count_mismatch', `the trailer counts ${declaredCount} detail records but the file has ${detailCount}`);
   }
   const usable = batchId !== undefined;
-  return { ...(usable ? { batchId } : {}), details: usable ? details : [], errors };
+  return { ...(usable ? { batchId } : {}), details: usable ? details.filter((d) => !conflicting.has(d.ref)) : [], errors };
 }
 
 /** Letters, digits, `_` and `-`: safe in every layout, and never mistaken for a card number. */
