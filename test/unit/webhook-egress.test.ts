@@ -7,11 +7,13 @@ describe('isInternalAddress', () => {
     '127.0.0.1', '10.1.2.3', '172.31.255.255', '192.168.0.1', '169.254.169.254', '100.64.0.1', '0.0.0.0', '198.18.0.1', '224.0.0.1', '255.255.255.255',
     '::1', '::', '::7f00:1', 'fc00::1', 'fd12:3456::1', 'fe80::1', 'fec0::1', 'ff02::1',
     '::ffff:127.0.0.1', '::ffff:a9fe:a9fe', '0:0:0:0:0:ffff:7f00:1', '64:ff9b::a9fe:a9fe', '64:ff9b::10.0.0.1',
+    // 6to4 (2002:WWXX:YYZZ::/48 carries WW.XX.YY.ZZ) and the local-use NAT64 prefix of RFC 8215.
+    '2002:7f00:1::1', '2002:a9fe:a9fe::', '2002:a00:1:5::1', '2002::1', '64:ff9b:1::a9fe:a9fe',
   ])('refuses %s', (address) => {
     expect(isInternalAddress(address)).toBe(true);
   });
 
-  it.each(['93.184.216.34', '8.8.8.8', '2606:4700:4700::1111', '::ffff:93.184.216.34', '64:ff9b::808:808'])('allows the public %s', (address) => {
+  it.each(['93.184.216.34', '8.8.8.8', '2606:4700:4700::1111', '::ffff:93.184.216.34', '64:ff9b::808:808', '2002:808:808::1'])('allows the public %s', (address) => {
     expect(isInternalAddress(address)).toBe(false);
   });
 });

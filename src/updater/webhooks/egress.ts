@@ -25,6 +25,7 @@ for (const [net, prefix] of [
 const INTERNAL_V6 = new BlockList();
 for (const [net, prefix] of [
   ['::', 96], // unspecified, loopback and the deprecated IPv4-compatible form
+  ['64:ff9b:1::', 48], // local-use NAT64 (RFC 8215): translates to addresses of the operator's choosing
   ['fc00::', 7], // unique-local
   ['fe80::', 10], // link-local
   ['fec0::', 10], // site-local (deprecated, still routed by some)
@@ -36,7 +37,17 @@ for (const [net, prefix] of [
 /** IPv6 forms that carry an IPv4 address in their last 32 bits: mapped (::ffff:0:0/96) and NAT64 (64:ff9b::/96). */
 const EMBEDS_V4 = /^(?:::ffff:|64:ff9b::)(?:(\d+\.\d+\.\d+\.\d+)|([0-9a-f]{1,4}):([0-9a-f]{1,4}))$/;
 
+/** 6to4 (2002::/16): the 32 bits after the prefix are the IPv4 address of the relay that carries the packet. */
+const SIX_TO_FOUR = /^2002:(?:([0-9a-f]{1,4})(?::([0-9a-f]{1,4}))?)?(?::|$)/;
+
 function embeddedV4(ipv6: string): string | undefined {
+  const sixToFour = SIX_TO_FOUR.exec(ipv6.toLowerCase());
+  if (sixToFour) {
+    // The URL parser's spelling folds zero groups into '::', so a group not spelled is zero ('2002::1', '2002:a00::1').
+    const high = parseInt(sixToFour[1] ?? '0', 16);
+    const low = parseInt(sixToFour[2] ?? '0', 16);
+    return [high >> 8, high & 0xff, low >> 8, low & 0xff].join('.');
+  }
   const match = EMBEDS_V4.exec(ipv6.toLowerCase());
   if (!match) return undefined;
   if (match[1]) return match[1];
