@@ -169,14 +169,15 @@ export class PgCardStore implements CardStore {
 
   /**
    * The pool's batches: one autocommit statement. Should it fail for a reason other than the database being
-   * away, each card is retried alone so one bad row cannot fail the others.
+   * away, each card is retried alone so one bad row cannot fail the others. A deadlock is such a reason: another
+   * instance's batch held two of these numbers in the other order, and alone each card meets its committed rows.
    */
   private async insertBatch(cards: NewCard[]): Promise<(CardRecord | undefined | ItemFailure)[]> {
     if (cards.length === 1) return [await this.insertOne(cards[0]!)];
     try {
       return await this.insertCards(cards);
     } catch (err) {
-      if (isVaultError(err) && err.code === 'database_unavailable') throw err;
+      if (isVaultError(err) && err.code === 'database_unavailable' && !isDeadlockVictim(err)) throw err;
       return Promise.all(cards.map((card) => this.insertOne(card).catch((cardErr: unknown) => new ItemFailure(cardErr))));
     }
   }

@@ -9,6 +9,7 @@ import type { Db, Queryable } from '../../src/store/db';
 import { PgTenantStore } from '../../src/store/tenant-store';
 import { buildHarness, type Harness } from '../support/harness';
 import { newPan } from '../support/pans';
+import { waitFor } from '../support/wait-for';
 
 let h: Harness;
 let crypto: ReturnType<typeof createCardCrypto>;
@@ -153,6 +154,52 @@ describe('coalesced card statements', () => {
     expect(await rowsFor(bad.token)).toBe(0);
     // The opener, the shared statement, then each of the 11 alone.
     expect(watched.statements()).toBe(1 + 1 + 11);
+  });
+
+  it("a deadlock between two instances' batches fails none of their cards: the victim's go again alone", async () => {
+    // Two instances' stores, each sending one batch at a time, as two pods would.
+    const [storeA, storeB] = [new PgCardStore(h.db, h.db, { maxBatch: 64, maxInFlight: 1 }), new PgCardStore(h.db, h.db, { maxBatch: 64, maxInFlight: 1 })];
+    const [first, second, held] = [newPan(), newPan(), newPan()];
+    const a = [await newCard(tenantA, first), await newCard(tenantA, held), await newCard(tenantA, second), await newCard(tenantA)];
+    const b = [await newCard(tenantA, second), await newCard(tenantA, first), await newCard(tenantA)];
+    const sessions = async (where: string) =>
+      Number((await h.db.query<{ n: string }>(`SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND ${where}`))[0]!.n);
+    const lockWaits = () => sessions("wait_event_type = 'Lock'");
+
+    // A third transaction holds `held`'s number, so A's batch stops after inserting `first`, until it rolls back.
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const blocker = new PgCardStore(h.db, h.db)
+      .transaction(async (tx) => {
+        await tx.insertCard(await newCard(tenantA, held));
+        await released;
+        throw new Error('rolled back on purpose');
+      })
+      .catch(() => undefined);
+    await waitFor(async () => (await sessions("state = 'idle in transaction'")) === 1);
+
+    // Each opener holds its store's one slot, so the cards after it share one statement.
+    const opened = [storeA.insertCard(await newCard(tenantA))];
+    const settledA = Promise.allSettled(a.map((card) => storeA.insertCard(card)));
+    await waitFor(async () => (await lockWaits()) === 1);
+    // B's batch inserts `second`, then waits on A's `first`; A, let go, goes on to `second`: a lock cycle.
+    opened.push(storeB.insertCard(await newCard(tenantA)));
+    const settledB = Promise.allSettled(b.map((card) => storeB.insertCard(card)));
+    await waitFor(async () => (await lockWaits()) === 2);
+    release();
+    await blocker;
+    await Promise.all(opened);
+    const results = [...(await settledA), ...(await settledB)];
+
+    expect(results.map((r) => r.status)).toEqual(Array(7).fill('fulfilled'));
+    // Each number once, whichever batch won it; the cards nothing contested inserted, both of them.
+    for (const pan of [first, second, held]) {
+      const fingerprint = (await crypto.fingerprint(tenantA, Pan.parse(pan))).columns.odd;
+      const rows = await h.db.query("SELECT token FROM cards WHERE tenant_id = $1 AND fingerprint = $2 AND status = 'active'", [tenantA.id, fingerprint]);
+      expect(rows).toHaveLength(1);
+    }
+    expect(await rowsFor(a[3]!.token)).toBe(1);
+    expect(await rowsFor(b[2]!.token)).toBe(1);
   });
 });
 
