@@ -1,6 +1,6 @@
 // Token formats and token generation: numeric tokens that keep chosen PAN digits but can never pass for a card.
 import { VaultError } from '../errors';
-import { luhnValid, type Pan } from './pan';
+import { luhnValid, mayHoldCardNumberAcrossPunctuation, type Pan } from './pan';
 
 export type TokenFormat = 'bin6_last4' | 'last4' | 'opaque';
 
@@ -59,16 +59,23 @@ function numericToken(head: string, free: number, tail: string, random: TokenRan
   throw new VaultError('token_space_exhausted', `no Luhn-invalid token was drawn in ${MAX_DRAWS} attempts`);
 }
 
+/** An id whose digits could spell a card number is drawn again, as a Luhn-valid middle is: looksLikeToken refuses it. */
 function opaqueToken(random: TokenRandomness): string {
-  const id = random.opaqueId();
-  // A malformed id would mint a token that looksLikeToken rejects, i.e. one nobody could ever look up.
-  if (!OPAQUE_ID.test(id)) {
-    throw new VaultError('internal_error', 'the token randomness returned a malformed opaque id');
+  for (let draw = 0; draw < MAX_DRAWS; draw++) {
+    const id = random.opaqueId();
+    // A malformed id would mint a token that looksLikeToken rejects, i.e. one nobody could ever look up.
+    if (!OPAQUE_ID.test(id)) {
+      throw new VaultError('internal_error', 'the token randomness returned a malformed opaque id');
+    }
+    if (!mayHoldCardNumberAcrossPunctuation(id)) return `tok_${id}`;
   }
-  return `tok_${id}`;
+  throw new VaultError('token_space_exhausted', `no opaque id free of card-like digits was drawn in ${MAX_DRAWS} attempts`);
 }
 
-/** A cheap syntactic filter for path parameters, applied before any lookup. */
+/**
+ * A cheap syntactic filter for path parameters, applied before any lookup. No opaque token holds a card-like run of
+ * digits, so `tok_` followed by a card number sent by mistake is refused here, before it reaches the audit trail.
+ */
 export function looksLikeToken(value: string): boolean {
-  return /^[0-9]{12,19}$/.test(value) || /^tok_[A-Za-z0-9_-]{16,64}$/.test(value);
+  return /^[0-9]{12,19}$/.test(value) || (/^tok_[A-Za-z0-9_-]{16,64}$/.test(value) && !mayHoldCardNumberAcrossPunctuation(value));
 }

@@ -339,6 +339,19 @@ describe('nothing card-like reaches the audit trail from a request', () => {
     expect(rows[0]!.n).toBe(0);
   });
 
+  it('refuses a card number behind the opaque token prefix before it is recorded as the token', async () => {
+    const { tenant, keys } = await h.tenant(['merchant', 'auditor']);
+    const pan = newPan();
+    for (const path of [`/v1/tokens/tok_${pan}`, `/v1/tokens/tok_${pan.match(/.{1,4}/g)!.join('-')}`]) {
+      expect((await request(h.app).get(path).set(bearer(keys.merchant!))).status).toBe(404);
+      // A role without the action records its denial with the path's token as well.
+      expect((await request(h.app).get(path).set(bearer(keys.auditor!))).status).toBe(403);
+    }
+    const recorded = await events(h, 'tenant_id = $1', [tenant.id]);
+    expect(recorded.filter((e) => e.action === 'auth.denied').map((e) => e.token)).toEqual([null, null]);
+    for (const event of recorded) expect(JSON.stringify(event).replace(/-/g, '')).not.toContain(pan);
+  });
+
   it('replaces a request id that spells a card number with separators, so it reaches neither the answer nor the trail', async () => {
     const { tenant, keys } = await h.tenant(['merchant']);
     const pan = newPan();

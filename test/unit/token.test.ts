@@ -187,6 +187,13 @@ describe('cryptoTokenRandomness', () => {
     expect(isVaultError(errorOf(() => cryptoTokenRandomness.digits(1.5)), 'internal_error')).toBe(true);
   });
 
+  it('draws an opaque id again while its digits could spell a card number', () => {
+    const ids = ['4111111111111111AAAAAA', '4111-1111_1111-1111AAA', 'A'.repeat(22)];
+    const random = { ...scriptedRandomness([]), opaqueId: () => ids.shift()! };
+    expect(generateToken('opaque', Pan.parse(generateTestPan()), random)).toBe(`tok_${'A'.repeat(22)}`);
+    expect(ids).toHaveLength(0);
+  });
+
   it('makes 22-character base64url opaque ids', () => {
     expect(cryptoTokenRandomness.opaqueId()).toMatch(/^[A-Za-z0-9_-]{22}$/);
   });
@@ -205,6 +212,9 @@ describe('looksLikeToken', () => {
     `tok_${'a'.repeat(65)}`,
     `tok_${'a'.repeat(15)}=`,
     `tok_${'a'.repeat(15)}/`,
+    'tok_4111111111111111',
+    'tok_4111-1111-1111-1111',
+    'tok_4111_1111____1111_1111aa',
     '１２３４５６７８９０１２',
     '1234 5678 9012',
     '../../etc/passwd',
