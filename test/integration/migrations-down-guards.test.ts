@@ -1,6 +1,9 @@
 // Down migrations refuse rather than silently destroy card-on-file state: 0008 while a card is enrolled in the
-// account updater, 0009 while the updater has runs. Nothing is reverted by a refused down.
+// account updater, 0009 while the updater has runs, 0005 while the audit log has an event. Nothing is reverted by a
+// refused down.
 import request from 'supertest';
+import { eventPieces } from '../../src/audit/event';
+import { PgAuditStore } from '../../src/store/audit-store';
 import { migrateDown, pendingMigrations } from '../../src/store/migrate';
 import { freshDatabase, type FreshDatabase } from '../support/fresh-database';
 import { buildHarness, type Harness } from '../support/harness';
@@ -33,4 +36,20 @@ it('refuses to revert 0008 while a card is enrolled, and 0009 while the updater 
   expect(await pendingMigrations(fresh.db)).toEqual([]);
   const [card] = await fresh.db.query<{ enrolled: boolean }>('SELECT updater_enrolled_at IS NOT NULL AS enrolled FROM cards WHERE token = $1', [token]);
   expect(card!.enrolled).toBe(true);
+});
+
+it('refuses to revert 0005 while the audit log has an event, keeping the log and every migration', async () => {
+  const own = await freshDatabase('cardvault_down_guards_audit');
+  try {
+    const time = new Date('2026-11-01T00:00:00Z');
+    const input = { tenantId: null, principal: 'system', action: 'service.start', outcome: 'success' } as const;
+    await new PgAuditStore(own.db).appendInOneStatement([{ pieces: eventPieces(input, time), tenantId: null, recordedAt: time }]);
+
+    await expect(migrateDown(own.db, { to: '0004_idempotency_keys' })).rejects.toThrow(/reverting 0005 would destroy/);
+    expect(await pendingMigrations(own.db)).toEqual([]);
+    const [count] = await own.db.query<{ n: number }>('SELECT count(*)::int AS n FROM audit_events');
+    expect(count!.n).toBe(1);
+  } finally {
+    await own.drop();
+  }
 });
