@@ -38,21 +38,30 @@ export function rootFromLeafHashes(leafHashes: readonly Buffer[]): Buffer {
   return Buffer.from(level[0]);
 }
 
+/** The leaves [lo, hi) whose subtree root is one element of a proof. */
+export type LeafRange = readonly [lo: number, hi: number];
+
 /** PATH(index, D[treeSize]) of §2.1.3.1: sibling subtree roots from the leaf's level up to the root's children. */
 export function inclusionProof(leafHashes: readonly Buffer[], index: number, treeSize: number): Buffer[] {
   assertTreeSize(leafHashes, treeSize);
+  return inclusionRanges(index, treeSize).map(([lo, hi]) => rangeRoot(leafHashes, lo, hi));
+}
+
+/** The leaves under each element of PATH(index, D[treeSize]), in its order: what a caller holding no leaves reads. */
+export function inclusionRanges(index: number, treeSize: number): LeafRange[] {
+  if (!isSize(treeSize) || treeSize < 1) throw new RangeError('tree size must be 1 or more');
   if (!Number.isSafeInteger(index) || index < 0 || index >= treeSize) throw new RangeError('leaf index is outside the tree');
-  const path: Buffer[] = [];
+  const path: LeafRange[] = [];
   let lo = 0;
   let hi = treeSize;
   // Walking down from the root finds the siblings top first; the RFC lists them bottom first.
   while (hi - lo > 1) {
     const k = splitPoint(hi - lo);
     if (index < lo + k) {
-      path.push(rangeRoot(leafHashes, lo + k, hi));
+      path.push([lo + k, hi]);
       hi = lo + k;
     } else {
-      path.push(rangeRoot(leafHashes, lo, lo + k));
+      path.push([lo, lo + k]);
       lo += k;
     }
   }
@@ -62,9 +71,15 @@ export function inclusionProof(leafHashes: readonly Buffer[], index: number, tre
 /** PROOF(first, D[second]) of §2.1.4.1; empty when the sizes are equal. */
 export function consistencyProof(leafHashes: readonly Buffer[], first: number, second: number): Buffer[] {
   assertTreeSize(leafHashes, second);
+  return consistencyRanges(first, second).map(([lo, hi]) => rangeRoot(leafHashes, lo, hi));
+}
+
+/** The leaves under each element of PROOF(first, D[second]), in its order. */
+export function consistencyRanges(first: number, second: number): LeafRange[] {
+  if (!isSize(second) || second < 1) throw new RangeError('tree size must be 1 or more');
   // The RFC defines a proof only for 0 < first: an empty tree is consistent with everything, so there is nothing to prove.
   if (!Number.isSafeInteger(first) || first < 1 || first > second) throw new RangeError('first size must be in 1..second');
-  const proof: Buffer[] = [];
+  const proof: LeafRange[] = [];
   let lo = 0;
   let hi = second;
   let m = first;
@@ -72,16 +87,16 @@ export function consistencyProof(leafHashes: readonly Buffer[], first: number, s
   while (m !== hi - lo) {
     const k = splitPoint(hi - lo);
     if (m <= k) {
-      proof.push(rangeRoot(leafHashes, lo + k, hi));
+      proof.push([lo + k, hi]);
       hi = lo + k;
     } else {
-      proof.push(rangeRoot(leafHashes, lo, lo + k));
+      proof.push([lo, lo + k]);
       lo += k;
       m -= k;
       wholeOldTree = false;
     }
   }
-  if (!wholeOldTree) proof.push(rangeRoot(leafHashes, lo, hi));
+  if (!wholeOldTree) proof.push([lo, hi]);
   return proof.reverse();
 }
 
