@@ -15,9 +15,20 @@ function integer(value: unknown, name: string): number {
   return Number(value);
 }
 
+/** Whether a full-date names a day of the calendar: Date rolls 2026-02-30 over to March 2 rather than refuse it. */
+function isCalendarDay(fullDate: string): boolean {
+  const [year, month, day] = fullDate.split('-').map(Number) as [number, number, number];
+  const date = new Date(0);
+  date.setUTCFullYear(year, month - 1, day); // not Date.UTC, which reads years 0 to 99 as 1900 to 1999
+  return date.getUTCMonth() === month - 1 && date.getUTCDate() === day;
+}
+
 function time(value: unknown, name: string): Date | null {
   if (value === undefined) return null;
-  const parsed = typeof value === 'string' && /^\d{4}-\d{2}-\d{2}(T[\d:.]+(Z|[+-]\d{2}:\d{2}))?$/.test(value) ? new Date(value) : null;
+  const parsed =
+    typeof value === 'string' && /^\d{4}-\d{2}-\d{2}(T[\d:.]+(Z|[+-]\d{2}:\d{2}))?$/.test(value) && isCalendarDay(value.slice(0, 10))
+      ? new Date(value)
+      : null;
   if (!parsed || Number.isNaN(parsed.getTime())) {
     throw new VaultError('invalid_field', `${name} must be an RFC 3339 date-time or date`, { pointer: `/${name}` });
   }

@@ -168,6 +168,16 @@ describe('what is recorded', () => {
        'key.fingerprint_rotation.retire', 'key.fingerprint_rotation.complete'].sort(),
     );
   });
+
+  it('refuses an export range that names no calendar day instead of moving it to another', async () => {
+    const { keys } = await h.tenant(['auditor']);
+    for (const query of ['from=2026-02-30', 'to=2026-04-31', 'from=2026-02-29T10:00:00Z', 'to=2026-06-31T00:00:00%2B02:00']) {
+      const res = await request(h.app).get(`/v1/audit/events?${query}`).set(bearer(keys.auditor!));
+      expect([query, res.status, res.body.code]).toEqual([query, 400, 'invalid_field']);
+    }
+    const leap = await request(h.app).get('/v1/audit/events?from=2028-02-29&to=2028-03-01T00:00:00Z').set(bearer(keys.auditor!));
+    expect(leap.status).toBe(200);
+  });
 });
 
 describe('no audit, no card', () => {
