@@ -1,6 +1,7 @@
 // Runs a use case and records its audit event: success only once committed, denials and failures as well.
 import { isVaultError } from '../errors';
 import type { Principal } from './policy';
+import { recordableToken } from './token';
 import type { AuditAction, AuditTrail, RequestContext } from './ports';
 
 export interface AuditedResult<T> {
@@ -33,7 +34,7 @@ export async function audited<T>(
         ...base,
         action: denied ? 'auth.denied' : action,
         outcome: denied ? 'denied' : 'failure',
-        token,
+        token: recordableToken(token),
         details: denied ? { attempted: action, code } : { code },
       })
       .catch(() => undefined);

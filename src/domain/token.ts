@@ -59,7 +59,10 @@ function numericToken(head: string, free: number, tail: string, random: TokenRan
   throw new VaultError('token_space_exhausted', `no Luhn-invalid token was drawn in ${MAX_DRAWS} attempts`);
 }
 
-/** An id whose digits could spell a card number is drawn again, as a Luhn-valid middle is: looksLikeToken refuses it. */
+/**
+ * An id whose digits could spell a card number is drawn again, as a Luhn-valid middle is: such a value is kept out of
+ * the audit trail when a lookup of it fails (recordableToken), so no token is minted in that shape.
+ */
 function opaqueToken(random: TokenRandomness): string {
   for (let draw = 0; draw < MAX_DRAWS; draw++) {
     const id = random.opaqueId();
@@ -72,10 +75,18 @@ function opaqueToken(random: TokenRandomness): string {
   throw new VaultError('token_space_exhausted', `no opaque id free of card-like digits was drawn in ${MAX_DRAWS} attempts`);
 }
 
-/**
- * A cheap syntactic filter for path parameters, applied before any lookup. No opaque token holds a card-like run of
- * digits, so `tok_` followed by a card number sent by mistake is refused here, before it reaches the audit trail.
- */
+/** A cheap syntactic filter for path parameters, applied before any lookup. */
 export function looksLikeToken(value: string): boolean {
-  return /^[0-9]{12,19}$/.test(value) || (/^tok_[A-Za-z0-9_-]{16,64}$/.test(value) && !mayHoldCardNumberAcrossPunctuation(value));
+  return /^[0-9]{12,19}$/.test(value) || /^tok_[A-Za-z0-9_-]{16,64}$/.test(value);
+}
+
+/**
+ * The token an event may record for a request that named it, when no card answered to it (a denial, a failure):
+ * null for an opaque value whose digits could spell a card number, which is far likelier a card sent by mistake
+ * (`tok_4111…`) than a token. Such a value is still looked up, since ids minted before generation refused that
+ * shape may hold one (about 3 in 10⁹); a success is recorded with its token, which the lookup found.
+ */
+export function recordableToken(token: string | null | undefined): string | null {
+  if (token === null || token === undefined) return null;
+  return token.startsWith('tok_') && mayHoldCardNumberAcrossPunctuation(token.slice(4)) ? null : token;
 }

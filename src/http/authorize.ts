@@ -3,6 +3,7 @@ import type { RequestHandler } from 'express';
 import { grants, notGranted, type Action } from '../domain/policy';
 import type { AuditAction, AuditTrail } from '../domain/ports';
 import { contextOf, principalOf } from './authenticate';
+import { recordableToken } from '../domain/token';
 import { tokenOrUndefined } from './tokens';
 
 /**
@@ -30,7 +31,7 @@ export function allowOnly(audit: AuditTrail): Allow {
         outcome: 'denied',
         source,
         requestId,
-        token: tokenOrUndefined(req.params.token) ?? null,
+        token: recordableToken(tokenOrUndefined(req.params.token)),
         details: { attempted, code: 'forbidden' },
       })
       .catch(() => undefined)

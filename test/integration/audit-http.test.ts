@@ -376,7 +376,21 @@ describe('nothing card-like reaches the audit trail from a request', () => {
     expect(rows[0]!.n).toBe(0);
   });
 
-  it('refuses a card number behind the opaque token prefix before it is recorded as the token', async () => {
+  it('still finds an opaque token minted before generation refused card-like ids, and records it on success', async () => {
+    const { tenant, keys } = await h.tenant(['merchant']);
+    const created = await request(h.app).post('/v1/tokens').set(bearer(keys.merchant!)).send({ ...cardBody(newPan()), format: 'opaque' });
+    expect(created.status).toBe(201);
+    // Such an id was possible (about 3 in 10⁹): refusing its lookups would lose the card.
+    const old = `tok_Ab${'7'.repeat(12)}cdEFgh_-`;
+    await h.db.query('UPDATE cards SET token = $2 WHERE tenant_id = $1 AND token = $3', [tenant.id, old, created.body.token]);
+    const read = await request(h.app).get(`/v1/tokens/${old}`).set(bearer(keys.merchant!));
+    expect(read.status).toBe(200);
+    expect(read.body.token).toBe(old);
+    const reads = (await events(h, 'tenant_id = $1', [tenant.id])).filter((e) => e.action === 'card.read');
+    expect(reads.map((e) => [e.outcome, e.token])).toEqual([['success', old]]);
+  });
+
+  it('answers a card number behind the opaque token prefix as an unknown token, recording no token', async () => {
     const { tenant, keys } = await h.tenant(['merchant', 'auditor']);
     const pan = newPan();
     for (const path of [`/v1/tokens/tok_${pan}`, `/v1/tokens/tok_${pan.match(/.{1,4}/g)!.join('-')}`]) {

@@ -7,6 +7,7 @@ import {
   generateToken,
   isTokenFormat,
   looksLikeToken,
+  recordableToken,
   TOKEN_FORMATS,
   type TokenFormat,
   type TokenRandomness,
@@ -212,14 +213,29 @@ describe('looksLikeToken', () => {
     `tok_${'a'.repeat(65)}`,
     `tok_${'a'.repeat(15)}=`,
     `tok_${'a'.repeat(15)}/`,
-    'tok_4111111111111111',
-    'tok_4111-1111-1111-1111',
-    'tok_4111_1111____1111_1111aa',
     '１２３４５６７８９０１２',
     '1234 5678 9012',
     '../../etc/passwd',
     '',
   ])('rejects %j', (value) => expect(looksLikeToken(value)).toBe(false));
+});
+
+describe('recordableToken', () => {
+  it('keeps a token, and a numeric one (never Luhn-valid) whatever its digits', () => {
+    for (const token of [`tok_${'Ab_-'.repeat(5)}xy`, '411111123456781234', `tok_${'1'.repeat(11)}a${'1'.repeat(10)}`]) {
+      expect(recordableToken(token)).toBe(token);
+    }
+  });
+
+  it.each(['tok_4111111111111111', 'tok_4111-1111-1111-1111', 'tok_4111_1111____1111_1111aa', 'tok_aa411111111111aa'])(
+    'records nothing for %j, whose digits could spell a card',
+    (value) => expect(recordableToken(value)).toBeNull(),
+  );
+
+  it('records nothing when there is no token', () => {
+    expect(recordableToken(undefined)).toBeNull();
+    expect(recordableToken(null)).toBeNull();
+  });
 });
 
 describe('token formats', () => {
