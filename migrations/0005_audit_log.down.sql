@@ -1,9 +1,8 @@
--- Refuses while the log has any event or checkpoint: it is never pruned (SECURITY.md, PCI DSS 10.5), and reverting
--- would drop it whole, past every trigger that keeps it append-only.
+-- Refuses while the audit log holds any event or checkpoint: the log is append-only and never pruned (SECURITY.md).
 DO $$
 BEGIN
   IF EXISTS (SELECT 1 FROM audit_events) OR EXISTS (SELECT 1 FROM audit_checkpoints) THEN
-    RAISE EXCEPTION 'the audit log has events or checkpoints that reverting 0005 would destroy'
+    RAISE EXCEPTION 'the database holds audit events that reverting 0005 would destroy'
       USING ERRCODE = 'object_in_use';
   END IF;
 END

@@ -1,10 +1,12 @@
 // Down migrations refuse rather than silently destroy card-on-file state: 0008 while a card is enrolled in the
-// account updater, 0009 while the updater has runs, 0005 while the audit log has an event. Nothing is reverted by a
-// refused down.
+// account updater, 0009 while the updater has runs, 0001-0005 while they hold tenants, data keys, cards or the
+// audit log. Nothing is reverted by a refused down.
+import fs from 'node:fs';
+import path from 'node:path';
 import request from 'supertest';
 import { eventPieces } from '../../src/audit/event';
 import { PgAuditStore } from '../../src/store/audit-store';
-import { migrateDown, pendingMigrations } from '../../src/store/migrate';
+import { MIGRATIONS_DIR, migrateDown, pendingMigrations } from '../../src/store/migrate';
 import { freshDatabase, type FreshDatabase } from '../support/fresh-database';
 import { buildHarness, type Harness } from '../support/harness';
 import { bearer, cardBody } from '../support/http';
@@ -52,4 +54,38 @@ it('refuses to revert 0005 while the audit log has an event, keeping the log and
   } finally {
     await own.drop();
   }
+});
+
+describe('on a database that holds cards', () => {
+  let cards: FreshDatabase;
+  let vault: Harness;
+  beforeAll(async () => {
+    cards = await freshDatabase('cardvault_down_guards_cards');
+    vault = await buildHarness({ db: cards.db });
+  });
+  afterAll(async () => {
+    await vault.close();
+    await cards.drop();
+  });
+
+  it('refuses to revert 0005, 0003, 0002 or 0001 while they hold the audit log, cards, data keys or tenants, reverting nothing', async () => {
+    const { keys } = await vault.tenant(['merchant', 'payments']);
+    const pan = newPan('411111');
+    const token = (await request(vault.app).post('/v1/tokens').set(bearer(keys.merchant!)).send(cardBody(pan))).body.token as string;
+    await vault.parts.audit.flush();
+
+    // `cardvault migrate --down --all`: every down runs in one transaction, so the first refusal keeps everything.
+    await expect(migrateDown(cards.db)).rejects.toThrow(/reverting 0005 would destroy/);
+    expect(await pendingMigrations(cards.db)).toEqual([]);
+    for (const [name, refusal] of [
+      ['0003_cards', /reverting 0003 would destroy/],
+      ['0002_data_keys', /reverting 0002 would destroy/],
+      ['0001_tenants', /reverting 0001 would destroy/],
+    ] as const) {
+      const down = fs.readFileSync(path.join(MIGRATIONS_DIR, `${name}.down.sql`), 'utf8');
+      await expect(cards.db.transaction((tx) => tx.exec(down))).rejects.toThrow(refusal);
+    }
+    const revealed = await request(vault.app).post(`/v1/tokens/${token}/detokenize`).set(bearer(keys.payments!)).send({ purpose: 'authorization' });
+    expect(revealed.body.card.number).toBe(pan);
+  });
 });
