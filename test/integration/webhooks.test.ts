@@ -453,10 +453,13 @@ describe('the delivery loop', () => {
     expect(new Set(lines.map((e) => e.msg))).toEqual(new Set(['webhook delivered', 'webhook attempt failed', 'webhook dead-lettered']));
     for (const line of lines) {
       const { level: _l, time: _t, service: _s, msg: _m, pid: _p, hostname: _h, ...fields } = line;
-      const allowed = ['delivery_id', 'event_id', 'endpoint_id', 'tenant_id', 'attempt', 'status', 'error', 'retry_in_ms', 'trace_id', 'span_id'];
+      const allowed = ['delivery_id', 'event_id', 'endpoint_id', 'tenant_id', 'attempt', 'status', 'failure', 'retry_in_ms', 'trace_id', 'span_id'];
       expect(Object.keys(fields).filter((k) => !allowed.includes(k))).toEqual([]);
       expect(JSON.stringify(line)).not.toMatch(/127\.0\.0\.1|whsec_|receiver error details/);
     }
+    // Why an attempt failed, as its code: under `error` the logger's error serializer left only {"type":"string"}.
+    for (const line of lines.filter((e) => e.msg !== 'webhook delivered')) expect(line.failure).toMatch(/^[a-z0-9_]+$/);
+    expect(lines.map((e) => e.failure)).toContain('http_500');
   });
 });
 

@@ -169,13 +169,13 @@ export class WebhookDeliverer {
     const failure: FailedAttempt = { status: sent.status, error: sent.error };
     if (attempt >= this.options.maxAttempts) {
       await this.deps.store.markDead(row.id, failure, true);
-      this.deps.log.warn({ ...ids, attempt, status: failure.status, error: failure.error, trace_id: trace.traceId, span_id: trace.spanId }, 'webhook dead-lettered');
+      this.deps.log.warn({ ...ids, attempt, status: failure.status, failure: failure.error, trace_id: trace.traceId, span_id: trace.spanId }, 'webhook dead-lettered');
       return 'dead';
     }
     const delayMs = retryDelayMs(attempt, this.options, this.random);
     await this.deps.store.recordFailure(row.id, failure, delayMs);
     this.deps.log.warn(
-      { ...ids, attempt, status: failure.status, error: failure.error, retry_in_ms: Math.round(delayMs), trace_id: trace.traceId, span_id: trace.spanId },
+      { ...ids, attempt, status: failure.status, failure: failure.error, retry_in_ms: Math.round(delayMs), trace_id: trace.traceId, span_id: trace.spanId },
       'webhook attempt failed',
     );
     return 'retried';
