@@ -90,9 +90,21 @@ function recordRouteTemplates(request: express.Request): void {
   });
 }
 
-function requestContext(log: Logger, metrics: AppDeps['metrics'], draining: AppDeps['draining']): RequestHandler {
+/**
+ * Once the process is stopping, every answer says `Connection: close`, decided as its head is written: an answer
+ * to a request that arrived before stopping began too, which would otherwise leave its keep-alive connection
+ * idle until the grace period cuts it, racing the client's next request. Set on the app's response prototype.
+ */
+function closeConnectionsWhenDraining(response: express.Response, draining: () => boolean): void {
+  const writeHead = response.writeHead;
+  response.writeHead = function (this: express.Response, ...args: unknown[]) {
+    if (draining() && !this.headersSent) this.setHeader('Connection', 'close');
+    return Reflect.apply(writeHead, this, args) as express.Response;
+  } as typeof writeHead;
+}
+
+function requestContext(log: Logger, metrics: AppDeps['metrics']): RequestHandler {
   return (req, res, next) => {
-    if (draining?.()) res.setHeader('Connection', 'close');
     const incoming = req.get('X-Request-Id');
     // A caller's id is kept only if it cannot carry a card number: it is written to logs and the audit trail.
     const requestId = incoming && REQUEST_ID.test(incoming) && !mayHoldCardNumberAcrossPunctuation(incoming) ? incoming : newRequestId();
@@ -162,8 +174,9 @@ export function createApp(deps: AppDeps): express.Express {
   app.set('etag', false);
   app.disable('x-powered-by');
   recordRouteTemplates(app.request);
+  if (deps.draining) closeConnectionsWhenDraining(app.response, deps.draining);
 
-  app.use(requestContext(deps.log, deps.metrics, deps.draining));
+  app.use(requestContext(deps.log, deps.metrics));
   app.use(
     securityHeaders({
       contentSecurityPolicy: { useDefaults: false, directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },
