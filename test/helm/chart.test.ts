@@ -258,6 +258,12 @@ describe('the updater drop volume', () => {
     expect(podTemplate(find(objects, 'Deployment', '-worker')).spec.volumes).toContainEqual({ name: 'updater-drop', persistentVolumeClaim: { claimName: 'vault-cardvault-updater-drop' } });
   });
 
+  it('shows operator commands in a worker pod with --operator: uid 10001 has no account name to audit', () => {
+    // os.userInfo() throws for a uid with no passwd entry, so without --operator the audit names `unknown`.
+    const example = renderChart(production).notes.split('\n').find((line) => line.includes('node dist/cli.js'));
+    expect(example).toMatch(/node dist\/cli\.js tenants create acme --operator \S+/);
+  });
+
   it('falls back to a per-pod in-memory folder, and the install notes warn that no relay can read it', () => {
     const rendered = renderChart(mergeValues(production, { worker: { dropDir: { existingClaim: '' } } }));
     expect(podTemplate(find(rendered.objects, 'Deployment', '-worker')).spec.volumes).toContainEqual({ name: 'updater-drop', emptyDir: { medium: 'Memory', sizeLimit: '64Mi' } });
