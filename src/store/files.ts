@@ -14,6 +14,23 @@ export async function syncDir(dir: string): Promise<void> {
   }
 }
 
+/** The name of writeFileAtomically's temporary file for `file`, with its random part. */
+const temporaryName = (file: string, random: string) => `.${path.basename(file)}.${random}.tmp`;
+
+/**
+ * Removes the temporary files a writeFileAtomically of `file` left when its process was killed before the rename
+ * (the cleanup after it never ran), for a caller that is the only writer of `file`: one found is no one's.
+ */
+export async function removeLeftoverTemporaries(file: string): Promise<void> {
+  const dir = path.dirname(file);
+  const left = (await fs.readdir(dir).catch(() => [] as string[])).filter((name) => {
+    const random = /^\.(.+)\.([0-9a-f]{12})\.tmp$/.exec(name);
+    return random !== null && name === temporaryName(file, random[2]!);
+  });
+  for (const name of left) await fs.rm(path.join(dir, name), { force: true });
+  if (left.length > 0) await syncDir(dir);
+}
+
 /**
  * Writes `data` to a dot-named temporary file beside `file` (mode `mode`, synced), then puts it in place: renamed
  * over `file`, or with `exclusive` linked to it, failing with EEXIST if `file` exists. A reader sees the whole file
@@ -22,7 +39,7 @@ export async function syncDir(dir: string): Promise<void> {
 export async function writeFileAtomically(file: string, data: string | Buffer, options: { mode?: number; exclusive?: boolean } = {}): Promise<void> {
   const mode = options.mode ?? 0o600;
   const dir = path.dirname(file);
-  const temp = path.join(dir, `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
+  const temp = path.join(dir, temporaryName(file, randomBytes(6).toString('hex')));
   try {
     const handle = await fs.open(temp, 'wx', mode);
     try {

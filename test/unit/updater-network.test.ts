@@ -107,6 +107,21 @@ describe('FileDropTransport', () => {
     expect(fs.readdirSync(vault.outbox)).toEqual(['batch-1.req']);
   });
 
+  it('removes the temp file a send killed before its rename left behind, once the batch is sent again or withdrawn', async () => {
+    // A batch file holds card numbers: a worker killed between writing and renaming must not leave one for good.
+    const vault = dropIn();
+    fs.mkdirSync(vault.outbox, { recursive: true });
+    const leftover = (batchId: string) => {
+      fs.writeFileSync(path.join(vault.outbox, `.${batchId}.req.0123456789ab.tmp`), `cards of ${batchId}`, { mode: 0o600 });
+    };
+    leftover('batch-1');
+    leftover('batch-2');
+    await vault.send('batch-1', 'request text');
+    expect(fs.readdirSync(vault.outbox).sort()).toEqual(['.batch-2.req.0123456789ab.tmp', 'batch-1.req']);
+    await vault.withdraw('batch-2');
+    expect(fs.readdirSync(vault.outbox)).toEqual(['batch-1.req']);
+  });
+
   it('archives a response to processed/ once, and archiving again changes nothing', async () => {
     const vault = dropIn();
     await vault.counterpart().send('batch-1', 'response text');

@@ -3,7 +3,7 @@ import { constants, promises as fs, type Stats } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { VaultError } from '../../errors';
-import { syncDir, writeFileAtomically } from '../../store/files';
+import { removeLeftoverTemporaries, syncDir, writeFileAtomically } from '../../store/files';
 
 /** The vault sends requests and receives responses; the network (or its simulator) does the reverse. */
 export type DropSide = 'vault' | 'network';
@@ -73,6 +73,8 @@ export class FileDropTransport {
     checkBatchId(batchId);
     await ensureDir(this.outbox);
     const finalPath = path.join(this.outbox, `${batchId}${SUFFIX[this.side].sends}`);
+    // One writer per batch (the run's fenced lease): a temp file of this batch's is one a killed send left, cards and all.
+    await removeLeftoverTemporaries(finalPath);
     await writeFileAtomically(finalPath, fileText, { mode: FILE_MODE });
     return finalPath;
   }
@@ -154,7 +156,9 @@ export class FileDropTransport {
    */
   async withdraw(batchId: string): Promise<void> {
     checkBatchId(batchId);
-    if (await removeIfPresent(path.join(this.outbox, `${batchId}${SUFFIX[this.side].sends}`))) await syncDir(this.outbox);
+    const sent = path.join(this.outbox, `${batchId}${SUFFIX[this.side].sends}`);
+    await removeLeftoverTemporaries(sent);
+    if (await removeIfPresent(sent)) await syncDir(this.outbox);
   }
 
   /**
