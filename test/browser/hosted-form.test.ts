@@ -209,6 +209,43 @@ describe('the form as the shopper types', () => {
   });
 });
 
+describe('what the form reads and refuses before the session is spent', () => {
+  /** The demo checkout, with every POST /hosted/tokens it makes counted. */
+  async function checkout(context: BrowserContext) {
+    const page = await context.newPage();
+    const posts: string[] = [];
+    page.on('request', (req) => {
+      if (req.method() === 'POST' && req.url() === `${stack.vaultOrigin}/hosted/tokens`) posts.push(req.url());
+    });
+    await page.goto(stack.demo.origin);
+    return { page, posts, frame: page.frameLocator('#card-frame iframe') };
+  }
+
+  async function pay(page: Page) {
+    await page.click('#pay');
+    await page.waitForSelector('#result[data-state]', { timeout: 15_000 });
+    return { state: await page.getAttribute('#result', 'data-state'), text: (await page.textContent('#result'))! };
+  }
+
+  it('reads an expiry autofilled as MM/YYYY (what Chromium fills in a 7-character cc-exp field) by its year, not its century', async () => {
+    const context = await browser.newContext();
+    try {
+      const { page, frame } = await checkout(context);
+      await frame.locator('#card-number').fill(recordPan('5555555555554444'));
+      // fill() sets the value and fires one input event, as autofill and paste do.
+      await frame.locator('#card-expiry').fill(`07/${EXP_YEAR}`);
+      expect(await frame.locator('#card-expiry').inputValue()).toBe(`07 / ${String(EXP_YEAR).slice(2)}`);
+      expect(await frame.locator('#card-expiry-error').textContent()).toBe('');
+      await frame.locator('#card-cvc').fill('123');
+      const paid = await pay(page);
+      expect(paid.state).toBe('token');
+      expect(JSON.parse(paid.text)).toMatchObject({ last4: '4444', exp_month: 7, exp_year: EXP_YEAR });
+    } finally {
+      await context.close();
+    }
+  });
+});
+
 describe('an answer from the vault is final', () => {
   it('after a 400 it submits no second time, hands the merchant the real code again, and asks the shopper to reload', async () => {
     const context = await recordingContext();

@@ -115,7 +115,10 @@
   });
   inputs.number.addEventListener('blur', function () { if (inputs.number.value) checkNumber(true); });
   inputs.expiry.addEventListener('input', function (event) {
-    var digits = digitsOf(inputs.expiry.value).slice(0, 4);
+    // Autofill writes MM/YYYY into a 7-character cc-exp field (Chromium does), and so may a paste: keep the
+    // year's last two digits, not its century, or every such card would read as expired in 2020.
+    var full = /^\s*([0-9]{1,2})\s*[/.-]\s*20([0-9]{2})\s*$/.exec(inputs.expiry.value);
+    var digits = full ? ('0' + full[1]).slice(-2) + full[2] : digitsOf(inputs.expiry.value).slice(0, 4);
     // "4" means April: pad it, so typing the month never needs a leading zero.
     if (digits.length === 1 && digits > '1') digits = '0' + digits;
     var deleting = event.inputType && event.inputType.indexOf('delete') === 0;
