@@ -221,10 +221,10 @@ describe('what the form reads and refuses before the session is spent', () => {
     return { page, posts, frame: page.frameLocator('#card-frame iframe') };
   }
 
-  async function pay(page: Page) {
+  async function pay(page: Page, expected: 'token' | 'error') {
     await page.click('#pay');
-    await page.waitForSelector('#result[data-state]', { timeout: 15_000 });
-    return { state: await page.getAttribute('#result', 'data-state'), text: (await page.textContent('#result'))! };
+    await page.waitForSelector(`#result[data-state="${expected}"]`, { timeout: 15_000 });
+    return { text: (await page.textContent('#result'))! };
   }
 
   it('reads an expiry autofilled as MM/YYYY (what Chromium fills in a 7-character cc-exp field) by its year, not its century', async () => {
@@ -237,9 +237,30 @@ describe('what the form reads and refuses before the session is spent', () => {
       expect(await frame.locator('#card-expiry').inputValue()).toBe(`07 / ${String(EXP_YEAR).slice(2)}`);
       expect(await frame.locator('#card-expiry-error').textContent()).toBe('');
       await frame.locator('#card-cvc').fill('123');
-      const paid = await pay(page);
-      expect(paid.state).toBe('token');
+      const paid = await pay(page, 'token');
       expect(JSON.parse(paid.text)).toMatchObject({ last4: '4444', exp_month: 7, exp_year: EXP_YEAR });
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('refuses an expiry year the vault would refuse (a typo like 62 for 26) in the form, keeping the session, then takes the fix', async () => {
+    const context = await browser.newContext();
+    try {
+      const { page, posts, frame } = await checkout(context);
+      await frame.locator('#card-number').pressSequentially(recordPan('4111111111111111'));
+      // The vault refuses a year more than 30 years ahead (src/domain/expiry.ts) with invalid_expiry.
+      const tooFar = String((new Date().getUTCFullYear() + 31) % 100).padStart(2, '0');
+      await frame.locator('#card-expiry').pressSequentially(`12${tooFar}`);
+      await frame.locator('#card-cvc').pressSequentially('123');
+      expect((await pay(page, 'error')).text).toBe('Not saved: invalid_card');
+      expect(await frame.locator('#card-expiry-error').textContent()).toMatch(/year/);
+      expect(posts).toHaveLength(0);
+
+      await frame.locator('#card-expiry').fill(`12${String(EXP_YEAR).slice(2)}`);
+      const paid = await pay(page, 'token');
+      expect(JSON.parse(paid.text)).toMatchObject({ last4: '1111', exp_month: 12, exp_year: EXP_YEAR });
+      expect(posts).toHaveLength(1);
     } finally {
       await context.close();
     }

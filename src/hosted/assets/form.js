@@ -73,6 +73,9 @@
     return { ok: complete && luhn(digits), digits: digits, card: card };
   }
 
+  // The vault refuses a later year (src/domain/expiry.ts): a typo such as 62 for 26 is caught here, before it spends the session.
+  var MAX_YEARS_AHEAD = 30;
+
   function checkExpiry(final) {
     var digits = digitsOf(inputs.expiry.value);
     var month = Number(digits.slice(0, 2));
@@ -86,6 +89,9 @@
       if (year < now.getUTCFullYear() || (year === now.getUTCFullYear() && month < now.getUTCMonth() + 1)) {
         ok = false;
         message = 'The card has expired.';
+      } else if (year > now.getUTCFullYear() + MAX_YEARS_AHEAD) {
+        ok = false;
+        message = 'Check the expiry year.';
       }
     } else if (final) message = digits.length === 0 ? 'Enter the expiry date.' : 'Enter the expiry as MM / YY.';
     setError(inputs.expiry, message);
