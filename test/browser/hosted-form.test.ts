@@ -265,6 +265,24 @@ describe('what the form reads and refuses before the session is spent', () => {
       await context.close();
     }
   });
+
+  it('sends a pasted name with a tab in it as the vault takes it, rather than have it refused and the session spent', async () => {
+    const context = await browser.newContext();
+    try {
+      const { page, posts, frame } = await checkout(context);
+      await frame.locator('#card-number').pressSequentially(recordPan('4242424242424242'));
+      await frame.locator('#card-expiry').pressSequentially(`12${String(EXP_YEAR).slice(2)}`);
+      await frame.locator('#card-cvc').pressSequentially('123');
+      // A text input strips line breaks from what is pasted into it, but keeps tabs (copied from a spreadsheet, say).
+      await frame.locator('#card-name').fill('Ada\tLovelace');
+      expect(await frame.locator('#card-name').inputValue()).toBe('Ada\tLovelace');
+      const paid = await pay(page, 'token');
+      expect(JSON.parse(paid.text)).toMatchObject({ last4: '4242' });
+      expect(posts).toHaveLength(1);
+    } finally {
+      await context.close();
+    }
+  });
 });
 
 describe('an answer from the vault is final', () => {

@@ -191,7 +191,8 @@
       return { type: 'error', code: 'invalid_card', message: 'Check the highlighted fields.' };
     }
     var card = { number: number.digits, exp_month: expiry.month, exp_year: expiry.year, cvc: cvc.digits };
-    var name = inputs.name.value.trim();
+    // The vault refuses control characters in a name; a text input keeps a pasted tab, which would spend the session.
+    var name = inputs.name.value.replace(/[\u0000-\u001f\u007f]+/g, ' ').trim();
     if (name) card.holder_name = name;
     statusLine.textContent = 'Saving your card…';
     var body;
