@@ -244,6 +244,27 @@ describe('what the form reads and refuses before the session is spent', () => {
     }
   });
 
+  it('reads digits typed or pasted in another script (full-width, Arabic-Indic) as the same digits, and vaults them', async () => {
+    const context = await browser.newContext();
+    try {
+      const { page, frame } = await checkout(context);
+      const pan = recordPan('4111111111111111');
+      // A Japanese IME in full-width mode, and an Arabic keyboard, type these rather than ASCII digits.
+      const fullWidth = (digits: string) => [...digits].map((d) => String.fromCodePoint(0xff10 + Number(d))).join('');
+      const arabicIndic = (digits: string) => [...digits].map((d) => String.fromCodePoint(0x0660 + Number(d))).join('');
+      await frame.locator('#card-number').fill(fullWidth(pan));
+      expect(await frame.locator('#card-number').inputValue()).toBe('4111 1111 1111 1111');
+      await frame.locator('#card-expiry').fill(arabicIndic(`12${String(EXP_YEAR).slice(2)}`));
+      expect(await frame.locator('#card-expiry').inputValue()).toBe(`12 / ${String(EXP_YEAR).slice(2)}`);
+      await frame.locator('#card-cvc').fill(fullWidth('123'));
+      expect(await frame.locator('#card-cvc').inputValue()).toBe('123');
+      const paid = await pay(page, 'token');
+      expect(JSON.parse(paid.text)).toMatchObject({ last4: '1111', exp_month: 12, exp_year: EXP_YEAR });
+    } finally {
+      await context.close();
+    }
+  });
+
   it('refuses an expiry year the vault would refuse (a typo like 62 for 26) in the form, keeping the session, then takes the fix', async () => {
     const context = await browser.newContext();
     try {

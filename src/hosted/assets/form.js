@@ -29,7 +29,16 @@
   ];
   var UNKNOWN = { brand: 'unknown', label: '', lengths: [12, 13, 14, 15, 16, 17, 18, 19], cvc: 3 };
 
-  var digitsOf = function (text) { return text.replace(/\D/g, ''); };
+  // A full-width (Japanese IME) or Arabic-Indic digit is the same digit, not a character to drop: the vault takes
+  // ASCII only. Unicode encodes each script's decimal digits as ten consecutive code points, 0 to 9.
+  var DECIMAL = /\p{Nd}/u;
+  function asciiDigit(d) {
+    var code = d.codePointAt(0);
+    var zero = code;
+    while (DECIMAL.test(String.fromCodePoint(zero - 1))) zero--;
+    return String((code - zero) % 10);
+  }
+  var digitsOf = function (text) { return text.replace(/\p{Nd}/gu, asciiDigit).replace(/\D/g, ''); };
   var brandOf = function (digits) {
     for (var i = 0; i < BRANDS.length; i++) if (BRANDS[i].re.test(digits)) return BRANDS[i];
     return UNKNOWN;
