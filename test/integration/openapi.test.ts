@@ -8,6 +8,7 @@ import { luhnValid } from '../../src/domain/pan';
 import { AUDIT_ACTIONS } from '../../src/domain/ports';
 import { describeError, ERROR_CODES, type ErrorCode } from '../../src/errors';
 import { loadHostedAssets } from '../../src/hosted/assets';
+import { formPolicy } from '../../src/hosted/form-page';
 import openapiJson from '../../src/http/openapi.json';
 import { DETOKENIZE_REQUEST, TOKENIZE_REQUEST, UPDATE_REQUEST } from '../../src/http/schemas';
 import { ENROLLMENT_REQUEST, RUN_REQUEST, UPDATER_SETTINGS_REQUEST } from '../../src/http/updater-routes';
@@ -241,6 +242,13 @@ describe('openapi.json matches the app', () => {
     expect(doc.components.schemas!.UpdaterSettingsRequest).toEqual(UPDATER_SETTINGS_REQUEST);
     expect(doc.components.schemas!.EnrollmentRequest).toEqual(ENROLLMENT_REQUEST);
     expect(doc.components.schemas!.RunRequest).toEqual(RUN_REQUEST);
+  });
+
+  it('states the hosted form page Content-Security-Policy exactly as formPolicy writes it, report-uri included', () => {
+    const page = doc.paths['/hosted/card-form']!.get as { responses: Record<string, { headers: Record<string, unknown> }> };
+    const header = deref<{ description: string; schema: { examples: string[] } }>(page.responses['200']!.headers['Content-Security-Policy']);
+    expect(header.schema.examples).toEqual([formPolicy(['https://shop.example'])]);
+    expect(header.description).toContain(`\`${formPolicy(['<origins>'])}\``);
   });
 
   it('lists every error code of src/errors.ts in the Problem schema, and no other', () => {
