@@ -41,9 +41,18 @@ export function problemBody(error: VaultError, requestId?: string): Record<strin
   return body;
 }
 
+/**
+ * Emitted on the response as a 401 is sent, also to a client that has already hung up, for which 'finish' never
+ * comes: the failed-authentication limit (rate-limit.ts) counts it, since its key was looked up and audited all the same.
+ */
+export const UNAUTHENTICATED = 'cardvault:unauthenticated';
+
 export function sendProblem(res: Response, error: VaultError): void {
   const body = problemBody(error, res.locals.requestId as string | undefined);
-  if (error.status === 401) res.setHeader('WWW-Authenticate', 'Bearer realm="cardvault"');
+  if (error.status === 401) {
+    res.setHeader('WWW-Authenticate', 'Bearer realm="cardvault"');
+    res.emit(UNAUTHENTICATED);
+  }
   if (error.retryable) res.setHeader('Retry-After', '1');
   res.status(error.status).type('application/problem+json').send(JSON.stringify(body));
 }

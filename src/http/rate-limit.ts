@@ -5,7 +5,7 @@ import { ACTIONS, rateLimitOf, type Action } from '../domain/policy';
 import { VaultError } from '../errors';
 import type { Logger } from '../log';
 import { principalOf } from './authenticate';
-import { sendProblem } from './problem';
+import { sendProblem, UNAUTHENTICATED } from './problem';
 
 const WINDOW_MS = 60_000;
 /** Failed authentications one source address may make per minute; then it is turned away before any key lookup. */
@@ -74,8 +74,9 @@ function limitByPrincipal(action: Action, stores: LimiterStores, common: Partial
 }
 
 /**
- * Only failures are counted, when a 401 goes out. Counting every request and giving back the successful ones
- * (skipSuccessfulRequests) would count requests in flight, so a busy client behind one address would be refused.
+ * Only failures are counted, when a 401 is sent (also to a client that hung up before it). Counting every request
+ * and giving back the successful ones (skipSuccessfulRequests) would count requests in flight, so a busy client
+ * behind one address would be refused.
  */
 function limitFailedAuth(stores: LimiterStores, common: Partial<Options>, log: Logger): RequestHandler {
   const store = stores.store('failed_auth');
@@ -89,9 +90,18 @@ function limitFailedAuth(stores: LimiterStores, common: Partial<Options>, log: L
     skip: async (req) => ((await store.get(addressOf(req)))?.totalHits ?? 0) < FAILED_AUTH_PER_MINUTE,
   });
   return (req, res, next) => {
-    res.once('finish', () => {
-      if (res.statusCode !== 401) return;
+    let counted = false;
+    const count = () => {
+      if (counted) return;
+      counted = true;
       Promise.resolve(store.increment(addressOf(req))).catch((err: unknown) => log.error({ err }, 'failed authentication not counted'));
+    };
+    // As the 401 is sent, whether or not the client is still there to read it: hanging up before the answer must
+    // not buy a key lookup and an auth.failure event uncounted.
+    res.once(UNAUTHENTICATED, count);
+    // A 401 not sent as problem+json (the hosted form page's HTML), once it has gone out.
+    res.once('finish', () => {
+      if (res.statusCode === 401) count();
     });
     return turnAway(req, res, next);
   };

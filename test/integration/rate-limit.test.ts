@@ -3,12 +3,14 @@ import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { freePort } from '../support/free-port';
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import request from 'supertest';
 import { DEFAULT_RATE_LIMITS, type Policies } from '../../src/domain/policy';
 import { rateLimiters } from '../../src/http/rate-limit';
+import { createHttpServer } from '../../src/http/server';
 import { loadPolicies, PolicyError } from '../../src/policy/load-policies';
 import { createLogger } from '../../src/log';
 import { RateLimitStore } from '../../src/store/rate-limit-store';
@@ -171,6 +173,27 @@ describe('failed authentication per source address', () => {
     expect(await h.parts.principals.revokeApiKey(record!.id, 'test')).toBe(true);
     for (let i = 0; i < 20; i += 1) expect((await from('198.51.100.10', keys.tight!)).status).toBe(401);
     expectRateLimited(await from('198.51.100.10', keys.tight!), 'failed_auth', 20);
+  });
+
+  it('counts a failure whose client hung up before its 401: a key lookup and an auth.failure event all the same', async () => {
+    const server = createHttpServer(h.app);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as net.AddressInfo;
+    try {
+      const address = '198.51.100.11';
+      const head = `GET /v1/tokens/tok_unknownunknown01 HTTP/1.1\r\nHost: vault\r\nAuthorization: Bearer ${UNKNOWN_KEY}\r\nX-Forwarded-For: ${address}\r\n\r\n`;
+      for (let i = 0; i < 20; i += 1) {
+        await new Promise<void>((resolve, reject) => {
+          const socket = net.connect(port, '127.0.0.1', () => socket.write(head, () => (socket.destroy(), resolve())));
+          socket.once('error', reject);
+        });
+      }
+      const failures = `${RUN_PREFIX}failed_auth:${address}`;
+      await waitFor(async () => (await redisCli(Number(new URL(TEST_REDIS_URL).port || 6379), 'GET', failures)).trim() === '20', 5_000);
+      expectRateLimited(await from(address, UNKNOWN_KEY), 'failed_auth', 20);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 
   it('counts only failures: many authenticated requests from one address are never refused', async () => {
