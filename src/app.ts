@@ -190,12 +190,14 @@ export function createApp(deps: AppDeps): express.Express {
   if (deps.rateLimits) api.use(deps.rateLimits.failedAuth);
   // Authenticate before reading a body: an anonymous caller cannot make the vault parse anything.
   api.use(authenticate(deps.principals, deps.audit));
+  // Nor can a key whose role lacks the route's action: allowOnly reads the body only once the action is granted.
   // Tokenize alone also takes its body as a JWE to the vault's key (hosted form, backends): application/jose.
-  api.use('/tokens', joseBodies(deps.clientEncryption, deps.bodyLimitBytes, 'tenant'));
-  api.use(jsonBodies(deps.bodyLimitBytes));
+  const json = jsonBodies(deps.bodyLimitBytes);
+  const jose = joseBodies(deps.clientEncryption, deps.bodyLimitBytes, 'tenant');
+  const tokenizeBody: RequestHandler = (req, res, next) => jose(req, res, (err?: unknown) => (err ? next(err) : json(req, res, next)));
   // The card routes first: they carry nearly all traffic, and no other router serves their paths.
-  // Every route checks its action first, before its limiter and before it reads the body or the token.
-  const allow = allowOnly(deps.audit);
+  // Every route checks its action first, before it reads the body or the token, and before its limiter.
+  const allow = allowOnly(deps.audit, (attempted) => (attempted === 'card.tokenize' ? tokenizeBody : json));
   api.use('/tokens', tokenRoutes(deps.vault, allow, deps.rateLimits));
   if (deps.updater) {
     api.use('/account-updater', updaterRoutes(deps.updater, allow, deps.rateLimits));

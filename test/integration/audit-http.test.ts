@@ -115,6 +115,25 @@ describe('what is recorded', () => {
     ]);
   });
 
+  it('refuses and records a key whose role lacks the action before it parses or decrypts the body, whatever the body', async () => {
+    const { tenant, keys } = await h.tenant(['merchant', 'payments']);
+    const token = (await request(h.app).post('/v1/tokens').set(bearer(keys.merchant!)).send(cardBody(newPan()))).body.token as string;
+    // A role-holder would get 400, 413, 415 or invalid_jwe for these; a key without the role learns nothing from them.
+    const refused: Array<[string, string, string, string, string]> = [
+      ['payments', '/v1/tokens', 'application/json', '{"card":', 'card.tokenize'],
+      ['payments', '/v1/tokens', 'application/json', JSON.stringify({ card: { number: 'x'.repeat(20_000) } }), 'card.tokenize'],
+      ['payments', '/v1/tokens', 'text/plain', 'a card', 'card.tokenize'],
+      ['payments', '/v1/tokens', 'application/jose', 'a.b.c.d.e', 'card.tokenize'],
+      ['merchant', `/v1/tokens/${token}/detokenize`, 'application/json', '{"purpose":', 'card.detokenize'],
+    ];
+    for (const [role, url, type, body] of refused) {
+      const res = await request(h.app).post(url).set(bearer(keys[role]!)).set('Content-Type', type).send(body);
+      expect({ url, type, status: res.status, code: res.body.code }).toEqual({ url, type, status: 403, code: 'forbidden' });
+    }
+    const denied = (await events(h, 'tenant_id = $1', [tenant.id])).filter((e) => e.action === 'auth.denied');
+    expect(denied.map((e) => (e.details as { attempted: string }).attempted)).toEqual(refused.map(([, , , , attempted]) => attempted));
+  });
+
   it('records failed authentication with its source address and reason', async () => {
     const res = await request(h.app).get('/v1/tokens/4111110000001111').set('X-Request-Id', 'req-auth-fail-1').set(bearer(`cvk_${'Z'.repeat(43)}`));
     expect(res.status).toBe(401);
