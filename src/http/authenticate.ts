@@ -5,7 +5,8 @@ import type { Principals } from '../domain/principals';
 import type { AuditTrail, RequestContext } from '../domain/ports';
 import { VaultError } from '../errors';
 
-const BEARER = /^Bearer ([!-~]{1,200})$/;
+// The scheme in any case (RFC 9110 §11.1); the key itself is matched exactly, by its hash.
+const BEARER = /^[Bb][Ee][Aa][Rr][Ee][Rr] ([!-~]{1,200})$/;
 
 export function authenticate(principals: Principals, trail: AuditTrail): RequestHandler {
   return async (req, res, next) => {

@@ -33,6 +33,13 @@ describe('authentication', () => {
     expect(res.headers['www-authenticate']).toMatch(/^Bearer/);
   });
 
+  it('takes the Bearer scheme in any case, as RFC 9110 §11.1 says a scheme is', async () => {
+    for (const scheme of ['bearer', 'BEARER', 'bEaReR']) {
+      const res = await request(h.app).get(`/v1/tokens/${token}`).set('Authorization', `${scheme} ${keys.merchant!}`);
+      expect({ scheme, status: res.status }).toEqual({ scheme, status: 200 });
+    }
+  });
+
   it('answers 401 for a revoked key', async () => {
     const t = await h.tenant(['merchant']);
     const key = t.keys.merchant!;
