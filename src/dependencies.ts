@@ -9,6 +9,7 @@ import { StartupError } from './errors';
 import type { Policies } from './domain/policy';
 import { Principals } from './domain/principals';
 import { systemClock, type AuditTrail, type Kms } from './domain/ports';
+import { KEYED_BATCH_LIMITS } from './domain/tokenizer';
 import { Vault } from './domain/vault';
 import { AuditLog } from './audit/audit-log';
 import { AuditService } from './audit/audit-service';
@@ -30,7 +31,7 @@ import type { Logger } from './log';
 import { loadPolicies } from './policy/load-policies';
 import { policyLoadDetails } from './policy/policy-load-details';
 import { digestLegacyIdempotencyKeys, PgCardStore, purgeExpiredIdempotencyKeys } from './store/card-store';
-import { openEmbedded, openPostgres, type Db } from './store/db';
+import { openEmbedded, openPostgres, POOL_QUEUE_DEADLINE, type Db } from './store/db';
 import { migrateUp, pendingMigrations } from './store/migrate';
 import { RateLimitStore } from './store/rate-limit-store';
 import { openRedis, type RedisHandle } from './store/redis';
@@ -161,6 +162,8 @@ export function assembleVault(options: {
     randomness: cryptoTokenRandomness,
     clock: systemClock,
     idempotencyTtlSeconds: config.idempotencyTtlSeconds,
+    // Each keyed batch takes a pool connection for its transaction: a request waits for one no longer than for the pool.
+    keyedBatch: { ...KEYED_BATCH_LIMITS, queueDeadline: POOL_QUEUE_DEADLINE },
   });
   const auditService = new AuditService(auditStore, checkpointer, signer, audit, config.audit.origin);
   // Signed by the checkpoint keys under their own typ and aud (crypto/session-signer.ts says why that is safe).

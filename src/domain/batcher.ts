@@ -9,6 +9,11 @@ export interface BatcherLimits {
   maxBatch: number;
   /** Batches out at once (each holds a pool connection). */
   maxInFlight: number;
+  /**
+   * How long a call may wait to join a batch, and what it is then rejected with. Without one, a call queued behind
+   * batches that get no answer waits a full statement deadline for every `maxBatch × maxInFlight` calls ahead of it.
+   */
+  queueDeadline?: { ms: number; error: () => unknown };
 }
 
 /** In a batch's results: this item failed on its own (the others stand). */
@@ -20,6 +25,8 @@ interface Waiting<I, O> {
   item: I;
   resolve: (value: O) => void;
   reject: (err: unknown) => void;
+  /** performance.now() when submitted. */
+  since: number;
 }
 
 /**
@@ -33,6 +40,8 @@ export class Batcher<I, O> {
   #inFlight = 0;
   /** The keys of the batches out: no two of them share one, so each is held by one item. */
   readonly #out = new Set<string>();
+  /** Armed while calls wait and a queue deadline is set: fires at the oldest one's deadline. */
+  #deadlineTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly run: (items: I[]) => Promise<(O | ItemFailure)[]>,
@@ -42,9 +51,27 @@ export class Batcher<I, O> {
 
   submit(item: I): Promise<O> {
     return new Promise<O>((resolve, reject) => {
-      this.#queue.push({ item, resolve, reject });
+      this.#queue.push({ item, resolve, reject, since: performance.now() });
       this.pump();
+      this.armDeadline();
     });
+  }
+
+  /**
+   * One timer for the whole queue, set for its oldest call: the queue stays in submission order (take keeps the
+   * order of what it leaves), so the calls past their deadline are always at its head.
+   */
+  private armDeadline(): void {
+    const deadline = this.limits.queueDeadline;
+    if (!deadline || this.#deadlineTimer || this.#queue.length === 0) return;
+    const wait = this.#queue[0]!.since + deadline.ms - performance.now();
+    this.#deadlineTimer = setTimeout(() => {
+      this.#deadlineTimer = undefined;
+      const now = performance.now();
+      while (this.#queue.length > 0 && now - this.#queue[0]!.since >= deadline.ms) this.#queue.shift()!.reject(deadline.error());
+      this.armDeadline();
+    }, Math.max(0, Math.ceil(wait)));
+    this.#deadlineTimer.unref();
   }
 
   private pump(): void {

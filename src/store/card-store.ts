@@ -4,7 +4,7 @@ import type { CardRecord, CardStatus, CardStore, IdempotencyKeyDigests, Idempote
 import type { TokenFormat } from '../domain/token';
 import { Batcher, ItemFailure, type BatcherLimits } from '../domain/batcher';
 import { isVaultError } from '../errors';
-import { isDeadlockVictim, type Db, type Queryable } from './db';
+import { isDeadlockVictim, POOL_QUEUE_DEADLINE, type Db, type Queryable } from './db';
 
 interface CardRow {
   tenant_id: string;
@@ -91,7 +91,7 @@ function insertValues(card: NewCard): unknown[] {
 const MAX_TRANSACTION_ATTEMPTS = 3;
 
 /** Coalescing on the pool: a busy process makes one statement for many concurrent lookups or inserts. */
-export const CARD_BATCH_LIMITS: BatcherLimits = { maxBatch: 64, maxInFlight: 4 };
+export const CARD_BATCH_LIMITS: BatcherLimits = { maxBatch: 64, maxInFlight: 4, queueDeadline: POOL_QUEUE_DEADLINE };
 
 export class PgCardStore implements CardStore {
   readonly #lookups?: Batcher<{ tenantId: string; token: string }, CardRecord | undefined>;

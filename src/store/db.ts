@@ -94,6 +94,18 @@ function deadlineFor(statementTimeoutMs: number): number {
   return statementTimeoutMs === 0 ? 0 : statementTimeoutMs + CLIENT_DEADLINE_MARGIN_MS;
 }
 
+/**
+ * How long a request may wait for a pool connection (the pool's connectionTimeoutMillis unless configured), and for
+ * a place in a batch that will take one: past it, 503 rather than a queue that grows while PostgreSQL does not answer.
+ */
+export const POOL_WAIT_MS = 2000;
+
+/** The queue deadline of a batcher whose batches each take a pool connection. */
+export const POOL_QUEUE_DEADLINE = {
+  ms: POOL_WAIT_MS,
+  error: () => new VaultError('database_unavailable', undefined, { cause: new Error(`no pool connection for a batch in ${POOL_WAIT_MS} ms`) }),
+};
+
 export interface PostgresOptions {
   url: string;
   poolSize: number;
@@ -112,7 +124,7 @@ export function openPostgres(options: PostgresOptions): Db {
   const poolConfig: PoolConfig = {
     connectionString: options.url,
     max: options.poolSize,
-    connectionTimeoutMillis: options.connectTimeoutMs ?? 2000,
+    connectionTimeoutMillis: options.connectTimeoutMs ?? POOL_WAIT_MS,
     idleTimeoutMillis: 30_000,
     application_name: options.applicationName ?? 'cardvault',
     // Probes a connection that has gone quiet; a statement in flight is bounded by the deadline in checkOut.

@@ -1,6 +1,7 @@
 // A network that silently drops PostgreSQL's traffic (a failover, a partition: no RST): the server's
 // statement_timeout never fires, so the pool's own deadline must, and must discard the connection it gave up on.
-import { CLIENT_DEADLINE_MARGIN_MS, openPostgres, type Db } from '../../src/store/db';
+import { CLIENT_DEADLINE_MARGIN_MS, openPostgres, POOL_WAIT_MS, type Db } from '../../src/store/db';
+import { PgCardStore } from '../../src/store/card-store';
 import { TEST_DATABASE_NAME } from '../support/env';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy';
 
@@ -110,5 +111,27 @@ it("gives a transaction with its own statement limit a deadline past that one, n
 it('refuses a statement limit that is not a whole number of ms', async () => {
   for (const statementTimeoutMs of [-1, 1.5, Number.NaN]) {
     await expect(db.transaction((tx) => tx.query('SELECT 1'), { statementTimeoutMs })).rejects.toBeInstanceOf(RangeError);
+  }
+});
+
+it('fails card lookups queued behind black-holed batches within a bound, not one deadline per batch ahead of them', async () => {
+  const pool = openPostgres({ url: `postgres://postgres@127.0.0.1:${proxy.port}/${TEST_DATABASE_NAME}`, poolSize: 4, statementTimeoutMs: STATEMENT_TIMEOUT_MS });
+  try {
+    const cards = new PgCardStore(pool, pool);
+    await pool.query('SELECT 1');
+    proxy.blackHole();
+    const started = Date.now();
+    // Four batches of 64 out, the rest queued. Without a queue deadline the last of 1,500 waited about six deadlines
+    // (13 s); with it, a lookup waits at most the queue deadline, then one connection wait and one statement deadline.
+    const lookups = Array.from({ length: 1500 }, (_, i) => cards.findCard('00000000-0000-4000-8000-000000000000', `tok_${String(i).padStart(16, 'a')}`));
+    const bound = POOL_WAIT_MS + Math.max(POOL_WAIT_MS, DEADLINE_MS) + 1000;
+    const outcomes = await outcomeWithin(Promise.allSettled(lookups), bound);
+    expect(outcomes).not.toBe('no answer');
+    const settled = (outcomes as { value: PromiseSettledResult<unknown>[] }).value;
+    expect(settled.every((o) => o.status === 'rejected' && (o.reason as { code?: string }).code === 'database_unavailable')).toBe(true);
+    expect(Date.now() - started).toBeLessThan(bound);
+  } finally {
+    proxy.stop();
+    await pool.close();
   }
 });

@@ -104,6 +104,45 @@ describe('Batcher', () => {
   });
 });
 
+describe('Batcher queue deadline', () => {
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+  const expired = new Error('queued too long');
+
+  it('rejects calls that waited past the deadline behind batches with no answer, and only those', async () => {
+    const g = gated<number>();
+    const batcher = new Batcher(g.run, { maxBatch: 2, maxInFlight: 1, queueDeadline: { ms: 40, error: () => expired } });
+    const out = batcher.submit(1);
+    const early = [batcher.submit(2), batcher.submit(3)].map((p) => p.catch((err: unknown) => err));
+    await sleep(25);
+    const late = batcher.submit(4).catch((err: unknown) => err);
+    await sleep(30);
+    // The first two queued waited 55 ms: rejected, though the batch out has still not been answered.
+    expect(await Promise.all(early)).toEqual([expired, expired]);
+    expect(g.batches).toHaveLength(1);
+    g.batches[0]!.release();
+    expect(await out).toBe('r:1');
+    await settle();
+    // The later call, 30 ms in, still joins the next batch.
+    expect(g.batches.map((b) => b.items)).toEqual([[1], [4]]);
+    g.batches[1]!.release();
+    expect(await late).toBe('r:4');
+  });
+
+  it('keeps waiting without a deadline', async () => {
+    const g = gated<number>();
+    const batcher = new Batcher(g.run, { maxBatch: 2, maxInFlight: 1 });
+    void batcher.submit(1);
+    let settled = false;
+    const queued = batcher.submit(2).finally(() => (settled = true));
+    await sleep(60);
+    expect(settled).toBe(false);
+    g.batches[0]!.release();
+    await settle();
+    g.batches[1]!.release();
+    expect(await queued).toBe('r:2');
+  });
+});
+
 describe('Batcher item failures', () => {
   it('rejects only the caller whose item failed', async () => {
     const batcher = new Batcher<number, number>(
