@@ -43,14 +43,18 @@ export interface WrappedRow {
   wrapped: WrappedKey;
 }
 
-/** Each table holding KMS-wrapped keys: its key column, its wrapped columns, and the context its rows use. */
+/**
+ * Each table holding KMS-wrapped keys: its key column and that column's type, its wrapped columns, and the context
+ * its rows use. A row is replaced by its key column compared as its own type, so through the primary key: cast to
+ * text it would be a scan of the table per key, and data_keys only grows.
+ */
 const WRAPPED_TABLES = {
-  data_keys: { id: 'id::text', kmsKeyId: 'kms_key_id', wrapped: 'wrapped', context: "tenant_id::text AS tenant, 'card-data' AS purpose" },
-  fingerprint_keys: { id: 'id::text', kmsKeyId: 'kms_key_id', wrapped: 'key_wrapped', context: "tenant_id::text AS tenant, 'fingerprint' AS purpose" },
+  data_keys: { id: 'id', idType: 'uuid', kmsKeyId: 'kms_key_id', wrapped: 'wrapped', context: "tenant_id::text AS tenant, 'card-data' AS purpose" },
+  fingerprint_keys: { id: 'id', idType: 'uuid', kmsKeyId: 'kms_key_id', wrapped: 'key_wrapped', context: "tenant_id::text AS tenant, 'fingerprint' AS purpose" },
   // Legacy copies of generation-1 fingerprint keys (migrations/0012); null (and so skipped) once destroyed.
-  tenants: { id: 'id::text', kmsKeyId: 'fingerprint_kms_key_id', wrapped: 'fingerprint_key_wrapped', context: "id::text AS tenant, 'fingerprint' AS purpose" },
-  signing_keys: { id: 'kid', kmsKeyId: 'kms_key_id', wrapped: 'wrapped_key', context: "'system' AS tenant, 'signing' AS purpose" },
-  encryption_keys: { id: 'kid', kmsKeyId: 'kms_key_id', wrapped: 'wrapped_key', context: "'system' AS tenant, 'client-encryption' AS purpose" },
+  tenants: { id: 'id', idType: 'uuid', kmsKeyId: 'fingerprint_kms_key_id', wrapped: 'fingerprint_key_wrapped', context: "id::text AS tenant, 'fingerprint' AS purpose" },
+  signing_keys: { id: 'kid', idType: 'text', kmsKeyId: 'kms_key_id', wrapped: 'wrapped_key', context: "'system' AS tenant, 'signing' AS purpose" },
+  encryption_keys: { id: 'kid', idType: 'text', kmsKeyId: 'kms_key_id', wrapped: 'wrapped_key', context: "'system' AS tenant, 'client-encryption' AS purpose" },
 } as const;
 export type WrappedTable = keyof typeof WRAPPED_TABLES;
 export const WRAPPED_TABLE_NAMES = Object.keys(WRAPPED_TABLES) as WrappedTable[];
@@ -121,7 +125,7 @@ export class PgKeyRotationStore {
   async notWrappedUnder(table: WrappedTable, kmsKeyId: string, limit: number): Promise<WrappedRow[]> {
     const t = WRAPPED_TABLES[table];
     const rows = await this.db.query<{ id: string; kms_key_id: string; wrapped: Buffer; tenant: string; purpose: KeyContext['purpose'] }>(
-      `SELECT ${t.id} AS id, ${t.kmsKeyId} AS kms_key_id, ${t.wrapped} AS wrapped, ${t.context}
+      `SELECT ${t.id}::text AS id, ${t.kmsKeyId} AS kms_key_id, ${t.wrapped} AS wrapped, ${t.context}
        FROM ${table} WHERE ${t.kmsKeyId} <> $1 ORDER BY 1 LIMIT $2`,
       [kmsKeyId, limit],
     );
@@ -132,7 +136,7 @@ export class PgKeyRotationStore {
   async replaceWrapped(row: WrappedRow, rewrapped: WrappedKey): Promise<boolean> {
     const t = WRAPPED_TABLES[row.table];
     const updated = await this.db.query(
-      `UPDATE ${row.table} SET ${t.kmsKeyId} = $2, ${t.wrapped} = $3 WHERE ${t.id} = $1 AND ${t.kmsKeyId} = $4 AND ${t.wrapped} = $5 RETURNING 1`,
+      `UPDATE ${row.table} SET ${t.kmsKeyId} = $2, ${t.wrapped} = $3 WHERE ${t.id} = $1::${t.idType} AND ${t.kmsKeyId} = $4 AND ${t.wrapped} = $5 RETURNING 1`,
       [row.id, rewrapped.kmsKeyId, rewrapped.ciphertext, row.wrapped.kmsKeyId, row.wrapped.ciphertext],
     );
     return updated.length === 1;

@@ -10,6 +10,8 @@ import { addLocalKmsKey, openLocalKms } from '../../src/crypto/local-kms';
 import { createCardCrypto } from '../../src/crypto/card-crypto';
 import { KeyRotator, RewrapIncompleteError, type RotationProgress } from '../../src/crypto/key-rotation';
 import type { Kms } from '../../src/domain/ports';
+import type { Db } from '../../src/store/db';
+import { PgKeyRotationStore } from '../../src/store/key-rotation-store';
 import { freshDatabase, type FreshDatabase } from '../support/fresh-database';
 import { buildHarness, type Harness } from '../support/harness';
 import { bearer, cardBody } from '../support/http';
@@ -319,6 +321,46 @@ describe('with the local key file', () => {
       expect(await rotationActions(own.db, second.generation)).toEqual(['key.rotation.start', 'key.rotation.rewrap', 'key.rotation.complete']);
     } finally {
       await lagging.close();
+      await rotating.close();
+      await own.drop();
+    }
+  });
+
+  it('replaces each wrapped key through its primary key, never by a scan of its table (data_keys grows without end)', async () => {
+    const own = await freshDatabase('cardvault_rotation_plans');
+    const rotating = await buildHarness({ db: own.db, kms: await openLocalKms({ keyFile }) });
+    try {
+      await rotating.parts.keyRotation.sync();
+      const { keys } = await rotating.tenant(['merchant']);
+      await vaultCards(rotating, keys.merchant!, 2);
+      // The statements that replace a wrapped key, with their parameters, as the rotation sends them.
+      const replaces: Array<{ sql: string; params: readonly unknown[] }> = [];
+      const watched = {
+        query: (sql: string, params?: readonly unknown[]) => {
+          if (/^\s*UPDATE (data_keys|fingerprint_keys|tenants|signing_keys|encryption_keys) /.test(sql)) replaces.push({ sql, params: params ?? [] });
+          return own.db.query(sql, params);
+        },
+      } as unknown as Db;
+      const rotator = new KeyRotator({
+        kms: rotating.parts.kms, store: new PgKeyRotationStore(watched), crypto: createCardCrypto(rotating.parts.keyring),
+        audit: rotating.parts.audit, batchSize: 5, settleMs: 0,
+      });
+      const newKey = await addLocalKmsKey(keyFile);
+      await rotator.rotate(newKey, { reencryptCards: false }, () => rotating.parts.keyRotation.sync());
+
+      const tables = new Set(replaces.map((r) => /^\s*UPDATE (\w+)/.exec(r.sql)![1]));
+      expect([...tables].sort()).toEqual(expect.arrayContaining(['data_keys', 'encryption_keys', 'fingerprint_keys', 'signing_keys']));
+      // With sequential scans priced out, a plan that still has one found no index to use: one scan per key.
+      const scanned: string[] = [];
+      for (const { sql, params } of replaces) {
+        const plan = await own.db.transaction(async (tx) => {
+          await tx.query('SET LOCAL enable_seqscan = off');
+          return tx.query(`EXPLAIN ${sql}`, params);
+        });
+        if (/Seq Scan/.test(JSON.stringify(plan))) scanned.push(/^\s*UPDATE (\w+)/.exec(sql)![1]!);
+      }
+      expect(scanned).toEqual([]);
+    } finally {
       await rotating.close();
       await own.drop();
     }
