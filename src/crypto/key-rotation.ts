@@ -70,6 +70,12 @@ export class KeyRotator {
       // The key is not named: an AWS key ARN holds a 12-digit account id, which the CLI hides as a possible card number.
       throw new Error(`a rotation to another KMS key (generation ${rotation.generation}) is still in progress: run keys rotate again without another key to finish it`);
     }
+    if (!created && options.reencryptCards && !rotation.reencryptCards) {
+      // Resumed with --reencrypt-cards by an operator who wants every card re-sealed: not quietly dropped because
+      // the run that began the rotation did not ask.
+      await this.deps.store.requireReencryption(rotation.generation);
+      rotation.reencryptCards = true;
+    }
     await activate();
     if (created) {
       await this.deps.audit.record({ ...CLI, action: 'key.rotation.start', outcome: 'success', details: { generation: rotation.generation, kms_key_id: canonical, reencrypt_cards: options.reencryptCards } });

@@ -106,6 +106,11 @@ export class PgKeyRotationStore {
     );
   }
 
+  /** An open rotation re-seals cards too (resumed with --reencrypt-cards, begun without). */
+  async requireReencryption(generation: number): Promise<void> {
+    await this.db.query(`UPDATE key_rotations SET reencrypt_cards = true WHERE generation = $1 AND state <> 'completed'`, [generation]);
+  }
+
   async addProgress(generation: number, progress: { rewrapped?: number; reencrypted?: number }): Promise<void> {
     await this.db.query('UPDATE key_rotations SET rewrapped = rewrapped + $2, reencrypted = reencrypted + $3 WHERE generation = $1', [
       generation, progress.rewrapped ?? 0, progress.reencrypted ?? 0,

@@ -326,6 +326,29 @@ describe('with the local key file', () => {
     }
   });
 
+  it('re-seals the cards when an interrupted rotation begun without --reencrypt-cards is resumed with it', async () => {
+    const own = await freshDatabase('cardvault_rotation_resume_reseal');
+    const rotating = await buildHarness({ db: own.db, kms: await openLocalKms({ keyFile }) });
+    try {
+      await rotating.parts.keyRotation.sync();
+      const { keys } = await rotating.tenant(['merchant', 'payments']);
+      const cards = await vaultCards(rotating, keys.merchant!, 3);
+      const newKey = await addLocalKmsKey(keyFile);
+      // A run without --reencrypt-cards that stopped (a crash, exit 75) once its rotation row was written.
+      const store = rotating.parts.keyRotation.store;
+      const { rotation: begun } = await store.start(newKey, false);
+
+      const done = await rotating.parts.keyRotation.rotator(20, undefined, 0).rotate(newKey, { reencryptCards: true }, () => rotating.parts.keyRotation.sync());
+      expect(done).toMatchObject({ generation: begun.generation, kmsKeyId: newKey, state: 'completed', reencrypted: 3 });
+      expect(await store.countSealedBefore(begun.startedAt)).toBe(0);
+      expect(await rotationActions(own.db, begun.generation)).toEqual(['key.rotation.rewrap', 'key.rotation.reencrypt', 'key.rotation.complete']);
+      await expectAllDetokenize(rotating, keys.payments!, cards);
+    } finally {
+      await rotating.close();
+      await own.drop();
+    }
+  });
+
   it('replaces each wrapped key through its primary key, never by a scan of its table (data_keys grows without end)', async () => {
     const own = await freshDatabase('cardvault_rotation_plans');
     const rotating = await buildHarness({ db: own.db, kms: await openLocalKms({ keyFile }) });
