@@ -105,6 +105,11 @@ export function createAwsKms(options: AwsKmsOptions): Kms {
     async resolveKeyId(keyId: string): Promise<string> {
       const out = await client.send(new DescribeKeyCommand({ KeyId: keyId })).catch(translate('the KMS key could not be described'));
       if (!out.KeyMetadata?.Arn || out.KeyMetadata.KeyState !== 'Enabled') throw new VaultError('kms_unavailable', 'the KMS key is not enabled');
+      // Only a symmetric encryption key can generate and re-encrypt data keys. Checked here, before a rotation names
+      // the key: once one does, every instance generates its keys under it, and the rotation cannot be redirected.
+      if (out.KeyMetadata.KeySpec !== 'SYMMETRIC_DEFAULT' || out.KeyMetadata.KeyUsage !== 'ENCRYPT_DECRYPT') {
+        throw new VaultError('internal_error', 'the KMS key is not a symmetric encryption key');
+      }
       return out.KeyMetadata.Arn;
     },
   };

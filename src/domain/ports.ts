@@ -30,7 +30,7 @@ export interface Kms {
   decryptDataKey(wrapped: WrappedKey, context: KeyContext): Promise<Buffer>;
   /** Re-wraps under another KMS key without the plaintext entering the vault (aws: ReEncrypt). */
   reEncrypt(wrapped: WrappedKey, context: KeyContext, destinationKeyId: string): Promise<WrappedKey>;
-  /** The canonical id (aws: the ARN) of a key named by id, ARN or alias; fails if the KMS has no such key. */
+  /** The canonical id (aws: the ARN) of a key named by id, ARN or alias; fails if the KMS has no such key, or none that can wrap data keys. */
   resolveKeyId(keyId: string): Promise<string>;
 }
 

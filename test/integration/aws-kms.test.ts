@@ -1,4 +1,5 @@
 // The AWS KMS adapter through the real SDK against moto, behind a proxy that fakes throttling and outages.
+import { CreateKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 import { createAwsKms } from '../../src/crypto/aws-kms';
 import type { KeyContext, Kms } from '../../src/domain/ports';
 import { isVaultError } from '../../src/errors';
@@ -107,6 +108,26 @@ describe('createAwsKms against moto', () => {
     const err = await rejection(kms.reEncrypt(wrapped, { ...acme, tenantId: 'tenant-globex' }, keyB.arn));
 
     expect(isVaultError(err, 'internal_error')).toBe(true);
+  });
+
+  it('resolves a symmetric encryption key to its ARN, and refuses a key that cannot wrap data keys before any rotation uses it', async () => {
+    expect(await kms.resolveKeyId(keyB.keyId)).toBe(keyB.arn);
+    // Enabled, but RSA or HMAC: GenerateDataKey and ReEncrypt would fail under it on every instance once a rotation named it.
+    const client = new KMSClient({ endpoint: moto!.endpoint, region: TEST_REGION, credentials: TEST_CREDENTIALS });
+    try {
+      for (const spec of [
+        { KeySpec: 'RSA_2048', KeyUsage: 'ENCRYPT_DECRYPT' },
+        { KeySpec: 'RSA_2048', KeyUsage: 'SIGN_VERIFY' },
+        { KeySpec: 'HMAC_256', KeyUsage: 'GENERATE_VERIFY_MAC' },
+      ] as const) {
+        const created = await client.send(new CreateKeyCommand({ ...spec, Description: 'cardvault test: not for data keys' }));
+        const err = await rejection(kms.resolveKeyId(created.KeyMetadata!.KeyId!));
+        expect(isVaultError(err, 'internal_error')).toBe(true);
+        expect((err as Error).message).toMatch(/not a symmetric encryption key/);
+      }
+    } finally {
+      client.destroy();
+    }
   });
 });
 
