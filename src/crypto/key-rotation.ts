@@ -119,9 +119,12 @@ export class KeyRotator {
   private async rewrapPass(rotation: KeyRotation, done: number, total: number): Promise<number> {
     const { store, kms, batchSize } = this.deps;
     for (const table of WRAPPED_TABLE_NAMES) {
+      // A key left behind (replaced meanwhile) is counted after the pass, and the pass repeated if it needs to be.
+      let after: string | undefined;
       for (;;) {
-        const rows = await store.notWrappedUnder(table, rotation.kmsKeyId, batchSize);
+        const rows = await store.notWrappedUnder(table, rotation.kmsKeyId, batchSize, after);
         if (rows.length === 0) break;
+        after = rows[rows.length - 1]!.id;
         let replaced = 0;
         for (const row of rows) {
           const rewrapped = await kms.reEncrypt(row.wrapped, row.context, rotation.kmsKeyId);

@@ -127,12 +127,16 @@ export class PgKeyRotationStore {
     return total;
   }
 
-  async notWrappedUnder(table: WrappedTable, kmsKeyId: string, limit: number): Promise<WrappedRow[]> {
+  /**
+   * The next `limit` keys not yet under `kmsKeyId`, in key order after `afterId` (the last of the previous batch): read
+   * along the primary key, so a batch does not scan again every key the batches before it re-wrapped.
+   */
+  async notWrappedUnder(table: WrappedTable, kmsKeyId: string, limit: number, afterId?: string): Promise<WrappedRow[]> {
     const t = WRAPPED_TABLES[table];
     const rows = await this.db.query<{ id: string; kms_key_id: string; wrapped: Buffer; tenant: string; purpose: KeyContext['purpose'] }>(
       `SELECT ${t.id}::text AS id, ${t.kmsKeyId} AS kms_key_id, ${t.wrapped} AS wrapped, ${t.context}
-       FROM ${table} WHERE ${t.kmsKeyId} <> $1 ORDER BY 1 LIMIT $2`,
-      [kmsKeyId, limit],
+       FROM ${table} WHERE ${t.kmsKeyId} <> $1 AND ($3::${t.idType} IS NULL OR ${t.id} > $3::${t.idType}) ORDER BY ${table}.${t.id} LIMIT $2`,
+      [kmsKeyId, limit, afterId ?? null],
     );
     return rows.map((r) => ({ table, id: r.id, context: { tenantId: r.tenant, purpose: r.purpose }, wrapped: { kmsKeyId: r.kms_key_id, ciphertext: r.wrapped } }));
   }
