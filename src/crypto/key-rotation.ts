@@ -143,9 +143,16 @@ export class KeyRotator {
     const { store, crypto, batchSize } = this.deps;
     const total = rotation.reencrypted + (await store.countSealedBefore(rotation.startedAt));
     let done = rotation.reencrypted;
+    let after: string | undefined;
     for (;;) {
-      const cards = await store.sealedBefore(rotation.startedAt, batchSize);
-      if (cards.length === 0) break;
+      const cards = await store.sealedBefore(rotation.startedAt, batchSize, after);
+      if (cards.length === 0) {
+        // A card changed under this pass (and still sealed under an old key) is read again by another.
+        if (after === undefined || (await store.countSealedBefore(rotation.startedAt)) === 0) break;
+        after = undefined;
+        continue;
+      }
+      after = cards[cards.length - 1]!.id;
       let replaced = 0;
       for (const card of cards) {
         const secret = await crypto.open(card.tenantId, card.token, card.sealed);

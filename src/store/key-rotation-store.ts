@@ -62,6 +62,8 @@ export const WRAPPED_TABLE_NAMES = Object.keys(WRAPPED_TABLES) as WrappedTable[]
 const ROTATION_COLUMNS = 'generation, kms_key_id, state, reencrypt_cards, rewrapped, reencrypted, started_at, finished_at';
 
 export interface SealedCardRow {
+  /** cards.id: where the next batch starts. */
+  id: string;
   tenantId: string;
   token: string;
   sealed: SealedCard;
@@ -160,13 +162,19 @@ export class PgKeyRotationStore {
     return rows[0]!.n;
   }
 
-  async sealedBefore(since: Date, limit: number): Promise<SealedCardRow[]> {
-    const rows = await this.db.query<{ tenant_id: string; token: string; data_key_id: string; iv: Buffer; tag: Buffer; ciphertext: Buffer }>(
-      `SELECT c.tenant_id, c.token, c.data_key_id, c.iv, c.tag, c.ciphertext FROM cards c JOIN data_keys d ON d.id = c.data_key_id
-       WHERE d.created_at < $1 LIMIT $2`,
-      [since, limit],
+  /**
+   * The next `limit` of those cards, in id order after `afterId` (the last of the previous batch): read along the
+   * primary key, so a batch does not scan again every card the batches before it re-sealed.
+   */
+  async sealedBefore(since: Date, limit: number, afterId?: string): Promise<SealedCardRow[]> {
+    const rows = await this.db.query<{ id: string; tenant_id: string; token: string; data_key_id: string; iv: Buffer; tag: Buffer; ciphertext: Buffer }>(
+      `SELECT c.id::text AS id, c.tenant_id, c.token, c.data_key_id, c.iv, c.tag, c.ciphertext FROM cards c JOIN data_keys d ON d.id = c.data_key_id
+       WHERE d.created_at < $1 AND ($3::bigint IS NULL OR c.id > $3::bigint) ORDER BY c.id LIMIT $2`,
+      [since, limit, afterId ?? null],
     );
-    return rows.map((r) => ({ tenantId: r.tenant_id, token: r.token, sealed: { dataKeyId: r.data_key_id, iv: r.iv, tag: r.tag, ciphertext: r.ciphertext } }));
+    return rows.map((r) => ({
+      id: r.id, tenantId: r.tenant_id, token: r.token, sealed: { dataKeyId: r.data_key_id, iv: r.iv, tag: r.tag, ciphertext: r.ciphertext },
+    }));
   }
 
   /** Swaps in the re-sealed card unless it changed meanwhile (an update, a delete): then it is simply read again. */

@@ -349,7 +349,7 @@ describe('with the local key file', () => {
     }
   });
 
-  it('reads and replaces each wrapped key through its primary key, never by a scan of its table per batch or per key (data_keys grows without end)', async () => {
+  it('reads and replaces each wrapped key and re-sealed card through an index, never by a scan of its table per batch or per row (data_keys grows without end)', async () => {
     const own = await freshDatabase('cardvault_rotation_plans');
     const rotating = await buildHarness({ db: own.db, kms: await openLocalKms({ keyFile }) });
     try {
@@ -359,7 +359,7 @@ describe('with the local key file', () => {
       // The statements of each batch that read or replace wrapped keys, with their parameters, as the rotation sends
       // them (the count it takes once per pass is not one).
       const statements: Array<{ table: string; sql: string; params: readonly unknown[] }> = [];
-      const keyTable = /^\s*(?:UPDATE|SELECT (?!count)[^;]*? FROM) (data_keys|fingerprint_keys|tenants|signing_keys|encryption_keys) /;
+      const keyTable = /^\s*(?:UPDATE|SELECT (?!count)[^;]*? FROM) (data_keys|fingerprint_keys|tenants|signing_keys|encryption_keys|cards) /;
       const watched = {
         query: (sql: string, params?: readonly unknown[]) => {
           const table = keyTable.exec(sql)?.[1];
@@ -372,10 +372,10 @@ describe('with the local key file', () => {
         audit: rotating.parts.audit, batchSize: 5, settleMs: 0,
       });
       const newKey = await addLocalKmsKey(keyFile);
-      await rotator.rotate(newKey, { reencryptCards: false }, () => rotating.parts.keyRotation.sync());
+      await rotator.rotate(newKey, { reencryptCards: true }, () => rotating.parts.keyRotation.sync());
 
       const kinds = new Set(statements.map((s) => `${s.sql.trim().split(' ')[0]} ${s.table}`));
-      for (const table of ['data_keys', 'encryption_keys', 'fingerprint_keys', 'signing_keys']) {
+      for (const table of ['cards', 'data_keys', 'encryption_keys', 'fingerprint_keys', 'signing_keys']) {
         expect(kinds).toContain(`SELECT ${table}`);
         expect(kinds).toContain(`UPDATE ${table}`);
       }
