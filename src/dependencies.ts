@@ -194,8 +194,12 @@ export function assembleVault(options: {
     store: keyRotationStore,
     /** How often every instance polls for a rotation (watchKeyRotations). */
     pollMs: KEY_ROTATION_POLL_MS,
-    /** Picks up a rotation made by `cardvault keys rotate` anywhere: the new KMS key, and fresh sealing keys. */
+    /**
+     * Picks up a rotation made by `cardvault keys rotate` anywhere: the new KMS key, and fresh sealing keys. Run every
+     * poll, it also drops data keys past DATA_KEY_MAX_AGE_SECONDS that nothing asked for again.
+     */
     async sync(): Promise<void> {
+      keyring.dropExpired();
       const latest = await keyRotationStore.latest();
       kms.setActiveKey(latest?.kmsKeyId);
       keyring.useGeneration(latest?.generation ?? 0);

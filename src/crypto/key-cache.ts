@@ -25,7 +25,7 @@ export class KeyCache {
   /** Returns the key and counts one use, or undefined when absent or past a limit (then it is dropped). */
   use(id: string): Buffer | undefined {
     const entry = this.#entries.get(id);
-    if (!entry || this.now() - entry.createdAt >= this.limits.maxAgeMs || entry.uses >= this.limits.maxUses) {
+    if (!entry || this.#spent(entry)) {
       if (entry) this.#entries.delete(id);
       this.#misses += 1;
       return undefined;
@@ -45,6 +45,15 @@ export class KeyCache {
       const oldest = this.#entries.keys().next().value as string;
       this.#entries.delete(oldest);
     }
+  }
+
+  /** Drops every entry past its age or uses, whether or not anything asks for it again (an idle tenant's key). */
+  dropExpired(): void {
+    for (const [id, entry] of this.#entries) if (this.#spent(entry)) this.#entries.delete(id);
+  }
+
+  #spent(entry: Entry): boolean {
+    return this.now() - entry.createdAt >= this.limits.maxAgeMs || entry.uses >= this.limits.maxUses;
   }
 
   delete(id: string): void {

@@ -154,8 +154,18 @@ export class Keyring {
     this.#currentIds.clear();
   }
 
-  stats(): { hits: number; misses: number; size: number } {
-    return this.#cache.stats();
+  /**
+   * Forgets every key past its age or uses. A key is checked when asked for; one nobody asks for again (an idle
+   * tenant's) would otherwise stay in memory until the process ends. keyRotation.sync runs this every poll.
+   */
+  dropExpired(): void {
+    this.#cache.dropExpired();
+    this.#current.dropExpired();
+  }
+
+  /** `size`: opening and fingerprint keys held; `sealing`: tenants' current sealing keys (each also an opening key). */
+  stats(): { hits: number; misses: number; size: number; sealing: number } {
+    return { ...this.#cache.stats(), sealing: this.#current.size };
   }
 
   private singleFlight<T>(id: string, work: () => Promise<T>): Promise<T> {

@@ -89,6 +89,24 @@ describe('KeyCache', () => {
     expect(cache.use('b')).toBeDefined();
   });
 
+  it('drops every key past its age or uses when swept, though nothing asks for it again', () => {
+    const clock = manualClock();
+    const cache = new KeyCache({ ...limits, maxUses: 2 }, clock.now);
+    cache.put('idle', randomBytes(32));
+    cache.put('worn', randomBytes(32));
+    cache.use('worn');
+    cache.use('worn');
+    clock.advance(500);
+    const young = randomBytes(32);
+    cache.put('young', young);
+    cache.dropExpired();
+    expect(cache.size).toBe(2);
+    clock.advance(500);
+    cache.dropExpired();
+    expect(cache.size).toBe(1);
+    expect(cache.use('young')).toBe(young);
+  });
+
   it('forgets a deleted entry', () => {
     const cache = new KeyCache(limits);
     cache.put('k', randomBytes(32));
@@ -216,6 +234,25 @@ describe('Keyring', () => {
     expect(rotated.id).not.toBe(first.id);
     expect(rotated.key.equals(first.key)).toBe(false);
     expect(kms.calls.generate).toBe(2);
+  });
+
+  it("keeps no plaintext key of an idle tenant in memory past maxAge: sealing, opening and fingerprint keys are swept", async () => {
+    const clock = manualClock();
+    const keyring = new Keyring(kms, store, limits, clock.now);
+    const tenant = await newTenant();
+    const sealing = await keyring.sealingKey(tenant.id);
+    await keyring.openingKey(tenant.id, sealing.id);
+    await keyring.fingerprintKey(tenant.id, 1);
+    expect(keyring.stats()).toMatchObject({ size: 2, sealing: 1 });
+
+    clock.advance(limits.maxAgeMs - 1);
+    keyring.dropExpired();
+    expect(keyring.stats()).toMatchObject({ size: 2, sealing: 1 });
+    // The tenant goes quiet: nothing asks for its keys again, and still none stays.
+    clock.advance(1);
+    keyring.dropExpired();
+    expect(keyring.stats()).toMatchObject({ size: 0, sealing: 0 });
+    expect((await keyring.openingKey(tenant.id, sealing.id)).equals(sealing.key)).toBe(true);
   });
 
   it('still opens with a rotated-out data key, through the KMS once its cache entry has aged out', async () => {
