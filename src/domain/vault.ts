@@ -58,11 +58,13 @@ export class Vault {
       const tenantId = principal.tenant.id;
       // A replay changes nothing: a CVC it carries is not held again, since an authorization may have used the
       // first request's, and a retry must not make it revealable twice. A card vaulted just now cannot have a CVC
-      // held yet: ask the store only for a known card, or on a replay.
+      // held yet: ask the store only for a known card, or on a replay. A card the issuer closed is never revealed
+      // (detokenize answers card_closed), so a CVC for it is not held at all.
+      const closed = outcome.card.status === 'closed';
       const cvcHeld =
-        card.cvc && !replayed
+        card.cvc && !replayed && !closed
           ? await this.deps.cvc.hold(tenantId, token, card.cvc)
-          : (replayed || !outcome.created) && (await this.deps.cvc.held(tenantId, token));
+          : !closed && (replayed || !outcome.created) && (await this.deps.cvc.held(tenantId, token));
       const result = { ...outcome, card: { ...outcome.card, cvcHeld } };
       return { result, token, details: { format: outcome.card.format, brand, bin, last4, created: outcome.created, replayed, cvc_held: cvcHeld } };
     });

@@ -184,11 +184,14 @@ export class UpdateApplier {
 }
 
 /**
- * The tokens these committed changes gave another number: the card with its new account, and a card merged into it
- * (it resolves to that one now). A CVC held for either was given with a number it no longer reveals.
+ * The tokens whose held CVC these committed changes made useless: the card with its new account and a card merged
+ * into it (it resolves to that one now), whose CVC was given with a number they no longer reveal, and a card the
+ * issuer closed, which detokenize never reveals again.
  */
-export function tokensWithNewNumber(updates: readonly CardUpdate[]): Array<{ tenantId: string; token: string }> {
-  return updates.filter((u) => u.event === 'card.updated' || u.event === 'card.merged').map(({ tenantId, token }) => ({ tenantId, token }));
+export function tokensWithStaleCvc(updates: readonly CardUpdate[]): Array<{ tenantId: string; token: string }> {
+  return updates
+    .filter((u) => u.event === 'card.updated' || u.event === 'card.merged' || u.event === 'card.closed')
+    .map(({ tenantId, token }) => ({ tenantId, token }));
 }
 
 function expiryOf(card: CardRecord) {

@@ -8,7 +8,7 @@ import type { AuditTrail, CardCrypto, Clock, CvcStore, Tenant, TenantStore } fro
 import type { Logger } from '../log';
 import type { Queryable } from '../store/db';
 import { batchesOf, findBatch, inquiredCards, updaterTx, type PgUpdaterStore } from '../store/updater-store';
-import { tokensWithNewNumber, type AnswerOrigin, type PreparedAnswers, type UpdateApplier } from './apply-update';
+import { tokensWithStaleCvc, type AnswerOrigin, type PreparedAnswers, type UpdateApplier } from './apply-update';
 import type { Inquiry, NetworkResponse, UpdateOutcome } from './formats/types';
 import { brandsOf, NETWORKS, type CardUpdate, type NetworkName, type RunError, type UpdaterRun } from './model';
 import type { NetworkAdapter } from './network/adapter';
@@ -270,8 +270,8 @@ export class RunProcessor {
     const { cvcs, log } = this.deps;
     if (!cvcs) return;
     await Promise.all(
-      tokensWithNewNumber(updates).map(({ tenantId, token }) =>
-        cvcs.discard(tenantId, token).catch((err: unknown) => log.warn({ err, tenant_id: tenantId }, 'a CVC held for a replaced card number could not be discarded')),
+      tokensWithStaleCvc(updates).map(({ tenantId, token }) =>
+        cvcs.discard(tenantId, token).catch((err: unknown) => log.warn({ err, tenant_id: tenantId }, 'a CVC held for a replaced or closed card could not be discarded')),
       ),
     );
   }

@@ -6,7 +6,8 @@ import { assembleUpdater, type UpdaterParts } from '../../src/updater/dependenci
 import { deriveNewPan } from '../../src/updater/network/simulator';
 import { buildHarness, type Harness } from '../support/harness';
 import { bearer, cardBody } from '../support/http';
-import { recordPan } from '../support/pans';
+import { newPan, recordPan } from '../support/pans';
+import { closingRules } from '../support/reissue-rules';
 
 // The simulator's default rules reissue Visa's published 4242 test card (outcome new_account).
 const OLD_NUMBER = recordPan('4242424242424242');
@@ -25,7 +26,7 @@ afterAll(async () => {
 });
 
 /** The account updater as main.ts wires it: its changes discard CVCs in the vault's store (or in `store`). */
-function updaterWith(store: Pick<CvcStore, 'discard'> = cvcs): UpdaterParts {
+function updaterWith(store: Pick<CvcStore, 'discard'> = cvcs, simulatorRules?: string): UpdaterParts {
   return assembleUpdater({
     db: h.db,
     keyring: h.parts.keyring,
@@ -33,7 +34,7 @@ function updaterWith(store: Pick<CvcStore, 'discard'> = cvcs): UpdaterParts {
     audit: h.parts.audit,
     log: h.log,
     cvcs: store,
-    options: { network: 'simulator', dropDir: h.updaterDropDir, pollSeconds: 1, lockTtlSeconds: 30, applyChunk: 50, responseTimeoutHours: 72, auditSweepSeconds: 60 },
+    options: { network: 'simulator', simulatorRules, dropDir: h.updaterDropDir, pollSeconds: 1, lockTtlSeconds: 30, applyChunk: 50, responseTimeoutHours: 72, auditSweepSeconds: 60 },
   });
 }
 
@@ -57,6 +58,24 @@ async function setUp(updater: UpdaterParts) {
   const cvcHeld = async (token: string) => (await request(app).get(`/v1/tokens/${token}`).set(auth)).body.cvc_held as boolean;
   return { tenant, app, auth, tokenize, enroll, refresh, detokenize, cvcHeld };
 }
+
+describe('a card the issuer closed', () => {
+  it('has its CVC discarded when a refresh closes it: detokenize never reveals it again', async () => {
+    const pan = newPan('411111');
+    const rules = closingRules(pan);
+    try {
+      const t = await setUp(updaterWith(cvcs, rules.file));
+      const token = await t.tokenize(pan, '123');
+      await t.enroll(token);
+      const refreshed = await t.refresh(token);
+      expect(refreshed.status).toBe(200);
+      expect(refreshed.body.outcome).toBe('closed');
+      expect(await cvcs.take(t.tenant.id, token)).toBeUndefined();
+    } finally {
+      rules.remove();
+    }
+  });
+});
 
 describe('a new card number from the account updater', () => {
   it('discards the CVC held for the old number when a real-time refresh applies it', async () => {
@@ -134,7 +153,7 @@ describe('a new card number from the account updater', () => {
     await h.parts.audit.flush();
     const audited = await h.db.query('SELECT 1 FROM audit_events WHERE tenant_id = $1 AND event::jsonb ->> \'action\' = \'updater.card_update\'', [t.tenant.id]);
     expect(audited).toHaveLength(1);
-    const warned = h.captured.entries().filter((e) => e.msg === 'a CVC held for a replaced card number could not be discarded');
+    const warned = h.captured.entries().filter((e) => e.msg === 'a CVC held for a replaced or closed card could not be discarded');
     expect(warned.map((e) => e.level)).toEqual(['warn']);
   });
 });

@@ -50,6 +50,17 @@ describe('the CVC, held in Redis', () => {
     expect((await request(h.app).get(`/v1/tokens/${token}`).set(bearer(keys.merchant!))).body.cvc_held).toBe(false);
   });
 
+  it('holds no CVC for a card the issuer closed, which detokenize never reveals', async () => {
+    const pan = newPan();
+    const token = (await tokenize(pan)).body.token as string;
+    await h.db.query("UPDATE cards SET status = 'closed', closed_at = now() WHERE token = $1", [token]);
+    const again = await tokenize(pan, '737');
+    expect(again.status).toBe(200);
+    expect(again.body).toMatchObject({ token, status: 'closed', cvc_held: false });
+    const tenantId = (await h.db.query<{ tenant_id: string }>('SELECT tenant_id FROM cards WHERE token = $1', [token]))[0]!.tenant_id;
+    expect(await store.take(tenantId, token)).toBeUndefined();
+  });
+
   it('reports a CVC held from before when the same card comes back without one, and none for a new card', async () => {
     const pan = newPan();
     expect((await tokenize(pan, '246')).body.cvc_held).toBe(true);
