@@ -332,10 +332,22 @@ export class PgCardStore implements CardStore {
   }
 }
 
-/** Removes idempotency records past their retention; run periodically. */
-export async function purgeExpiredIdempotencyKeys(db: Queryable): Promise<number> {
-  const rows = await db.query('DELETE FROM idempotency_keys WHERE expires_at < now() RETURNING id');
-  return rows.length;
+/**
+ * Removes idempotency records past their retention, `batchSize` at a time along the expiry index; run periodically.
+ * One statement for a backlog (after an outage, a burst of keyed traffic) could outlast the statement timeout, and
+ * then every later run would too: the table would never shrink, and stored responses outlive their 24 h (SECURITY.md).
+ */
+export async function purgeExpiredIdempotencyKeys(db: Queryable, batchSize = 5000): Promise<number> {
+  let purged = 0;
+  for (;;) {
+    const rows = await db.query(
+      `DELETE FROM idempotency_keys WHERE id IN (SELECT id FROM idempotency_keys WHERE expires_at < now() ORDER BY expires_at LIMIT $1)
+       RETURNING id`,
+      [batchSize],
+    );
+    purged += rows.length;
+    if (rows.length < batchSize) return purged;
+  }
 }
 
 /**

@@ -1,6 +1,7 @@
 // Idempotency-Key storage: only keyed digests reach PostgreSQL, records from before migration 0013 are re-keyed,
 // and the previous release's statements still work on the new schema during a rolling deploy.
 import request from 'supertest';
+import { purgeExpiredIdempotencyKeys } from '../../src/store/card-store';
 import { migrateDown, migrateUp } from '../../src/store/migrate';
 import { freshDatabase, type FreshDatabase } from '../support/fresh-database';
 import { buildHarness, type Harness } from '../support/harness';
@@ -42,6 +43,23 @@ describe('on the shared test database (searched by the canary)', () => {
       expect(row.replace(/[^0-9]/g, '')).not.toContain(keyPan.slice(0, 12));
     }
     expect(await h.idempotencyRecords(tenant.id, keyPan)).toHaveLength(1);
+  });
+
+  it('purges expired records a batch at a time until none is left, keeping the live ones', async () => {
+    const { tenant, keys } = await h.tenant(['merchant']);
+    for (const key of ['p-1', 'p-2', 'p-3', 'p-4', 'p-5', 'live']) expect((await tokenize(h, keys.merchant!, key, cardBody(newPan()))).status).toBe(201);
+    await h.db.query("UPDATE idempotency_keys SET expires_at = now() - interval '1 second' WHERE tenant_id = $1", [tenant.id]);
+    await h.db.query("UPDATE idempotency_keys SET expires_at = now() + interval '1 day' WHERE tenant_id = $1 AND id = (SELECT max(id) FROM idempotency_keys WHERE tenant_id = $1)", [tenant.id]);
+    const statements = jest.spyOn(h.db, 'query');
+    try {
+      expect(await purgeExpiredIdempotencyKeys(h.db, 2)).toBeGreaterThanOrEqual(5);
+      // Batches of 2: at least three statements for five records, each bounded however long the backlog.
+      expect(statements.mock.calls.length).toBeGreaterThanOrEqual(3);
+    } finally {
+      statements.mockRestore();
+    }
+    expect(await h.idempotencyRecords(tenant.id, 'live')).toHaveLength(1);
+    expect((await h.db.query('SELECT 1 FROM idempotency_keys WHERE tenant_id = $1', [tenant.id])).length).toBe(1);
   });
 
   it('lets a key be used again once its record has expired, by exactly one of many concurrent requests', async () => {
