@@ -20,6 +20,11 @@ export interface Config {
   kms: KmsConfig;
   policiesDir: string;
   bodyLimitBytes: number;
+  /**
+   * Seconds a stopping instance keeps serving, answering /readyz 503, before it closes its listener: the time load
+   * balancers take to stop sending it new connections once it is going (0: close at once).
+   */
+  shutdownDelaySeconds: number;
   /** Express 'trust proxy': false, or the number of proxy hops in front whose X-Forwarded-For is believed. */
   trustProxy: false | number;
   /** Per-key and failed-authentication rate limits; off only for the bench, never in production. */
@@ -138,6 +143,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Readonl
     // Defaults to the policies/ shipped beside src/ and dist/, wherever the process was started from.
     policiesDir: path.resolve(cwd, read.string('POLICIES_DIR', path.resolve(__dirname, '..', 'policies'))),
     bodyLimitBytes: read.integer('BODY_LIMIT_BYTES', 16 * 1024, 1024, 1024 * 1024),
+    shutdownDelaySeconds: read.integer('SHUTDOWN_DELAY_SECONDS', 0, 0, 60),
     trustProxy: read.hops('TRUST_PROXY'),
     rateLimits,
     apiKeyCacheSeconds: read.integer('API_KEY_CACHE_SECONDS', 5, 0, 300),

@@ -52,7 +52,8 @@ async function serve(config: Config, log: Logger, runtime: Runtime): Promise<Run
     auditService: runtime.auditService,
     clientEncryption: runtime.clientEncryption,
     log,
-    readiness: runtime.readiness,
+    // A stopping instance is not ready, whatever its dependencies say: load balancers move its traffic elsewhere.
+    readiness: async () => (draining ? { ready: false, checks: { stopping: 'down' } } : runtime.readiness()),
     bodyLimitBytes: config.bodyLimitBytes,
     trustProxy: config.trustProxy,
     rateLimits: runtime.rateLimits,
@@ -99,6 +100,12 @@ async function serve(config: Config, log: Logger, runtime: Runtime): Promise<Run
       // Stop accepting, let in-flight requests finish (each is committed or failed), then close the pools. Busy
       // keep-alive connections are told to close after their next answer, so they end before the grace does.
       draining = true;
+      if (config.shutdownDelaySeconds > 0) {
+        // Load balancers learn of the stop a few seconds late (endpoints, kube-proxy, the ingress): until then they
+        // still open connections here, which a closed listener would refuse. Keep serving them, /readyz saying 503.
+        log.info({ delay_seconds: config.shutdownDelaySeconds }, 'stopping: still serving while load balancers take this instance out');
+        await new Promise((resolve) => setTimeout(resolve, config.shutdownDelaySeconds * 1000));
+      }
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS);
         force.unref();

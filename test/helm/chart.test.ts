@@ -102,6 +102,15 @@ describe('the rendered chart', () => {
     expect(api.startupProbe).toMatchObject({ httpGet: { path: '/healthz', port: 'http' } });
   });
 
+  it('keeps a stopping API pod serving while it leaves the endpoints, within its grace period', () => {
+    const deployment = find(objects, 'Deployment', '-api');
+    const pod = podTemplate(deployment).spec;
+    const delay = Number(envOf(pod.containers[0]!).get('SHUTDOWN_DELAY_SECONDS')?.value);
+    expect(delay).toBe(5);
+    // The delay, then up to 10 s of draining and the last audit flush, all before SIGKILL.
+    expect(pod.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(delay + 15);
+  });
+
   it('runs two workers as `node dist/cli.js worker`, on the file-drop network, with the drop folder mounted', () => {
     const worker = find(objects, 'Deployment', '-worker');
     expect((worker.spec as { replicas: number }).replicas).toBe(2);

@@ -105,3 +105,36 @@ it('answers with Connection: close once stopping, also a request already in flig
     await (stopped ?? vault.stop());
   }
 }, 30_000);
+
+it('keeps serving for SHUTDOWN_DELAY_SECONDS once stopping, answering /readyz 503, then closes its listener', async () => {
+  const config = loadConfig(
+    { DATABASE_URL: fresh.url, PORT: '0', HOST: '127.0.0.1', RATE_LIMITS: 'off', DEMO_PORT: 'off', METRICS_PORT: 'off', SHUTDOWN_DELAY_SECONDS: '2' },
+    dir,
+  );
+  const vault: RunningVault = await startVault(config, createLogger({ level: 'info', destination: captureLog() }));
+  const { port } = vault.server.address() as net.AddressInfo;
+  const get = async (path: string) => {
+    const connection = await Connection.open(port);
+    try {
+      connection.socket.write(`GET ${path} HTTP/1.1\r\nHost: vault\r\n\r\n`);
+      return await connection.response();
+    } finally {
+      connection.socket.destroy();
+    }
+  };
+  expect((await get('/readyz')).status).toBe(200);
+  const stopping = Date.now();
+  const stopped = vault.stop();
+  try {
+    await sleep(500);
+    // A new connection, as a load balancer that has not yet heard of the stop opens one: served, not refused.
+    const health = await get('/healthz');
+    expect(health.status).toBe(200);
+    expect(health.headers.connection).toBe('close');
+    expect((await get('/readyz')).status).toBe(503);
+  } finally {
+    await stopped;
+  }
+  expect(Date.now() - stopping).toBeGreaterThanOrEqual(2000);
+  await expect(Connection.open(port)).rejects.toThrow(/ECONNREFUSED/);
+}, 30_000);
