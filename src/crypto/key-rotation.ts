@@ -138,17 +138,20 @@ export class KeyRotator {
     return done;
   }
 
-  /** Every card sealed under a data key older than the rotation, opened and sealed again under a new data key. */
+  /**
+   * Every card sealed under a data key generated before the rotation, opened and sealed again under a new data key:
+   * one another KMS key generated (also after the start, by an instance that had not yet polled), or an older one.
+   */
   private async reencryptCards(rotation: KeyRotation): Promise<void> {
     const { store, crypto, batchSize } = this.deps;
-    const total = rotation.reencrypted + (await store.countSealedBefore(rotation.startedAt));
+    const total = rotation.reencrypted + (await store.countSealedBefore(rotation));
     let done = rotation.reencrypted;
     let after: string | undefined;
     for (;;) {
-      const cards = await store.sealedBefore(rotation.startedAt, batchSize, after);
+      const cards = await store.sealedBefore(rotation, batchSize, after);
       if (cards.length === 0) {
         // A card changed under this pass (and still sealed under an old key) is read again by another.
-        if (after === undefined || (await store.countSealedBefore(rotation.startedAt)) === 0) break;
+        if (after === undefined || (await store.countSealedBefore(rotation)) === 0) break;
         after = undefined;
         continue;
       }

@@ -61,6 +61,13 @@ export const WRAPPED_TABLE_NAMES = Object.keys(WRAPPED_TABLES) as WrappedTable[]
 
 const ROTATION_COLUMNS = 'generation, kms_key_id, state, reencrypt_cards, rewrapped, reencrypted, started_at, finished_at';
 
+/**
+ * A card's data key `d` was generated before the rotation ($1 its KMS key, $2 its start): under another KMS key, also
+ * after the start by an instance that had not yet taken the rotation up; or, for a key from before migrations/0018
+ * (which does not know its generating key), created before the start.
+ */
+const GENERATED_BEFORE = '(d.generated_under <> $1 OR (d.generated_under IS NULL AND d.created_at < $2))';
+
 export interface SealedCardRow {
   /** cards.id: where the next batch starts. */
   id: string;
@@ -154,10 +161,10 @@ export class PgKeyRotationStore {
   }
 
   /** Cards still sealed under a data key made before `since` (the rotation's start). */
-  async countSealedBefore(since: Date): Promise<number> {
+  async countSealedBefore(rotation: Pick<KeyRotation, 'kmsKeyId' | 'startedAt'>): Promise<number> {
     const rows = await this.db.query<{ n: number }>(
-      'SELECT count(*)::int AS n FROM cards c JOIN data_keys d ON d.id = c.data_key_id WHERE d.created_at < $1',
-      [since],
+      `SELECT count(*)::int AS n FROM cards c JOIN data_keys d ON d.id = c.data_key_id WHERE ${GENERATED_BEFORE}`,
+      [rotation.kmsKeyId, rotation.startedAt],
     );
     return rows[0]!.n;
   }
@@ -166,11 +173,11 @@ export class PgKeyRotationStore {
    * The next `limit` of those cards, in id order after `afterId` (the last of the previous batch): read along the
    * primary key, so a batch does not scan again every card the batches before it re-sealed.
    */
-  async sealedBefore(since: Date, limit: number, afterId?: string): Promise<SealedCardRow[]> {
+  async sealedBefore(rotation: Pick<KeyRotation, 'kmsKeyId' | 'startedAt'>, limit: number, afterId?: string): Promise<SealedCardRow[]> {
     const rows = await this.db.query<{ id: string; tenant_id: string; token: string; data_key_id: string; iv: Buffer; tag: Buffer; ciphertext: Buffer }>(
       `SELECT c.id::text AS id, c.tenant_id, c.token, c.data_key_id, c.iv, c.tag, c.ciphertext FROM cards c JOIN data_keys d ON d.id = c.data_key_id
-       WHERE d.created_at < $1 AND ($3::bigint IS NULL OR c.id > $3::bigint) ORDER BY c.id LIMIT $2`,
-      [since, limit, afterId ?? null],
+       WHERE ${GENERATED_BEFORE} AND ($4::bigint IS NULL OR c.id > $4::bigint) ORDER BY c.id LIMIT $3`,
+      [rotation.kmsKeyId, rotation.startedAt, limit, afterId ?? null],
     );
     return rows.map((r) => ({
       id: r.id, tenantId: r.tenant_id, token: r.token, sealed: { dataKeyId: r.data_key_id, iv: r.iv, tag: r.tag, ciphertext: r.ciphertext },

@@ -129,7 +129,8 @@ export class PgTenantStore implements TenantStore, DataKeyStore, FingerprintKeyS
 
   async insertDataKey(key: { tenantId: string; purpose: KeyPurpose; wrapped: WrappedKey }): Promise<StoredDataKey> {
     const rows = await this.q.query<{ id: string; created_at: Date }>(
-      'INSERT INTO data_keys (tenant_id, purpose, kms_key_id, wrapped) VALUES ($1, $2, $3, $4) RETURNING id, created_at',
+      // generated_under: the key as first wrapped, kept through re-wraps (migrations/0018).
+      'INSERT INTO data_keys (tenant_id, purpose, kms_key_id, wrapped, generated_under) VALUES ($1, $2, $3, $4, $3) RETURNING id, created_at',
       [key.tenantId, key.purpose, key.wrapped.kmsKeyId, key.wrapped.ciphertext],
     );
     return { id: rows[0]!.id, tenantId: key.tenantId, purpose: key.purpose, wrapped: key.wrapped, createdAt: rows[0]!.created_at };

@@ -188,10 +188,11 @@ describe('with the local key file', () => {
     const wrapped = await wrappingKeys(fresh.db);
     for (const [table] of WRAPPED) expect(wrapped[table]).toEqual([newKey]);
     expect(await notUnder(fresh.db, newKey)).toBe(0);
+    // Nor under a data key another KMS key generated, which the other instance did after the start (late.lateKeys).
     const stale = await fresh.db.query<{ n: number }>(
       `SELECT count(*)::int AS n FROM cards c JOIN data_keys d ON d.id = c.data_key_id
-       WHERE d.created_at < (SELECT started_at FROM key_rotations WHERE generation = $1)`,
-      [generation],
+       WHERE d.created_at < (SELECT started_at FROM key_rotations WHERE generation = $1) OR d.generated_under <> $2`,
+      [generation, newKey],
     );
     expect(stale[0]!.n).toBe(0);
 
@@ -208,7 +209,7 @@ describe('with the local key file', () => {
     expect(await rotationActions(fresh.db, generation)).toEqual(['key.rotation.start', 'key.rotation.rewrap', 'key.rotation.reencrypt', 'key.rotation.complete']);
   });
 
-  it("re-wraps a tenant's keys when its first card is sealed, after the rotation started, by an instance that has not polled yet", async () => {
+  it.each([false, true])("re-wraps a tenant's keys when its first card is sealed, after the rotation started, by an instance that has not polled yet (re-sealing cards: %s)", async (reencryptCards) => {
     const own = await freshDatabase('cardvault_rotation_late');
     const rotating = await buildHarness({ db: own.db, kms: await openLocalKms({ keyFile }) });
     const lagging = await buildHarness({ db: own.db, kms: await openLocalKms({ keyFile }) });
@@ -216,8 +217,8 @@ describe('with the local key file', () => {
       await rotating.parts.keyRotation.sync();
       await lagging.parts.keyRotation.sync();
       const newKey = await addLocalKmsKey(keyFile);
-      let first: Promise<{ tenantId: string; payments: string; token: string; pan: string; status: number; sealedUnder: string[] }> | undefined;
-      const rotation = await rotating.parts.keyRotation.rotator(20, undefined, SETTLE_MS).rotate(newKey, { reencryptCards: false }, async () => {
+      let first: Promise<{ tenantId: string; payments: string; token: string; pan: string; status: number; sealedUnder: string[]; lateKeyId: string }> | undefined;
+      const rotation = await rotating.parts.keyRotation.rotator(20, undefined, SETTLE_MS).rotate(newKey, { reencryptCards }, async () => {
         await rotating.parts.keyRotation.sync();
         // The rotation row exists. Half a second later, before the lagging instance polls, a new tenant seals its first card there.
         first = (async () => {
@@ -225,9 +226,10 @@ describe('with the local key file', () => {
           const { tenant, keys } = await lagging.tenant(['merchant', 'payments']);
           const pan = newPan('411111');
           const res = await request(lagging.app).post('/v1/tokens').set(bearer(keys.merchant!)).send(cardBody(pan));
-          const sealedUnder = await own.db.query<{ k: string }>('SELECT kms_key_id AS k FROM data_keys WHERE tenant_id = $1', [tenant.id]);
+          const sealedUnder = await own.db.query<{ id: string; k: string }>('SELECT id, kms_key_id AS k FROM data_keys WHERE tenant_id = $1', [tenant.id]);
           await lagging.parts.keyRotation.sync();
-          return { tenantId: tenant.id, payments: keys.payments!, token: res.body.token as string, pan, status: res.status, sealedUnder: sealedUnder.map((r) => r.k) };
+          const token = res.body.token as string;
+          return { tenantId: tenant.id, payments: keys.payments!, token, pan, status: res.status, sealedUnder: sealedUnder.map((r) => r.k), lateKeyId: sealedUnder[0]!.id };
         })();
       });
       const late = await first!;
@@ -240,8 +242,13 @@ describe('with the local key file', () => {
         `SELECT kms_key_id AS k FROM data_keys WHERE tenant_id = $1 UNION ALL SELECT kms_key_id FROM fingerprint_keys WHERE tenant_id = $1`,
         [late.tenantId],
       );
-      expect(tenantKeys.map((r) => r.k)).toEqual([newKey, newKey]);
+      expect(new Set(tenantKeys.map((r) => r.k))).toEqual(new Set([newKey]));
       expect(await notUnder(own.db, newKey)).toBe(0);
+      if (reencryptCards) {
+        // Its data key was generated under the old KMS key, though after the rotation started: the card is sealed again.
+        const [card] = await own.db.query<{ data_key_id: string }>('SELECT data_key_id FROM cards WHERE tenant_id = $1 AND token = $2', [late.tenantId, late.token]);
+        expect(card!.data_key_id).not.toBe(late.lateKeyId);
+      }
       const cold = await newestKeyOnly(own.db, dir, keyFile);
       try {
         await expectAllDetokenize(cold, late.payments, new Map([[late.token, late.pan]]));
@@ -340,7 +347,7 @@ describe('with the local key file', () => {
 
       const done = await rotating.parts.keyRotation.rotator(20, undefined, 0).rotate(newKey, { reencryptCards: true }, () => rotating.parts.keyRotation.sync());
       expect(done).toMatchObject({ generation: begun.generation, kmsKeyId: newKey, state: 'completed', reencrypted: 3 });
-      expect(await store.countSealedBefore(begun.startedAt)).toBe(0);
+      expect(await store.countSealedBefore(begun)).toBe(0);
       expect(await rotationActions(own.db, begun.generation)).toEqual(['key.rotation.rewrap', 'key.rotation.reencrypt', 'key.rotation.complete']);
       await expectAllDetokenize(rotating, keys.payments!, cards);
     } finally {
