@@ -13,10 +13,15 @@ export interface Asset {
   integrity: string;
 }
 
+export type SdkAsset = Asset & { version: string };
+
 export interface HostedAssets {
   formScript: Asset;
   formStyle: Asset;
-  sdk: Asset & { version: string };
+  /** The latest SDK: what /hosted/sdk.js and sdk.json give. */
+  sdk: SdkAsset;
+  /** Every released SDK by version, each served unchanged for good: merchants pin its hash. */
+  sdks: ReadonlyMap<string, SdkAsset>;
   demoScript: Asset;
 }
 
@@ -25,16 +30,37 @@ function readAsset(dir: string, name: string, contentType: string): Asset {
   return { body, contentType, integrity: `sha384-${createHash('sha384').update(body).digest('base64')}` };
 }
 
+const JS = 'text/javascript; charset=utf-8';
+const SDK_FILE = /^([0-9]+)\.([0-9]+)\.([0-9]+)\.js$/;
+
+/** src/hosted/assets/sdk/<version>.js, each declaring that version, so a URL and its bytes cannot disagree. */
+function readSdks(dir: string): SdkAsset[] {
+  const sdkDir = path.join(dir, 'sdk');
+  const sdks = fs
+    .readdirSync(sdkDir)
+    .filter((name) => SDK_FILE.test(name))
+    .map((name) => {
+      const asset = readAsset(sdkDir, name, JS);
+      const version = name.slice(0, -'.js'.length);
+      const declared = /SDK_VERSION = '([0-9]+\.[0-9]+\.[0-9]+)'/.exec(asset.body.toString('utf8'))?.[1];
+      if (declared !== version) throw new Error(`src/hosted/assets/sdk/${name} does not declare SDK_VERSION '${version}'`);
+      return { ...asset, version };
+    });
+  if (sdks.length === 0) throw new Error('src/hosted/assets/sdk holds no SDK');
+  const order = (v: string) => v.split('.').map(Number);
+  return sdks.sort((a, b) => {
+    const [x, y] = [order(a.version), order(b.version)];
+    return x[0]! - y[0]! || x[1]! - y[1]! || x[2]! - y[2]!;
+  });
+}
+
 export function loadHostedAssets(dir = ASSET_DIR): HostedAssets {
-  const js = 'text/javascript; charset=utf-8';
-  const sdk = readAsset(dir, 'sdk.js', js);
-  // The version a merchant pins is the one written in the file, so the URL and the bytes cannot disagree.
-  const version = /SDK_VERSION = '([0-9]+\.[0-9]+\.[0-9]+)'/.exec(sdk.body.toString('utf8'))?.[1];
-  if (!version) throw new Error('src/hosted/assets/sdk.js does not declare SDK_VERSION');
+  const sdks = readSdks(dir);
   return {
-    formScript: readAsset(dir, 'form.js', js),
+    formScript: readAsset(dir, 'form.js', JS),
     formStyle: readAsset(dir, 'form.css', 'text/css; charset=utf-8'),
-    sdk: { ...sdk, version },
-    demoScript: readAsset(dir, 'demo.js', js),
+    sdk: sdks[sdks.length - 1]!,
+    sdks: new Map(sdks.map((sdk) => [sdk.version, sdk])),
+    demoScript: readAsset(dir, 'demo.js', JS),
   };
 }

@@ -17,13 +17,20 @@ interface Recorded {
   data: string;
 }
 // What the in-page callbacks below touch; the project compiles without the DOM library.
+interface MountedForm {
+  submit(): Promise<unknown>;
+  unmount(): void;
+}
 declare const window: {
   __messages: Recorded[];
+  CardVault: { mount(options: { session: string; container: unknown; readyTimeoutMs?: number; onError?: (error: { code: string }) => void }): MountedForm };
   addEventListener(type: 'message', listener: (event: { origin: string; data: unknown }) => void, capture: boolean): void;
 };
 declare const document: {
   querySelector(selector: string): { contentDocument: unknown; contentWindow: { document: unknown } };
   getElementById(id: string): unknown;
+  createElement(tag: string): unknown;
+  body: { appendChild(node: unknown): void };
 };
 
 /** A published test card (Stripe's Visa), as the README tells a newcomer to type. */
@@ -169,6 +176,22 @@ describe('the demo checkout, end to end', () => {
       expect(message.data).not.toMatch(/"(number|cvc|card)"/);
       expect(message.data).not.toContain(`"${CVC}"`);
     }
+  });
+
+  it("tells the merchant's page when the form cannot come up (a used session): onError and submit() with form_unavailable", async () => {
+    const outcome = await page.evaluate(async (session) => {
+      const container = document.createElement('div');
+      document.body.appendChild(container);
+      const errors: string[] = [];
+      const form = window.CardVault.mount({ session, container, readyTimeoutMs: 1500, onError: (e) => errors.push(e.code) });
+      const submitted = await form.submit().then(
+        () => 'resolved',
+        (e: { code: string }) => e.code,
+      );
+      form.unmount();
+      return { errors, submitted };
+    }, usedSession);
+    expect(outcome).toEqual({ errors: ['form_unavailable'], submitted: 'form_unavailable' });
   });
 
   it('refuses the used session, replayed, and stores nothing', async () => {
@@ -400,12 +423,12 @@ describe('sessions and origins', () => {
 
   it('publishes the SDK at an immutable versioned URL with its sha384', async () => {
     const published = (await api('GET', '/hosted/sdk.json', undefined)).json();
-    expect(published.version).toBe('1.0.0');
-    const sdk = await fetch(`${stack.vaultOrigin}/hosted/sdk/1.0.0.js`);
+    expect(published.version).toBe('1.1.0');
+    const sdk = await fetch(`${stack.vaultOrigin}/hosted/sdk/1.1.0.js`);
     expect(sdk.headers.get('cache-control')).toContain('immutable');
     const bytes = Buffer.from(await sdk.arrayBuffer());
     expect(published.integrity).toBe(`sha384-${createHash('sha384').update(bytes).digest('base64')}`);
-    expect(bytes.toString('utf8')).toContain("SDK_VERSION = '1.0.0'");
+    expect(bytes.toString('utf8')).toContain("SDK_VERSION = '1.1.0'");
   });
 
   it('refuses an expired session, for the page and for tokenize, and stores nothing', async () => {

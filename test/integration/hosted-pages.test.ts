@@ -1,5 +1,6 @@
 // The hosted form's page and SDK routes as createApp mounts them: which sessions get a form, unknown SDK files, sdk.json.
 import type { Express } from 'express';
+import { createHash } from 'node:crypto';
 import request from 'supertest';
 import { assembleHosted } from '../../src/hosted/dependencies';
 import { buildHarness, type Harness } from '../support/harness';
@@ -63,6 +64,24 @@ describe('GET /hosted/sdk/{file}', () => {
       const res = await request(app).post(`/hosted/sdk/${file}`);
       expect({ status: res.status, code: res.body.code, allow: res.headers.allow }).toEqual({ status: 405, code: 'method_not_allowed', allow: 'GET, HEAD' });
     }
+  });
+});
+
+describe('released SDK versions', () => {
+  // The hashes merchants pinned: a released file edited in place would break every page that loads it.
+  const RELEASED = {
+    '1.0.0': 'sha384-7GqZaKL3JSRpaR2LrLJZ/7fr1udS7CxWO6naGTFeKm5zmvcJ4wQaPNBrqwxScRpU',
+    '1.1.0': 'sha384-P/DJUvEIVb4cp3g4+SrADnID+3oVLBJ/nAkmcVukxZYPEArPvU4GS3oiEEJ8LJo8',
+  };
+
+  it('serves each one for good with the bytes it was released with; a new one is pinned here as it ships', async () => {
+    for (const [version, integrity] of Object.entries(RELEASED)) {
+      const res = await request(app).get(`/hosted/sdk/${version}.js`);
+      expect(res.status).toBe(200);
+      expect(`sha384-${createHash('sha384').update(Buffer.from(res.text, 'utf8')).digest('base64')}`).toBe(integrity);
+    }
+    const latest = (await request(app).get('/hosted/sdk.json')).body as { version: string; integrity: string };
+    expect(RELEASED[latest.version as keyof typeof RELEASED]).toBe(latest.integrity);
   });
 });
 

@@ -57,8 +57,9 @@ export function hostedPageRoutes(deps: HostedPageDeps, log: Logger): Router {
   router.get('/sdk.js', (_req, res) => sendAsset(res, assets.sdk, 'public, max-age=300', true));
   router.get(`/sdk/:file`, (req, res) => {
     // Another version is a file that is not there, not a method the path lacks: the 405 catch-all below is for other methods.
-    if (req.params.file !== `${assets.sdk.version}.js`) return sendProblem(res, new VaultError('not_found'));
-    sendAsset(res, assets.sdk, IMMUTABLE, true);
+    const sdk = /^[0-9]+\.[0-9]+\.[0-9]+\.js$/.test(req.params.file) ? assets.sdks.get(req.params.file.slice(0, -'.js'.length)) : undefined;
+    if (!sdk) return sendProblem(res, new VaultError('not_found'));
+    sendAsset(res, sdk, IMMUTABLE, true);
   });
   router.get('/sdk.json', (_req, res) => {
     res.setHeader('Cache-Control', 'public, max-age=300');
