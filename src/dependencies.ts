@@ -255,6 +255,12 @@ export async function watchKeyRotations(rotation: VaultParts['keyRotation'], log
   return () => clearInterval(poll);
 }
 
+/** Refuses a database with migrations still to apply, naming them and the command that applies them. */
+export async function requireMigrated(db: Db): Promise<void> {
+  const pending = await pendingMigrations(db);
+  if (pending.length > 0) throw new StartupError(`the database has pending migrations (${pending.join(', ')}): run \`cardvault migrate\``);
+}
+
 export async function openRuntime(config: Config, log: Logger): Promise<Runtime> {
   const policies = loadPolicies(config.policiesDir);
   log.info({ roles: [...policies.keys()] }, 'policies loaded');
@@ -266,8 +272,7 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
       const applied = await migrateUp(db);
       if (applied.length > 0) log.info({ migrations: applied }, 'migrations applied');
     } else {
-      const pending = await pendingMigrations(db);
-      if (pending.length > 0) throw new StartupError(`the database has pending migrations (${pending.join(', ')}): run \`cardvault migrate\``);
+      await requireMigrated(db);
     }
   } catch (err) {
     await db.close();

@@ -78,6 +78,17 @@ describe('cardvault migrate', () => {
   });
 });
 
+describe('cardvault worker', () => {
+  it('refuses a database with pending migrations, naming the command that applies them', async () => {
+    await admin(`DROP DATABASE IF EXISTS ${MIGRATE_DATABASE} WITH (FORCE)`);
+    await admin(`CREATE DATABASE ${MIGRATE_DATABASE}`);
+    const result = await runCli(['worker'], { ...env, DATABASE_URL: urlOf(MIGRATE_DATABASE) });
+    expect(result.code).toBe(1);
+    expect(result.err).toContain('pending migrations');
+    expect(result.err).toContain('run `cardvault migrate`');
+  });
+});
+
 describe('cardvault tenants and keys', () => {
   /** The principals as the server builds them, on the same database and KMS key, with no key cache. */
   async function principals() {
