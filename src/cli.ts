@@ -4,7 +4,7 @@ import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { verifyCommand } from './audit/verify-command';
 import { ConfigError, loadConfig, type Config } from './config';
-import { assembleVault, openDatabase, openKms, requireMigrated, watchKeyRotations } from './dependencies';
+import { assembleVault, openDatabase, openKms, prepareSchema, watchKeyRotations } from './dependencies';
 import { createLogger } from './log';
 import { mayHoldCardNumberAcrossPunctuation } from './domain/pan';
 import type { AuditTrail } from './domain/ports';
@@ -254,14 +254,15 @@ function openUpdater(config: Config, db: Db, vault: Awaited<ReturnType<typeof op
 async function worker(config: Config, args: string[]): Promise<number> {
   if (args.length > 0) throw new UsageError('worker takes no arguments');
   return withDb(config, async (db) => {
-    // As the API: a database that has not been migrated yet is named as such, not as a missing relation mid-tick.
-    await requireMigrated(db);
     // As openVault and openUpdater, with the worker's own metrics wired in: its KMS calls, audit commits, updater
     // outcomes and webhook deliveries are scraped from METRICS_PORT here, as the API's are from the server.
     const destination = pino.destination({ dest: 1, sync: false });
     const log = createLogger({ level: config.logLevel, destination });
     // A long-running process like the API: what nothing caught is logged scrubbed, and the worker exits 1.
     exitLoggedOnCrash(log, destination);
+    // As the API: migrated on start where that is on, else a database not yet migrated is named as such, not as a
+    // missing relation on the first tick.
+    await prepareSchema(db, config, log);
     const metrics = config.metrics ? createMetrics() : undefined;
     const kms = await openKms(config, metrics);
     const vault = assembleVault({ db, kms, policies: loadPolicies(config.policiesDir), config, log, metrics });

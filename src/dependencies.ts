@@ -255,8 +255,16 @@ export async function watchKeyRotations(rotation: VaultParts['keyRotation'], log
   return () => clearInterval(poll);
 }
 
-/** Refuses a database with migrations still to apply, naming them and the command that applies them. */
-export async function requireMigrated(db: Db): Promise<void> {
+/**
+ * For the API and `cardvault worker` alike: with MIGRATE_ON_START (the default outside production) applies what is
+ * pending; otherwise refuses a database with migrations still to apply, naming them and the command that applies them.
+ */
+export async function prepareSchema(db: Db, config: Pick<Config, 'migrateOnStart'>, log: Logger): Promise<void> {
+  if (config.migrateOnStart) {
+    const applied = await migrateUp(db);
+    if (applied.length > 0) log.info({ migrations: applied }, 'migrations applied');
+    return;
+  }
   const pending = await pendingMigrations(db);
   if (pending.length > 0) throw new StartupError(`the database has pending migrations (${pending.join(', ')}): run \`cardvault migrate\``);
 }
@@ -268,12 +276,7 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
   const kms = await openKms(config, metrics);
   const db = await openDatabase(config);
   try {
-    if (config.migrateOnStart) {
-      const applied = await migrateUp(db);
-      if (applied.length > 0) log.info({ migrations: applied }, 'migrations applied');
-    } else {
-      await requireMigrated(db);
-    }
+    await prepareSchema(db, config, log);
   } catch (err) {
     await db.close();
     throw err;

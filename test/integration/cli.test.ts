@@ -82,7 +82,7 @@ describe('cardvault worker', () => {
   it('refuses a database with pending migrations, naming the command that applies them', async () => {
     await admin(`DROP DATABASE IF EXISTS ${MIGRATE_DATABASE} WITH (FORCE)`);
     await admin(`CREATE DATABASE ${MIGRATE_DATABASE}`);
-    const result = await runCli(['worker'], { ...env, DATABASE_URL: urlOf(MIGRATE_DATABASE) });
+    const result = await runCli(['worker'], { ...env, DATABASE_URL: urlOf(MIGRATE_DATABASE), MIGRATE_ON_START: 'false' });
     expect(result.code).toBe(1);
     expect(result.err).toContain('pending migrations');
     expect(result.err).toContain('run `cardvault migrate`');
