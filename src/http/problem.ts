@@ -77,9 +77,17 @@ export function problemHandler(log: Logger): ErrorRequestHandler {
 }
 
 /** The catch-all behind a route's handlers: the path exists, the method does not. */
+/**
+ * 405 with `Allow: <allowed>`. Express answers HEAD wherever there is a GET (RFC 9110 asks that of every server), so
+ * GET brings HEAD into the list even where the route names only GET.
+ */
 export function methodNotAllowed(allowed: string): RequestHandler {
+  const methods = allowed.split(', ');
+  const get = methods.indexOf('GET');
+  if (get >= 0 && !methods.includes('HEAD')) methods.splice(get + 1, 0, 'HEAD');
+  const header = methods.join(', ');
   return (_req, res) => {
-    res.setHeader('Allow', allowed);
+    res.setHeader('Allow', header);
     sendProblem(res, new VaultError('method_not_allowed'));
   };
 }

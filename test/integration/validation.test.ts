@@ -137,4 +137,13 @@ describe('routing', () => {
     expectProblem(res, 405, 'method_not_allowed');
     expect(res.headers.allow).toBe('POST');
   });
+
+  it('lists HEAD beside GET in Allow, since every GET route also answers HEAD', async () => {
+    const token = `tok_${'a'.repeat(22)}`;
+    const put = await request(h.app).put(`/v1/tokens/${token}`).set(bearer(merchant)).send({});
+    expectProblem(put, 405, 'method_not_allowed');
+    expect(put.headers.allow).toBe('GET, HEAD, PATCH, DELETE');
+    // And HEAD is indeed served there: the GET's answer without its body.
+    expect((await request(h.app).head(`/v1/tokens/${token}`).set(bearer(merchant))).status).toBe(404);
+  });
 });
