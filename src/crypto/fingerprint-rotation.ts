@@ -159,9 +159,16 @@ export class FingerprintRotator {
     const parity = parityOf(retiring.generation);
     let done = retiring.cleared;
     const total = done + (await store.countFingerprinted(tenantId, parity));
+    let after: string | undefined;
     for (;;) {
-      const cleared = await store.clearColumn(tenantId, parity, batchSize);
-      if (cleared === 0) break;
+      const { cleared, lastId } = await store.clearColumn(tenantId, parity, batchSize, after);
+      if (lastId === undefined) {
+        // A card given this column behind the pass (a tokenize meanwhile) is cleared by another, from the start.
+        if (after === undefined || (await store.countFingerprinted(tenantId, parity)) === 0) break;
+        after = undefined;
+        continue;
+      }
+      after = lastId;
       await store.addProgress(tenantId, retiring.generation, { cleared });
       done += cleared;
       this.deps.onProgress?.({ phase: 'clear', done, total: Math.max(total, done) });

@@ -144,16 +144,23 @@ export class PgFingerprintRotationStore {
     }
   }
 
-  /** Clears up to `limit` fingerprints from this parity's column; returns how many. */
-  async clearColumn(tenantId: string, parity: Parity, limit: number): Promise<number> {
+  /**
+   * Clears up to `limit` fingerprints from this parity's column, the next ones in id order after `afterId` (the last
+   * of the previous batch): read along the primary key, so a batch does not walk again past every card the batches
+   * before it cleared. Returns how many it cleared and the last id it read (none when it found nothing).
+   */
+  async clearColumn(tenantId: string, parity: Parity, limit: number, afterId?: string): Promise<{ cleared: number; lastId: string | undefined }> {
     const column = FINGERPRINT_COLUMN[parity];
-    const rows = await this.db.query(
-      `UPDATE cards SET ${column} = NULL
-       WHERE id IN (SELECT id FROM cards WHERE tenant_id = $1 AND ${column} IS NOT NULL ORDER BY id LIMIT $2) AND ${column} IS NOT NULL
-       RETURNING 1`,
-      [tenantId, limit],
+    const rows = await this.db.query<{ cleared: number; last_id: string | null }>(
+      `WITH picked AS (
+         SELECT id FROM cards WHERE tenant_id = $1 AND ${column} IS NOT NULL AND ($3::bigint IS NULL OR id > $3::bigint) ORDER BY id LIMIT $2
+       ), cleared AS (
+         UPDATE cards SET ${column} = NULL WHERE id IN (SELECT id FROM picked) AND ${column} IS NOT NULL RETURNING 1
+       )
+       SELECT (SELECT count(*) FROM cleared)::int AS cleared, (SELECT max(id) FROM picked)::text AS last_id`,
+      [tenantId, limit, afterId ?? null],
     );
-    return rows.length;
+    return { cleared: rows[0]!.cleared, lastId: rows[0]!.last_id ?? undefined };
   }
 
   async countFingerprinted(tenantId: string, parity: Parity): Promise<number> {

@@ -117,6 +117,23 @@ it('replaces the key: new fingerprints everywhere, the old column cleared, the o
   expect(actions[4]!.details).toMatchObject({ generation: 2, retired_generation: 1, cleared: 29 });
 });
 
+it('clears the old column along the cards in id order, each batch after the last, not from the start again', async () => {
+  const { tenant } = await tenantWithCards(10);
+  const clears = jest.spyOn(h.parts.fingerprintRotation.store, 'clearColumn');
+  try {
+    expect(await rotator(3).rotate(tenant.id)).toMatchObject({ generation: 2, cleared: 10 });
+    const cursors = clears.mock.calls.map((call) => call[3]);
+    // Four batches of up to 3, then one that finds nothing after the last card.
+    expect(cursors[0]).toBeUndefined();
+    const ids = cursors.slice(1).map(Number);
+    expect(ids).toHaveLength(4);
+    for (let i = 1; i < ids.length; i++) expect(ids[i]!).toBeGreaterThan(ids[i - 1]!);
+  } finally {
+    clears.mockRestore();
+  }
+  expect((await columns(tenant.id)).every((row) => row.fingerprint === null)).toBe(true);
+});
+
 it('writes and looks up by the columns of each state: prepare, switch, retire', async () => {
   const { tenant, merchant } = await tenantWithCards(0);
   const store = h.parts.fingerprintRotation.store;
