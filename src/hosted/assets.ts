@@ -31,7 +31,7 @@ function readAsset(dir: string, name: string, contentType: string): Asset {
 }
 
 const JS = 'text/javascript; charset=utf-8';
-const SDK_FILE = /^([0-9]+)\.([0-9]+)\.([0-9]+)\.js$/;
+const SDK_FILE = /^[0-9]+\.[0-9]+\.[0-9]+\.js$/;
 
 /** src/hosted/assets/sdk/<version>.js, each declaring that version, so a URL and its bytes cannot disagree. */
 function readSdks(dir: string): SdkAsset[] {
@@ -47,11 +47,8 @@ function readSdks(dir: string): SdkAsset[] {
       return { ...asset, version };
     });
   if (sdks.length === 0) throw new Error('src/hosted/assets/sdk holds no SDK');
-  const order = (v: string) => v.split('.').map(Number);
-  return sdks.sort((a, b) => {
-    const [x, y] = [order(a.version), order(b.version)];
-    return x[0]! - y[0]! || x[1]! - y[1]! || x[2]! - y[2]!;
-  });
+  // By version, each part as a number (1.10.0 after 1.9.0): the last is the latest.
+  return sdks.sort((a, b) => a.version.localeCompare(b.version, 'en', { numeric: true }));
 }
 
 export function loadHostedAssets(dir = ASSET_DIR): HostedAssets {

@@ -57,7 +57,7 @@ export function hostedPageRoutes(deps: HostedPageDeps, log: Logger): Router {
   router.get('/sdk.js', (_req, res) => sendAsset(res, assets.sdk, 'public, max-age=300', true));
   router.get(`/sdk/:file`, (req, res) => {
     // Another version is a file that is not there, not a method the path lacks: the 405 catch-all below is for other methods.
-    const sdk = /^[0-9]+\.[0-9]+\.[0-9]+\.js$/.test(req.params.file) ? assets.sdks.get(req.params.file.slice(0, -'.js'.length)) : undefined;
+    const sdk = req.params.file.endsWith('.js') ? assets.sdks.get(req.params.file.slice(0, -'.js'.length)) : undefined;
     if (!sdk) return sendProblem(res, new VaultError('not_found'));
     sendAsset(res, sdk, IMMUTABLE, true);
   });
