@@ -1,4 +1,5 @@
 // The logger: the PAN scrubber's reach and limits, redacted paths, value-free error serialization, ISO time.
+import { randomUUID } from 'node:crypto';
 import { maskPanLike, createLogger } from '../../src/log';
 import { VaultError } from '../../src/errors';
 import { captureLog } from '../support/log-capture';
@@ -94,9 +95,44 @@ describe('maskPanLike', () => {
     expect(maskPanLike('2025-01-01 12:00:00.000+01:00')).toBe('2025-01-01 12:00:00.000+01:00');
   });
 
-  it('masks a UUID whose last group is 12 digits after a digit, since it reads as a 15-digit run', () => {
-    // Over-masking an identifier is the safe side of the trade-off; this pins that the rule is digit-based only.
-    expect(maskPanLike('550e8400-e29b-41d4-a716-446655440000')).toBe('550e8400-e29b-41d4-a***********0000');
+  it('leaves a UUID alone whose digits run on across its dashes, in either case', () => {
+    for (const id of ['550e8400-e29b-41d4-a716-446655440000', '550E8400-E29B-41D4-A716-446655440000', '12345678-9012-4345-a678-901234567890']) {
+      expect(maskPanLike(`{"request_id":"${id}","tenant":"urn:uuid:${id}"}`)).toBe(`{"request_id":"${id}","tenant":"urn:uuid:${id}"}`);
+    }
+  });
+
+  it('masks none of 100,000 random v4 UUIDs but one of decimal digits only', () => {
+    const ids = Array.from({ length: 100_000 }, () => randomUUID());
+    const maskedIds = ids.filter((id) => maskPanLike(`id=${id};`) !== `id=${id};`);
+    // About 1 in 2.7 million is all digits (30 random nibbles and the variant's): 32 digits are masked like any run.
+    expect(maskedIds).toEqual(ids.filter((id) => !/[a-f]/.test(id)));
+  });
+
+  it('masks a UUID-shaped string of decimal digits only, which can be written around a card number', () => {
+    expect(maskPanLike(`id ${VISA_16.slice(0, 8)}-${VISA_16.slice(8, 12)}-${VISA_16.slice(12)}-1234-567890123456 end`)).toBe(
+      `id ****************************3456 end`,
+    );
+  });
+
+  it('masks a run that reaches past a UUID into digits before or after it', () => {
+    const id = '550e8400-e29b-41d4-a716-446655440000';
+    expect(maskPanLike(`${id} 1234`)).toBe('550e8400-e29b-41d4-a***************1234');
+    expect(maskPanLike(`${id}-1234`)).toBe('550e8400-e29b-41d4-a***************1234');
+    expect(maskPanLike(`4111 1111 ${VISA_16.slice(8, 16)}-e29b-41d4-a716-4466554400ab`)).toBe('************1111-e29b-41d4-a716-4466554400ab');
+    expect(maskPanLike(`4111\\n1111\\n${VISA_16.slice(8, 16)}-e29b-41d4-a716-4466554400ab`)).toBe('************1111-e29b-41d4-a716-4466554400ab');
+  });
+
+  it('masks digits in a UUID-shaped window of a longer hex string, which is no UUID', () => {
+    expect(maskPanLike('f550e8400-e29b-41d4-a716-446655440000')).toBe('f550e8400-e29b-41d4-a***********0000');
+    expect(maskPanLike('550e8400-e29b-41d4-a716-446655440000a')).toBe('550e8400-e29b-41d4-a***********0000a');
+  });
+
+  it('still masks a PAN in every separator form on a line that also holds UUIDs', () => {
+    const id = '550e8400-e29b-41d4-a716-446655440000';
+    for (const separator of ['', ' ', '-', '.', '_', '/', '\t', '  ', ' - ', '\\n']) {
+      const line = `{"request_id":"${id}","note":"${grouped(VISA_16, separator)}","tenant":"${id}"}`;
+      expect({ separator, out: maskPanLike(line) }).toEqual({ separator, out: `{"request_id":"${id}","note":"************1111","tenant":"${id}"}` });
+    }
   });
 });
 
