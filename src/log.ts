@@ -5,12 +5,16 @@ import { VaultError } from './errors';
 export type { Logger };
 
 /**
- * 12 or more digits, each pair at most three separators apart (space, tab, dash, dot, underscore, slash, or an
- * escaped newline or tab in the JSON line): anything that could be a card number, however it was split, and a
- * card number run together with more digits (an expiry after it). A date, a time or an IPv4 address with fewer
- * than 12 digits is left alone; over-masking a long number is the safe side.
+ * 12 or more digits, each pair at most three separators apart (space, tab, dash, dot, underscore, slash, a no-break,
+ * figure, thin or narrow no-break space as copied from formatted text, a URL-encoded space `%20`, or an escaped
+ * newline or tab in the JSON line): anything that could be a card number, however it was split, and a card number
+ * run together with more digits (an expiry after it). A date, a time or an IPv4 address with fewer than 12 digits
+ * is left alone; over-masking a long number is the safe side.
  */
-const PAN_LIKE = /(?<![0-9])[0-9](?:(?:[ \t._/-]|\\[nrt]){0,3}[0-9]){11,}(?![0-9])/g;
+const PAN_LIKE = /(?<![0-9])[0-9](?:(?:[ \t\u00a0\u2007\u2009\u202f._/-]|\\[nrt]|%20){0,3}[0-9]){11,}(?![0-9])/g;
+
+/** What a run holds besides its digits: `%20` and the escapes go whole, or their letters and digits would count. */
+const NOT_A_DIGIT = /\\[nrt]|%20|[^0-9]/g;
 
 /**
  * A canonical UUID (8-4-4-4-12 hex, either case) standing alone, also at the start of an escaped new line. About 3.4%
@@ -35,7 +39,7 @@ export function maskPanLike(line: string): string {
   return line.replace(PAN_LIKE, (run, offset: number) => {
     identifiers ??= identifierSpans(line);
     if (identifiers.some(([start, end]) => start <= offset && offset + run.length <= end)) return run;
-    const digits = run.replace(/\\[nrt]|[^0-9]/g, '');
+    const digits = run.replace(NOT_A_DIGIT, '');
     return `${'*'.repeat(digits.length - 4)}${digits.slice(-4)}`;
   });
 }

@@ -82,6 +82,21 @@ describe('maskPanLike', () => {
     }
   });
 
+  it('masks a PAN split by no-break, figure, thin or narrow no-break spaces, or by a URL-encoded space', () => {
+    for (const separator of ['\u00a0', '\u2007', '\u2009', '\u202f', '%20', '%20%20', '\u00a0-\u00a0', '%20-%20', ' %20\u202f']) {
+      const line = `{"blocked":"https://example.com/?q=${grouped(VISA_16, separator)}&x=1"}`;
+      expect({ separator, out: maskPanLike(line) }).toEqual({ separator, out: '{"blocked":"https://example.com/?q=************1111&x=1"}' });
+    }
+    // The 2 and 0 of %20 are no digits of the card: the mask keeps the card's own length and last 4.
+    expect(maskPanLike(`pan=${grouped(AMEX_15, '%20')};`)).toBe(`pan=${masked(AMEX_15)};`);
+  });
+
+  it('leaves 11 digits split by those spaces or by %20 alone', () => {
+    for (const run of ['4111\u00a01111\u00a0111', '4111\u202f1111\u2009111', '4111%201111%20111']) {
+      expect(maskPanLike(`id ${run} end`)).toBe(`id ${run} end`);
+    }
+  });
+
   it('leaves dates, times and IPv4 addresses of fewer than 12 digits alone', () => {
     for (const text of ['2026-11-21 20:40:31.405', '10.0.4.22', '172.16.254.1', 'exp 12/2030', 'v1.2.3']) {
       expect(maskPanLike(`at ${text};`)).toBe(`at ${text};`);
@@ -129,7 +144,7 @@ describe('maskPanLike', () => {
 
   it('still masks a PAN in every separator form on a line that also holds UUIDs', () => {
     const id = '550e8400-e29b-41d4-a716-446655440000';
-    for (const separator of ['', ' ', '-', '.', '_', '/', '\t', '  ', ' - ', '\\n']) {
+    for (const separator of ['', ' ', '-', '.', '_', '/', '\t', '  ', ' - ', '\\n', '\u00a0', '\u2007', '\u2009', '\u202f', '%20']) {
       const line = `{"request_id":"${id}","note":"${grouped(VISA_16, separator)}","tenant":"${id}"}`;
       expect({ separator, out: maskPanLike(line) }).toEqual({ separator, out: `{"request_id":"${id}","note":"************1111","tenant":"${id}"}` });
     }
@@ -157,6 +172,17 @@ describe('createLogger', () => {
     expect(text).not.toContain(spaced);
     expect(text).not.toContain(grouped(spaced, ' '));
     expect(entries[0]!.msg).toBe(`charging ${masked(pan)}`);
+  });
+
+  it('masks a PAN split by no-break spaces or %20 as pino writes it, in the message and in a field', () => {
+    const pan = newPan();
+    const { text } = logged((log) => {
+      log.info(`charging ${grouped(pan, '\u00a0')}`);
+      log.info({ url: `https://example.com/?q=${grouped(pan, '%20')}` }, 'redirect');
+      log.info({ note: grouped(pan, '\u202f') }, 'note');
+    });
+    expect(text.replace(/%20|[^0-9]/g, '')).not.toContain(pan);
+    expect(text).toContain(`************${pan.slice(-4)}`);
   });
 
   it('redacts card, number, authorization, apiKey and cvc at the top level and one level down', () => {
