@@ -18,7 +18,7 @@ describe('the rendered chart', () => {
       'HorizontalPodAutoscaler/vault-cardvault-api',
       'Job/vault-cardvault-migrate',
       'NetworkPolicy/vault-cardvault-api',
-      'NetworkPolicy/vault-cardvault-migrate',
+      'NetworkPolicy/vault-cardvault-migrate-hook',
       'NetworkPolicy/vault-cardvault-worker',
       'PodDisruptionBudget/vault-cardvault-api',
       'PodDisruptionBudget/vault-cardvault-worker',

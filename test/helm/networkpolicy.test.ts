@@ -1,6 +1,26 @@
 // The NetworkPolicies: default deny both ways for every pod, then only the callers and destinations each
-// workload needs; an empty destination list stops the render or drops the rule, never widens it.
+// workload needs; an empty destination list stops the render or drops the rule, never widens it. The migration
+// Job's policy is a hook of its own, created before the Job, so that it governs the Job on a first install too.
 import { find, podTemplate, render, rulesOf, workloads } from './manifests';
+import type { K8sObject } from './render';
+
+const hookEvents = (o: K8sObject) => (o.metadata.annotations?.['helm.sh/hook'] ?? '').split(',').filter(Boolean);
+const hookWeight = (o: K8sObject) => Number(o.metadata.annotations?.['helm.sh/hook-weight'] ?? '0');
+const selects = (policy: K8sObject, workload: K8sObject) => {
+  const labels = podTemplate(workload).metadata.labels;
+  return Object.entries((policy.spec as { podSelector: { matchLabels: Record<string, string> } }).podSelector.matchLabels).every(([k, v]) => labels[k] === v);
+};
+
+/**
+ * What Helm 3 creates, in order, on a first install: the pre-install hooks by weight, then by name (helm/helm#12414:
+ * not by kind, whatever the docs say), one after the other; then every object that is no hook.
+ */
+function installSequence(objects: K8sObject[]): string[] {
+  const byName = (a: K8sObject, b: K8sObject) => (a.metadata.name < b.metadata.name ? -1 : a.metadata.name > b.metadata.name ? 1 : 0);
+  const hooks = objects.filter((o) => hookEvents(o).includes('pre-install'));
+  hooks.sort((a, b) => hookWeight(a) - hookWeight(b) || byName(a, b));
+  return [...hooks, ...objects.filter((o) => hookEvents(o).length === 0)].map((o) => `${o.kind}/${o.metadata.name}`);
+}
 
 describe('the NetworkPolicies', () => {
   const objects = render();
@@ -37,7 +57,7 @@ describe('the NetworkPolicies', () => {
     expect(rulesOf(find(policies, 'NetworkPolicy', '-worker'), 'ingress')).toEqual([
       { from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }], ports: [{ protocol: 'TCP', port: 9464 }] },
     ]);
-    expect(rulesOf(find(policies, 'NetworkPolicy', '-migrate'), 'ingress')).toEqual([]);
+    expect(rulesOf(find(policies, 'NetworkPolicy', '-migrate-hook'), 'ingress')).toEqual([]);
   });
 
   it('let the API reach only DNS, PostgreSQL, Redis and the KMS', () => {
@@ -64,7 +84,41 @@ describe('the NetworkPolicies', () => {
   });
 
   it('let the migration Job reach only DNS and PostgreSQL', () => {
-    expect(rulesOf(find(policies, 'NetworkPolicy', '-migrate'), 'egress')).toEqual([dns, postgres]);
+    expect(rulesOf(find(policies, 'NetworkPolicy', '-migrate-hook'), 'egress')).toEqual([dns, postgres]);
+  });
+
+  it('exist before the migration Job on a first install: Helm creates the release\'s own objects only after it', () => {
+    const sequence = installSequence(objects);
+    expect(sequence.indexOf('NetworkPolicy/vault-cardvault-migrate-hook')).toBeGreaterThanOrEqual(0);
+    expect(sequence.indexOf('NetworkPolicy/vault-cardvault-migrate-hook')).toBeLessThan(sequence.indexOf('Job/vault-cardvault-migrate'));
+  });
+
+  it('govern each hook Job by a hook of the same events, weighted before it, that lives as the Job does', () => {
+    const jobs = workloads(objects).filter((o) => hookEvents(o).length > 0);
+    expect(jobs.map((o) => o.metadata.name)).toEqual(['vault-cardvault-migrate']);
+    for (const job of jobs) {
+      const [policy, ...others] = policies.filter((p) => selects(p, job));
+      expect(others).toEqual([]);
+      expect(hookEvents(policy!)).toEqual(expect.arrayContaining(hookEvents(job)));
+      // Lower, not equal: on a tie Helm 3 orders by name, and the Job's "-migrate" sorts before "-migrate-hook".
+      expect(hookWeight(policy!)).toBeLessThan(hookWeight(job));
+      // Replaced before each run (a rerun would otherwise fail on the name), removed after the Job, never before.
+      expect(policy!.metadata.annotations?.['helm.sh/hook-delete-policy']).toBe(job.metadata.annotations?.['helm.sh/hook-delete-policy']);
+      expect(policy!.metadata.annotations?.['helm.sh/hook-delete-policy']).toBe('before-hook-creation,hook-succeeded');
+    }
+  });
+
+  it('govern each Deployment by a policy of the release, not a hook Helm would delete', () => {
+    for (const deployment of workloads(objects).filter((o) => o.kind === 'Deployment')) {
+      const governing = policies.filter((p) => selects(p, deployment));
+      expect(governing.map(hookEvents)).toEqual([[]]);
+    }
+  });
+
+  it('name the migration hook apart from the release object "-migrate" of earlier charts, so an upgrade has no clash', () => {
+    // A hook created under the name of a release object would be deleted by before-hook-creation, then again by the
+    // upgrade removing the release object it replaced: under its own name each is created and deleted once.
+    expect(policies.map((p) => p.metadata.name)).not.toContain('vault-cardvault-migrate');
   });
 
   it('leave Redis out when it is disabled, and can be turned off as a whole', () => {
