@@ -16,6 +16,7 @@ import { authenticate } from './http/authenticate';
 import { allowOnly } from './http/authorize';
 import { jsonBodies } from './http/json-body';
 import { joseBodies } from './http/jose-body';
+import { keepUndecodablePaths } from './http/path-encoding';
 import { methodNotAllowed, problemHandler, sendProblem } from './http/problem';
 import type { RateLimiters } from './http/rate-limit';
 import { serviceRoutes, type ReadinessCheck } from './http/service-routes';
@@ -190,6 +191,8 @@ export function createApp(deps: AppDeps): express.Express {
   if (deps.rateLimits) api.use(deps.rateLimits.failedAuth);
   // Authenticate before reading a body: an anonymous caller cannot make the vault parse anything.
   api.use(authenticate(deps.principals, deps.audit));
+  // Express would answer a path parameter that does not decode with 400 before the route's role check runs.
+  api.use(keepUndecodablePaths);
   // Nor can a key whose role lacks the route's action: allowOnly reads the body only once the action is granted.
   // Tokenize alone also takes its body as a JWE to the vault's key (hosted form, backends): application/jose.
   const json = jsonBodies(deps.bodyLimitBytes);

@@ -3,6 +3,7 @@ import type { RequestHandler } from 'express';
 import { grants, notGranted, type Action } from '../domain/policy';
 import type { AuditAction, AuditTrail } from '../domain/ports';
 import { contextOf, principalOf } from './authenticate';
+import { undecodablePath } from './path-encoding';
 import { recordableToken } from '../domain/token';
 import { tokenOrUndefined } from './tokens';
 
@@ -28,7 +29,10 @@ export function allowOnly(audit: AuditTrail, readBody: (attempted: AuditAction) 
       const principal = principalOf(res);
       // Synchronous when allowed, as nearly every request is: only a refusal waits, for its audit event.
       if (grants(principal, action)) {
-        read(req, res, next);
+        // A path that did not decode is the caller's mistake to hear about only once the route is theirs to use.
+        const badPath = undecodablePath(res);
+        if (badPath) next(badPath);
+        else read(req, res, next);
         return;
       }
       const { requestId, source } = contextOf(req, res);

@@ -134,6 +134,45 @@ describe('what is recorded', () => {
     expect(denied.map((e) => (e.details as { attempted: string }).attempted)).toEqual(refused.map(([, , , , attempted]) => attempted));
   });
 
+  it('refuses and records a key whose role lacks the action whatever the path encoding, and records no token from it', async () => {
+    const { tenant, keys } = await h.tenant(['merchant', 'payments', 'auditor']);
+    const pan = newPan();
+    // Each path holds a segment that is not percent-encoded UTF-8: Express alone would answer 400 before the role check.
+    const refused: Array<[string, string, string, string]> = [
+      ['merchant', 'POST', '/v1/tokens/%E0%A4%A/detokenize', 'card.detokenize'],
+      ['payments', 'GET', '/v1/tokens/%ff%fe', 'card.read'],
+      ['payments', 'DELETE', `/v1/tokens/${pan}%ZZ`, 'card.delete'],
+      ['payments', 'PATCH', `/v1/tokens/tok_${pan}%`, 'card.update'],
+      ['payments', 'POST', '/v1/tokens/%/refresh', 'card.refresh'],
+      ['auditor', 'DELETE', '/v1/webhook-endpoints/%c0%ae', 'webhook.endpoint.disable'],
+      ['auditor', 'GET', '/v1/account-updater/runs/%E0', 'updater.runs.read'],
+    ];
+    for (const [role, method, url] of refused) {
+      const res = await request(h.app)[method.toLowerCase() as 'get'](url).set(bearer(keys[role]!)).send({});
+      expect({ url, status: res.status, code: res.body.code }).toEqual({ url, status: 403, code: 'forbidden' });
+    }
+    const denied = (await events(h, 'tenant_id = $1', [tenant.id])).filter((e) => e.action === 'auth.denied');
+    expect(denied.map((e) => [(e.details as { attempted: string }).attempted, e.token])).toEqual(refused.map(([, , , attempted]) => [attempted, null]));
+    expect(JSON.stringify(denied)).not.toContain(pan.slice(6, 12));
+
+    // A key whose role has the action hears that the path is malformed, before its body is read.
+    const allowed: Array<[string, string, string]> = [
+      ['merchant', 'GET', '/v1/tokens/%E0%A4%A'],
+      ['payments', 'POST', '/v1/tokens/%ff/detokenize'],
+      ['merchant', 'DELETE', `/v1/tokens/${pan}%ZZ`],
+    ];
+    for (const [role, method, url] of allowed) {
+      const res = await request(h.app)[method.toLowerCase() as 'get'](url).set(bearer(keys[role]!)).set('Content-Type', 'application/json').send('{"purpose":');
+      expect({ url, status: res.status, type: res.headers['content-type'], code: res.body.code }).toEqual({
+        url,
+        status: 400,
+        type: 'application/problem+json; charset=utf-8',
+        code: 'invalid_request',
+      });
+      expect(res.text).not.toContain(pan.slice(6, 12));
+    }
+  });
+
   it('records failed authentication with its source address and reason', async () => {
     const res = await request(h.app).get('/v1/tokens/4111110000001111').set('X-Request-Id', 'req-auth-fail-1').set(bearer(`cvk_${'Z'.repeat(43)}`));
     expect(res.status).toBe(401);
