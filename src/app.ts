@@ -193,24 +193,28 @@ export function createApp(deps: AppDeps): express.Express {
   api.use(authenticate(deps.principals, deps.audit));
   // Express would answer a path parameter that does not decode with 400 before the route's role check runs.
   api.use(keepUndecodablePaths);
-  // Nor can a key whose role lacks the route's action: allowOnly reads the body only once the action is granted.
+  // Nor can a key whose role lacks the route's action, or one over its limit for it: allowOnly counts the request
+  // against the limit once the action is granted, and reads the body only once the limit allows it.
   // Tokenize alone also takes its body as a JWE to the vault's key (hosted form, backends): application/jose.
   const json = jsonBodies(deps.bodyLimitBytes);
   const jose = joseBodies(deps.clientEncryption, deps.bodyLimitBytes, 'tenant');
   const tokenizeBody: RequestHandler = (req, res, next) => jose(req, res, (err?: unknown) => (err ? next(err) : json(req, res, next)));
   // The card routes first: they carry nearly all traffic, and no other router serves their paths.
-  // Every route checks its action first, before it reads the body or the token, and before its limiter.
-  const allow = allowOnly(deps.audit, (attempted) => (attempted === 'card.tokenize' ? tokenizeBody : json));
-  api.use('/tokens', tokenRoutes(deps.vault, allow, deps.rateLimits));
+  // Every route checks its action first, then its limit, before it reads the body or the token.
+  const allow = allowOnly(deps.audit, {
+    readBody: (attempted) => (attempted === 'card.tokenize' ? tokenizeBody : json),
+    limits: deps.rateLimits,
+  });
+  api.use('/tokens', tokenRoutes(deps.vault, allow));
   if (deps.updater) {
-    api.use('/account-updater', updaterRoutes(deps.updater, allow, deps.rateLimits));
-    api.use('/tokens', cardUpdaterRoutes(deps.updater, allow, deps.rateLimits));
+    api.use('/account-updater', updaterRoutes(deps.updater, allow));
+    api.use('/tokens', cardUpdaterRoutes(deps.updater, allow));
   }
-  api.use('/audit', auditRoutes(deps.auditService, allow, deps.rateLimits));
-  api.use('/client-sessions', clientSessionRoutes(deps.clientSessions, allow, deps.rateLimits));
+  api.use('/audit', auditRoutes(deps.auditService, allow));
+  api.use('/client-sessions', clientSessionRoutes(deps.clientSessions, allow));
   if (deps.webhooks) {
-    api.use('/webhook-endpoints', webhookEndpointRoutes(deps.webhooks, allow, deps.rateLimits));
-    api.use('/webhook-deliveries', webhookDeliveryRoutes(deps.webhooks, allow, deps.rateLimits));
+    api.use('/webhook-endpoints', webhookEndpointRoutes(deps.webhooks, allow));
+    api.use('/webhook-deliveries', webhookDeliveryRoutes(deps.webhooks, allow));
   }
   app.use('/v1', api);
   // After /v1, so the API's requests do not step through these routers first.
@@ -230,11 +234,11 @@ export function createApp(deps: AppDeps): express.Express {
   const hostedTokens = express.Router();
   hostedTokens.post(
     '/',
-    // Redeemed before the body is read, as /v1 checks the API key first.
+    // Redeemed before the body is read, as /v1 checks the API key first, and limited before it too.
     clientSessionAuth(deps.clientSessions),
+    deps.rateLimits?.forAction('tokenize') ?? ((_req, _res, next) => next()),
     joseBodies(deps.clientEncryption, deps.bodyLimitBytes, 'session'),
     jsonBodies(deps.bodyLimitBytes),
-    deps.rateLimits?.forAction('tokenize') ?? ((_req, _res, next) => next()),
     hostedTokenizeHandler(deps.vault, recordSessionToken(deps.clientSessions)),
   );
   hostedTokens.all('/', methodNotAllowed('POST'));

@@ -2,11 +2,9 @@
 import { Router, type RequestHandler, type Response } from 'express';
 import { sessionBinding, type JweBinding } from '../crypto/client-encryption';
 import { MAX_ALLOWED_ORIGINS, MAX_ORIGIN_LENGTH, type ClientSessions } from '../domain/client-sessions';
-import type { Action } from '../domain/policy';
 import { contextOf, principalOf } from './authenticate';
 import type { Allow } from './authorize';
 import { methodNotAllowed } from './problem';
-import type { RateLimiters } from './rate-limit';
 import { validator } from './validate';
 
 /** Shape only; client-sessions.ts judges the values, so each bad origin is named by its own pointer. */
@@ -30,14 +28,11 @@ const CLIENT_SESSION = /^ClientSession ([A-Za-z0-9_.-]{1,8192})$/;
 /** Long enough for any origin we accept; a longer header cannot match and is not worth reading. */
 const PARENT_ORIGIN_MAX = 300;
 
-const unlimited: RequestHandler = (_req, _res, next) => next();
-
-/** Counts against the creating key's tokenize budget: a session is a deferred tokenization. */
-export function clientSessionRoutes(sessions: ClientSessions, allow: Allow, limits?: Pick<RateLimiters, 'forAction'>): Router {
+/** Counts against the creating key's tokenize budget (in `allow`): a session is a deferred tokenization. */
+export function clientSessionRoutes(sessions: ClientSessions, allow: Allow): Router {
   const router = Router();
-  const limit = (action: Action): RequestHandler => limits?.forAction(action) ?? unlimited;
 
-  router.post('/', allow('tokenize', 'client_session.create'), limit('tokenize'), async (req, res) => {
+  router.post('/', allow('tokenize', 'client_session.create'), async (req, res) => {
     const body = parseRequest(req.body);
     const created = await sessions.createSession(principalOf(res), contextOf(req, res), {
       allowedOrigins: body.allowed_origins,

@@ -2,7 +2,6 @@
 import { Router, type RequestHandler, type Response } from 'express';
 import { parseCvc } from '../domain/cvc';
 import { luhnValid, mayHoldCardNumberAcrossPunctuation, Pan } from '../domain/pan';
-import type { Action } from '../domain/policy';
 import { DEFAULT_TOKEN_FORMAT, isTokenFormat, looksLikeToken } from '../domain/token';
 import type { CardMetadata } from '../domain/card-metadata';
 import type { Vault } from '../domain/vault';
@@ -10,7 +9,6 @@ import { VaultError } from '../errors';
 import { contextOf, principalOf } from './authenticate';
 import type { Allow } from './authorize';
 import { methodNotAllowed } from './problem';
-import type { RateLimiters } from './rate-limit';
 import { DETOKENIZE_REQUEST, TOKENIZE_REQUEST, UPDATE_REQUEST, type DetokenizeBody, type TokenizeBody, type UpdateBody } from './schemas';
 import { validator } from './validate';
 
@@ -118,31 +116,29 @@ export function hostedTokenizeHandler(vault: Vault, afterTokenize: AfterTokenize
   };
 }
 
-/** Each route counts against its own action's budget, so a burst of reads leaves detokenize untouched. */
-export function tokenRoutes(vault: Vault, allow: Allow, limits?: Pick<RateLimiters, 'forAction'>): Router {
+/** Each route counts against its own action's budget (in `allow`), so a burst of reads leaves detokenize untouched. */
+export function tokenRoutes(vault: Vault, allow: Allow): Router {
   const router = Router();
-  // No limiter, no layer: each layer is a router step on every request.
-  const limit = (action: Action): RequestHandler[] => (limits ? [limits.forAction(action)] : []);
 
-  router.post('/', allow('tokenize', 'card.tokenize'), ...limit('tokenize'), tokenizeHandler(vault));
+  router.post('/', allow('tokenize', 'card.tokenize'), tokenizeHandler(vault));
 
-  router.get('/:token', allow('read', 'card.read'), ...limit('read'), async (req, res) => {
+  router.get('/:token', allow('read', 'card.read'), async (req, res) => {
     res.json(present(await vault.getCard(principalOf(res), contextOf(req, res), tokenParam(req.params.token))));
   });
 
-  router.patch('/:token', allow('update', 'card.update'), ...limit('update'), async (req, res) => {
+  router.patch('/:token', allow('update', 'card.update'), async (req, res) => {
     const token = tokenParam(req.params.token);
     const { card } = parseUpdate(req.body);
     const changes = { expMonth: card.exp_month, expYear: card.exp_year, holderName: card.holder_name };
     res.json(present(await vault.updateCard(principalOf(res), contextOf(req, res), token, changes)));
   });
 
-  router.delete('/:token', allow('delete', 'card.delete'), ...limit('delete'), async (req, res) => {
+  router.delete('/:token', allow('delete', 'card.delete'), async (req, res) => {
     await vault.deleteCard(principalOf(res), contextOf(req, res), tokenParam(req.params.token));
     res.status(204).end();
   });
 
-  router.post('/:token/detokenize', allow('detokenize', 'card.detokenize'), ...limit('detokenize'), async (req, res) => {
+  router.post('/:token/detokenize', allow('detokenize', 'card.detokenize'), async (req, res) => {
     const token = tokenParam(req.params.token);
     const { purpose } = parseDetokenize(req.body);
     res.json(await vault.detokenize(principalOf(res), contextOf(req, res), token, purpose));

@@ -1,14 +1,12 @@
 // /v1/account-updater (settings, runs) and the per-card updater routes under /v1/tokens/{token}.
-import { Router, type RequestHandler } from 'express';
+import { Router } from 'express';
 import { CARD_LIKE } from '../domain/pan';
-import type { Action } from '../domain/policy';
 import { VaultError } from '../errors';
 import type { AccountUpdater } from '../updater/account-updater';
 import type { CardUpdate, UpdaterRun, UpdaterSettings } from '../updater/model';
 import { contextOf, principalOf } from './authenticate';
 import type { Allow } from './authorize';
 import { methodNotAllowed } from './problem';
-import type { RateLimiters } from './rate-limit';
 import { present, tokenParam } from './tokens';
 import { validator } from './validate';
 
@@ -49,7 +47,6 @@ const parseRun = validator<{ scope?: 'due' | 'all' }>(RUN_REQUEST);
 
 /** How often a card is inquired when the tenant does not say. */
 const DEFAULT_CADENCE_DAYS = 30;
-const unlimited: RequestHandler = (_req, _res, next) => next();
 
 function presentSettings(s: UpdaterSettings) {
   return { enabled: s.enabled, networks: s.networks, cadence_days: s.cadenceDays, updated_at: s.updatedAt.toISOString() };
@@ -75,29 +72,28 @@ function presentUpdate(u: CardUpdate) {
   return { version: u.version, token: u.token, event: u.event, network: u.network, network_code: u.networkCode, source: u.source, run_id: u.runId, changes: u.changes, created_at: u.createdAt.toISOString() };
 }
 
-export function updaterRoutes(updater: AccountUpdater, allow: Allow, limits?: Pick<RateLimiters, 'forAction'>): Router {
+export function updaterRoutes(updater: AccountUpdater, allow: Allow): Router {
   const router = Router();
-  const limit = (action: Action): RequestHandler => limits?.forAction(action) ?? unlimited;
 
-  router.get('/settings', allow('updater', 'updater.settings.read'), limit('updater'), async (req, res) => {
+  router.get('/settings', allow('updater', 'updater.settings.read'), async (req, res) => {
     const settings = await updater.settings(principalOf(res), contextOf(req, res));
     if (!settings) throw new VaultError('updater_not_configured', 'PUT /v1/account-updater/settings first');
     res.json(presentSettings(settings));
   });
-  router.put('/settings', allow('updater', 'updater.settings.update'), limit('updater'), async (req, res) => {
+  router.put('/settings', allow('updater', 'updater.settings.update'), async (req, res) => {
     const body = parseSettings(req.body);
     const settings = { enabled: body.enabled ?? true, networks: body.networks, cadenceDays: body.cadence_days ?? DEFAULT_CADENCE_DAYS };
     res.json(presentSettings(await updater.configure(principalOf(res), contextOf(req, res), settings)));
   });
-  router.post('/runs', allow('updater', 'updater.run.start'), limit('updater'), async (req, res) => {
+  router.post('/runs', allow('updater', 'updater.run.start'), async (req, res) => {
     const body = parseRun(req.body ?? {});
     const { run, created } = await updater.startRun(principalOf(res), contextOf(req, res), body.scope ?? 'due');
     res.status(created ? 202 : 200).location(`/v1/account-updater/runs/${run.id}`).json(presentRun(run));
   });
-  router.get('/runs', allow('updater', 'updater.runs.read'), limit('updater'), async (req, res) => {
+  router.get('/runs', allow('updater', 'updater.runs.read'), async (req, res) => {
     res.json({ runs: (await updater.runs(principalOf(res), contextOf(req, res), 50)).map(presentRun) });
   });
-  router.get('/runs/:id', allow('updater', 'updater.runs.read'), limit('updater'), async (req, res) => {
+  router.get('/runs/:id', allow('updater', 'updater.runs.read'), async (req, res) => {
     res.json(presentRun(await updater.run(principalOf(res), contextOf(req, res), String(req.params.id))));
   });
 
@@ -108,21 +104,20 @@ export function updaterRoutes(updater: AccountUpdater, allow: Allow, limits?: Pi
 }
 
 /** Mounted on /v1/tokens beside tokenRoutes. */
-export function cardUpdaterRoutes(updater: AccountUpdater, allow: Allow, limits?: Pick<RateLimiters, 'forAction'>): Router {
+export function cardUpdaterRoutes(updater: AccountUpdater, allow: Allow): Router {
   const router = Router();
-  const limit = (action: Action): RequestHandler => limits?.forAction(action) ?? unlimited;
 
   // Enrolment and its withdrawal alike: which one was refused is in the body, not read for a key without the action.
-  router.put('/:token/account-updater', allow('updater', 'updater.enroll'), limit('updater'), async (req, res) => {
+  router.put('/:token/account-updater', allow('updater', 'updater.enroll'), async (req, res) => {
     const token = tokenParam(req.params.token);
     const body = parseEnrollment(req.body);
     res.json(present(await updater.enroll(principalOf(res), contextOf(req, res), token, body.enrolled, body.consent_reference ?? null)));
   });
-  router.post('/:token/refresh', allow('updater', 'card.refresh'), limit('updater'), async (req, res) => {
+  router.post('/:token/refresh', allow('updater', 'card.refresh'), async (req, res) => {
     const result = await updater.refresh(principalOf(res), contextOf(req, res), tokenParam(req.params.token));
     res.json({ outcome: result.outcome, network: result.network, network_code: result.networkCode, card: present(result.card), updates: result.updates.map(presentUpdate) });
   });
-  router.get('/:token/updates', allow('read', 'card.updates.read'), limit('read'), async (req, res) => {
+  router.get('/:token/updates', allow('read', 'card.updates.read'), async (req, res) => {
     const { card, updates } = await updater.history(principalOf(res), contextOf(req, res), tokenParam(req.params.token));
     res.json({ token: card.token, version: card.version, updates: updates.map(presentUpdate) });
   });

@@ -1,13 +1,11 @@
 // /v1/webhook-endpoints and /v1/webhook-deliveries: parse, run the use case, present; the secret is shown once.
-import { Router, type RequestHandler } from 'express';
-import type { Action } from '../domain/policy';
+import { Router } from 'express';
 import { VaultError } from '../errors';
 import { DELIVERY_STATES, type DeliveryState, type WebhookDelivery } from '../updater/webhooks/ports';
 import { MAX_WEBHOOK_URL_LENGTH, type WebhookEndpoints, type WebhookEndpointView } from '../updater/webhooks/webhook-endpoints';
 import { contextOf, principalOf } from './authenticate';
 import type { Allow } from './authorize';
 import { methodNotAllowed } from './problem';
-import type { RateLimiters } from './rate-limit';
 import { validator } from './validate';
 
 /** Shape only; webhook-endpoints.ts judges the URL and the event names, each with its own pointer. */
@@ -31,7 +29,6 @@ interface WebhookEndpointBody {
 
 const parseRequest = validator<WebhookEndpointBody>(WEBHOOK_ENDPOINT_REQUEST);
 const parseRedrive = validator<Record<string, never>>(REDRIVE_REQUEST);
-const unlimited: RequestHandler = (_req, _res, next) => next();
 
 function presentEndpoint(endpoint: WebhookEndpointView) {
   return { id: endpoint.id, url: endpoint.url, events: endpoint.events, created_at: endpoint.createdAt, disabled_at: endpoint.disabledAt };
@@ -64,12 +61,10 @@ function stateParam(value: unknown): DeliveryState | undefined {
 /** The store answers a malformed id as it answers an unknown one: not_found. */
 const idParam = (value: unknown): string => (typeof value === 'string' ? value : '');
 
-export function webhookEndpointRoutes(webhooks: WebhookEndpoints, allow: Allow, limits?: Pick<RateLimiters, 'forAction'>): Router {
+export function webhookEndpointRoutes(webhooks: WebhookEndpoints, allow: Allow): Router {
   const router = Router();
-  // After each route's role check, as on every route: a key without webhooks gets 403, not 429.
-  const limit = limits?.forAction('webhooks' satisfies Action) ?? unlimited;
 
-  router.post('/', allow('webhooks', 'webhook.endpoint.create'), limit, async (req, res) => {
+  router.post('/', allow('webhooks', 'webhook.endpoint.create'), async (req, res) => {
     const body = parseRequest(req.body);
     const created = await webhooks.createEndpoint(principalOf(res), contextOf(req, res), { url: body.url, events: body.events });
     const { id, url, events, created_at } = presentEndpoint(created.endpoint);
@@ -77,11 +72,11 @@ export function webhookEndpointRoutes(webhooks: WebhookEndpoints, allow: Allow, 
     res.status(201).json({ id, url, events, secret: created.secret.reveal(), created_at });
   });
 
-  router.get('/', allow('webhooks', 'webhook.endpoints.read'), limit, async (req, res) => {
+  router.get('/', allow('webhooks', 'webhook.endpoints.read'), async (req, res) => {
     res.json({ data: (await webhooks.listEndpoints(principalOf(res), contextOf(req, res))).map(presentEndpoint) });
   });
 
-  router.delete('/:id', allow('webhooks', 'webhook.endpoint.disable'), limit, async (req, res) => {
+  router.delete('/:id', allow('webhooks', 'webhook.endpoint.disable'), async (req, res) => {
     await webhooks.disableEndpoint(principalOf(res), contextOf(req, res), idParam(req.params.id));
     res.status(204).end();
   });
@@ -91,22 +86,20 @@ export function webhookEndpointRoutes(webhooks: WebhookEndpoints, allow: Allow, 
   return router;
 }
 
-export function webhookDeliveryRoutes(webhooks: WebhookEndpoints, allow: Allow, limits?: Pick<RateLimiters, 'forAction'>): Router {
+export function webhookDeliveryRoutes(webhooks: WebhookEndpoints, allow: Allow): Router {
   const router = Router();
-  // After each route's role check, as on every route: a key without webhooks gets 403, not 429.
-  const limit = limits?.forAction('webhooks' satisfies Action) ?? unlimited;
 
-  router.get('/', allow('webhooks', 'webhook.deliveries.read'), limit, async (req, res) => {
+  router.get('/', allow('webhooks', 'webhook.deliveries.read'), async (req, res) => {
     const deliveries = await webhooks.listDeliveries(principalOf(res), contextOf(req, res), stateParam(req.query.state));
     res.json({ data: deliveries.map(presentDelivery) });
   });
 
-  router.post('/redrive', allow('webhooks', 'webhook.redrive'), limit, async (req, res) => {
+  router.post('/redrive', allow('webhooks', 'webhook.redrive'), async (req, res) => {
     parseRedrive(req.body);
     res.json({ redriven: await webhooks.redriveDead(principalOf(res), contextOf(req, res)) });
   });
 
-  router.post('/:id/redrive', allow('webhooks', 'webhook.redrive'), limit, async (req, res) => {
+  router.post('/:id/redrive', allow('webhooks', 'webhook.redrive'), async (req, res) => {
     parseRedrive(req.body);
     res.json(presentDelivery(await webhooks.redriveDelivery(principalOf(res), contextOf(req, res), idParam(req.params.id))));
   });

@@ -128,6 +128,26 @@ describe('per-key limits per action', () => {
     expectRateLimited(await request(h.app).get(`/v1/tokens/${token}`).set(bearer(keys.tight!)), 'read', 5);
   });
 
+  it('refuses a request over the limit before reading its body: no JWE decrypted, no JSON parsed', async () => {
+    let decrypts = 0;
+    const keys = h.parts.clientEncryption;
+    const app = h.appWith({
+      clientEncryption: {
+        decrypt: (...args: Parameters<typeof keys.decrypt>) => ((decrypts += 1), keys.decrypt(...args)),
+        jwks: () => keys.jwks(),
+      },
+    });
+    const { tenant, keys: apiKeys } = await h.tenant(['tight']);
+    for (let i = 0; i < 3; i += 1) expect((await tokenize(app, apiKeys.tight!)).status).toBe(201);
+    // Read, either would be a 400 (invalid_jwe, malformed_json): the 429 shows neither was.
+    const jwe = await request(app).post('/v1/tokens').set(bearer(apiKeys.tight!)).set('Content-Type', 'application/jose').send('a.b.c.d.e');
+    expectRateLimited(jwe, 'tokenize', 3);
+    expect(decrypts).toBe(0);
+    const json = await request(app).post('/v1/tokens').set(bearer(apiKeys.tight!)).set('Content-Type', 'application/json').send('{"card":');
+    expectRateLimited(json, 'tokenize', 3);
+    expect(await countCards(h.db, tenant.id)).toBe(3);
+  });
+
   it('checks the role before the limit: a key without the action gets 403 and spends no budget, on every router', async () => {
     const { keys } = await h.tenant(['tight']);
     for (const url of ['/v1/audit/checkpoint', '/v1/webhook-endpoints', '/v1/webhook-deliveries', '/v1/tokens/not-a-token/detokenize']) {
