@@ -47,10 +47,13 @@ export function problemBody(error: VaultError, requestId?: string): Record<strin
  */
 export const UNAUTHENTICATED = 'cardvault:unauthenticated';
 
+/** The challenge RFC 9110 §15.5.2 requires of every 401: these problem documents' and the hosted form page's. */
+export const CHALLENGE = 'Bearer realm="cardvault"';
+
 export function sendProblem(res: Response, error: VaultError): void {
   const body = problemBody(error, res.locals.requestId as string | undefined);
   if (error.status === 401) {
-    res.setHeader('WWW-Authenticate', 'Bearer realm="cardvault"');
+    res.setHeader('WWW-Authenticate', CHALLENGE);
     res.emit(UNAUTHENTICATED);
   }
   if (error.retryable) res.setHeader('Retry-After', '1');

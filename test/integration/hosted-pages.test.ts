@@ -41,6 +41,21 @@ describe('GET /hosted/card-form', () => {
     expect(page.headers['content-security-policy']).toContain("frame-ancestors 'none'");
     expect(page.headers['x-frame-options']).toBe('DENY');
   });
+
+  it('challenges on every 401 page as POST /hosted/tokens does (RFC 9110 §15.5.2), and on no other error page', async () => {
+    const json = await request(app).post('/hosted/tokens').send({});
+    expect(json.status).toBe(401);
+    expect(json.headers['www-authenticate']).toBe('Bearer realm="cardvault"');
+    for (const path of ['/hosted/card-form', formPath(''), formPath('not-a-session'), formPath('a.b.c')]) {
+      const page = await request(app).get(path);
+      expect({ path, status: page.status, challenge: page.headers['www-authenticate'] }).toEqual({ path, status: 401, challenge: json.headers['www-authenticate'] });
+    }
+    const { keys } = await h.tenant(['merchant']);
+    const session = (await request(app).post('/v1/client-sessions').set(bearer(keys.merchant!)).send({ allowed_origins: [SHOP] })).body.session as string;
+    const elsewhere = await request(app).get(formPath(session, 'https://other.example'));
+    expect(elsewhere.status).toBe(403);
+    expect(elsewhere.headers['www-authenticate']).toBeUndefined();
+  });
 });
 
 describe('GET /hosted/sdk/{file}', () => {

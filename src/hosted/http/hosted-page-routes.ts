@@ -5,7 +5,7 @@ import type { Logger } from '../../log';
 import type { Asset, HostedAssets } from '../assets';
 import { formPolicy, renderError, renderForm } from '../form-page';
 import type { PageSessions } from '../page-session';
-import { methodNotAllowed, sendProblem } from '../../http/problem';
+import { CHALLENGE, methodNotAllowed, sendProblem } from '../../http/problem';
 
 export interface HostedPageDeps {
   pageSessions: PageSessions;
@@ -28,6 +28,8 @@ function sendAsset(res: Response, asset: Asset, cacheControl: string, crossOrigi
 
 function sendErrorPage(res: Response, code: ErrorCode): void {
   const { status, title } = describeError(code);
+  // HTML or not, a 401 must name a scheme (RFC 9110 §15.5.2): the one the JSON 401s, /hosted/tokens' too, name.
+  if (status === 401) res.setHeader('WWW-Authenticate', CHALLENGE);
   res.status(status).type('html').send(renderError(title));
 }
 
