@@ -45,6 +45,8 @@ export interface Config {
   metrics: { host: string; port: number } | undefined;
   /** allowInsecureUrls: webhook endpoints may be plain http:// (WEBHOOK_ALLOW_HTTP); never in production. */
   webhooks: { allowInsecureUrls: boolean };
+  /** allowLocalHttpOrigins: a hosted-form session may list http://localhost and http://127.0.0.1; never in production. */
+  clientSessions: { allowLocalHttpOrigins: boolean };
   /** The account updater (src/updater/): where its worker runs, how it reaches the networks, how it paces itself. */
   updater: {
     /** `in-process`: this process runs the worker and webhook delivery too; `off`: `cardvault worker` does. */
@@ -164,6 +166,8 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Readonl
       checkpointMaxAgeSeconds: read.integer('CHECKPOINT_MAX_AGE_SECONDS', 60, 1, 60),
     },
     webhooks: { allowInsecureUrls: webhookAllowHttp },
+    // A merchant's development server frames the form over plain http; a production checkout never does.
+    clientSessions: { allowLocalHttpOrigins: nodeEnv !== 'production' },
     updater: {
       worker: read.oneOf('UPDATER_WORKER', ['in-process', 'off'] as const, nodeEnv === 'production' ? 'off' : 'in-process'),
       network: updaterNetwork,

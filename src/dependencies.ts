@@ -112,8 +112,8 @@ export function assembleVault(options: {
   kms: Kms;
   policies: Policies;
   log: Logger;
-  /** `webhooks` absent: https:// endpoints only. */
-  config: Pick<Config, 'apiKeyCacheSeconds' | 'idempotencyTtlSeconds' | 'dataKeys' | 'audit'> & Partial<Pick<Config, 'webhooks'>>;
+  /** `webhooks` absent: https:// endpoints only; `clientSessions` absent: https:// session origins only. */
+  config: Pick<Config, 'apiKeyCacheSeconds' | 'idempotencyTtlSeconds' | 'dataKeys' | 'audit'> & Partial<Pick<Config, 'webhooks' | 'clientSessions'>>;
   /** Audit commits, data-key cache lookups and webhook deliveries are counted here; absent, nothing is. */
   metrics?: VaultMetrics;
   /** How old this instance's view of a tenant's fingerprint keys may get (default 5 s; shorter in tests). */
@@ -173,6 +173,7 @@ export function assembleVault(options: {
     tenants,
     audit,
     clock: systemClock,
+    allowLocalHttpOrigins: config.clientSessions?.allowLocalHttpOrigins ?? false,
   });
   const webhookStore = new PgWebhookStore(db);
   const webhooks = new WebhookEndpoints({

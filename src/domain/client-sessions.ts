@@ -81,17 +81,27 @@ export interface ClientSessionsDeps {
   tenants: Pick<TenantStore, 'findTenantById'>;
   audit: AuditTrail;
   clock: Clock;
+  /**
+   * Whether a session may list http://localhost or http://127.0.0.1 (a merchant's development server): never in
+   * production (config.ts), where such an origin would let whatever serves plain http on the shopper's own machine
+   * frame the form and be told its token.
+   */
+  allowLocalHttpOrigins: boolean;
 }
 
 // A browser's serialization of an https origin (lowercase, no default port, no path), or a local http one.
 const HOST_LABEL = '[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?';
-const ORIGIN = new RegExp(`^(?:https://${HOST_LABEL}(?:\\.${HOST_LABEL})*|http://(?:localhost|127\\.0\\.0\\.1))(?::[0-9]{1,5})?$`);
+const HTTPS_ORIGIN = new RegExp(`^https://${HOST_LABEL}(?:\\.${HOST_LABEL})*(?::[0-9]{1,5})?$`);
+const LOCAL_HTTP_ORIGIN = /^http:\/\/(?:localhost|127\.0\.0\.1)(?::[0-9]{1,5})?$/;
+const HTTPS_ONLY = 'an origin is https://host[:port] as a browser sends it: lowercase, no default port, path, wildcard or trailing slash';
+const LOCAL_HTTP_TOO = 'an origin is https://host[:port] (or http://localhost, http://127.0.0.1) as a browser sends it: lowercase, no default port, path, wildcard or trailing slash';
 
-function checkOrigin(origin: unknown, index: number): string {
+function checkOrigin(origin: unknown, index: number, allowLocalHttp: boolean): string {
   const pointer = `/allowed_origins/${index}`;
-  const detail = 'an origin is https://host[:port] (or http://localhost, http://127.0.0.1) as a browser sends it: lowercase, no default port, path, wildcard or trailing slash';
+  const detail = allowLocalHttp ? LOCAL_HTTP_TOO : HTTPS_ONLY;
+  const shaped = (o: string) => HTTPS_ORIGIN.test(o) || (allowLocalHttp && LOCAL_HTTP_ORIGIN.test(o));
   // Origins are written to the audit trail: one that could hold a card number is refused like a tenant name.
-  if (typeof origin !== 'string' || origin.length > MAX_ORIGIN_LENGTH || !ORIGIN.test(origin) || mayHoldCardNumber(origin)) {
+  if (typeof origin !== 'string' || origin.length > MAX_ORIGIN_LENGTH || !shaped(origin) || mayHoldCardNumber(origin)) {
     throw new VaultError('invalid_field', detail, { pointer });
   }
   // The URL parser has the last word: what it would not serialize back to the same string, a browser would not send.
@@ -105,11 +115,11 @@ function checkOrigin(origin: unknown, index: number): string {
   return origin;
 }
 
-function checkOrigins(origins: readonly unknown[]): string[] {
+function checkOrigins(origins: readonly unknown[], allowLocalHttp: boolean): string[] {
   if (origins.length < 1 || origins.length > MAX_ALLOWED_ORIGINS) {
     throw new VaultError('invalid_field', `allowed_origins holds 1 to ${MAX_ALLOWED_ORIGINS} origins`, { pointer: '/allowed_origins' });
   }
-  const checked = origins.map(checkOrigin);
+  const checked = origins.map((origin, index) => checkOrigin(origin, index, allowLocalHttp));
   const duplicate = checked.findIndex((origin, i) => checked.indexOf(origin) !== i);
   if (duplicate >= 0) throw new VaultError('invalid_field', 'an origin is listed twice', { pointer: `/allowed_origins/${duplicate}` });
   return checked;
@@ -136,7 +146,7 @@ export class ClientSessions {
       // A session grants tokenize, so only a key that may tokenize can create one, and a session cannot beget another.
       if (principal.role === CLIENT_SESSION_ROLE) throw new VaultError('forbidden', 'a client session cannot create sessions');
       authorize(principal, 'tokenize');
-      const allowedOrigins = checkOrigins(request.allowedOrigins);
+      const allowedOrigins = checkOrigins(request.allowedOrigins, this.deps.allowLocalHttpOrigins);
       const ttlSeconds = checkTtl(request.ttlSeconds ?? DEFAULT_SESSION_TTL_SECONDS);
       // Whole seconds: the token's iat and exp are NumericDates, and the row must say exactly the same.
       const createdAt = new Date(Math.floor(this.deps.clock.now().getTime() / 1000) * 1000);

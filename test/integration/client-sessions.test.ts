@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import express from 'express';
 import jose from 'node-jose';
 import request from 'supertest';
+import { loadConfig, type Config } from '../../src/config';
 import { CHECKPOINT_TYP, verifyCheckpointJws } from '../../src/crypto/checkpoint-signer';
 import { SESSION_AUD, SESSION_TYP, SessionTokens } from '../../src/crypto/session-signer';
 import { CLIENT_SESSION_ROLE, ClientSessions } from '../../src/domain/client-sessions';
@@ -35,11 +36,21 @@ interface Parts {
   app: express.Express;
 }
 
-/** The session parts as assembleVault builds them, but on the test clock, behind a small app of their own. */
-function buildParts(h: Harness): Parts {
+/**
+ * The session parts as assembleVault builds them, but on the test clock, behind a small app of their own; local
+ * http origins allowed as outside production unless `config` says otherwise.
+ */
+function buildParts(h: Harness, config: Pick<Config, 'clientSessions'> = { clientSessions: { allowLocalHttpOrigins: true } }): Parts {
   const store = new PgClientSessionStore(h.db);
   const tokens = new SessionTokens((payload, typ) => h.parts.signer.sign(payload, typ), (jws) => h.parts.signer.verify(jws), clock);
-  const sessions = new ClientSessions({ sessions: store, tokens, tenants: h.parts.tenants, audit: h.parts.audit, clock });
+  const sessions = new ClientSessions({
+    sessions: store,
+    tokens,
+    tenants: h.parts.tenants,
+    audit: h.parts.audit,
+    clock,
+    allowLocalHttpOrigins: config.clientSessions.allowLocalHttpOrigins,
+  });
   const app = express();
   const v1 = express.Router();
   v1.use(authenticate(h.parts.principals, h.parts.audit), express.json());
@@ -169,6 +180,20 @@ describe('POST /v1/client-sessions', () => {
   it('accepts https origins with a port or a punycode host, and local http ones', async () => {
     const origins = [`${SHOP}:8443`, 'https://xn--bcher-kva.example', 'https://localhost', 'http://localhost', 'http://127.0.0.1:8080'];
     expect(decodePart(await newSession({ allowed_origins: origins }), 1).origins).toEqual(origins);
+  });
+
+  it('refuses local http origins in production, naming each by its pointer, and still takes https ones', async () => {
+    const production = buildParts(h, loadConfig({ NODE_ENV: 'production', DATABASE_URL: 'postgres://vault@db.internal/vault', KMS_PROVIDER: 'aws', KMS_KEY_ID: 'alias/cardvault' }));
+    const create = (origins: string[]) => request(production.app).post('/v1/client-sessions').set(bearer(keys.merchant!)).send({ allowed_origins: origins });
+    for (const origin of ['http://localhost', 'http://localhost:3000', 'http://127.0.0.1', 'http://127.0.0.1:8080']) {
+      const res = await create([SHOP, origin]);
+      expect({ origin, status: res.status, code: res.body.code, pointer: res.body.pointer }).toEqual({ origin, status: 400, code: 'invalid_field', pointer: '/allowed_origins/1' });
+      // Nor does the refusal suggest the http origins it would have taken elsewhere.
+      expect(res.body.detail).toMatch(/^an origin is https:\/\/host\[:port\] as a browser sends it/);
+    }
+    const res = await create([SHOP, `${SHOP}:8443`]);
+    expect(res.status).toBe(201);
+    expect(res.body.allowed_origins).toEqual([SHOP, `${SHOP}:8443`]);
   });
 
   it.each([

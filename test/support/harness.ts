@@ -102,6 +102,8 @@ export async function buildHarness(options: HarnessOptions = {}): Promise<Harnes
       audit: { origin: AUDIT_ORIGIN, checkpointMaxEvents: 10_000, checkpointMaxAgeSeconds: 60 },
       // Tests run their webhook receivers on http://127.0.0.1.
       webhooks: { allowInsecureUrls: true },
+      // As outside production: the browser tests' demo checkout frames the form from http://localhost.
+      clientSessions: { allowLocalHttpOrigins: true },
     },
   });
   if (options.ensureSigningKey !== false) {

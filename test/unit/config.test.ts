@@ -245,6 +245,11 @@ describe('loadConfig in production', () => {
     expect(loadConfig({ ...PRODUCTION, MIGRATE_ON_START: 'true' }, CWD).migrateOnStart).toBe(true);
   });
 
+  it('lets hosted-form sessions list http://localhost and http://127.0.0.1 origins outside production only', () => {
+    expect(loadConfig(PRODUCTION, CWD).clientSessions).toEqual({ allowLocalHttpOrigins: false });
+    for (const env of ['development', 'test']) expect(loadConfig({ NODE_ENV: env }, CWD).clientSessions).toEqual({ allowLocalHttpOrigins: true });
+  });
+
   it('keeps development credentials in test, where NODE_ENV=test is not production', () => {
     const config = loadConfig({ NODE_ENV: 'test' }, CWD);
     expect(config.devCredentials).toBe(true);
