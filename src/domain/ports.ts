@@ -150,7 +150,11 @@ export interface CardStore {
   findCardByFingerprint(tenantId: string, fingerprint: { parity: Parity; value: string }): Promise<CardRecord | undefined>;
   /** Any card but a deleted one: active, closed, or merged (which the caller resolves). */
   findCard(tenantId: string, token: string): Promise<CardRecord | undefined>;
-  /** Moves the expiry forward only: a later expiry replaces an earlier one, never the reverse. */
+  /**
+   * Moves the expiry forward only: a later expiry replaces an earlier one, never the reverse. Like any merchant
+   * change of the expiry (updateCard), it bumps the card's version, so an account updater answer about the card
+   * as it was inquired is stale and cannot move the expiry back.
+   */
   extendExpiry(tenantId: string, token: string, expMonth: number, expYear: number): Promise<CardRecord | undefined>;
   /**
    * With `sealed`, the new ciphertext replaces `sealed.replaces` only: a card re-sealed meanwhile (the account

@@ -225,7 +225,7 @@ export class PgCardStore implements CardStore {
   async extendExpiry(tenantId: string, token: string, expMonth: number, expYear: number): Promise<CardRecord | undefined> {
     return first(
       await this.q.query<CardRow>(
-        `UPDATE cards SET exp_month = $3, exp_year = $4, updated_at = now()
+        `UPDATE cards SET exp_month = $3, exp_year = $4, version = version + 1, updated_at = now()
          WHERE tenant_id = $1 AND token = $2 AND status = 'active' AND (exp_year, exp_month) < ($4::smallint, $3::smallint)
          RETURNING ${CARD_COLUMNS}`,
         [tenantId, token, expMonth, expYear],
@@ -241,10 +241,12 @@ export class PgCardStore implements CardStore {
     const s = changes.sealed?.card;
     const was = changes.sealed?.replaces;
     // Every seal draws a fresh IV, so the key id and IV name the ciphertext the new one was made from. A row
-    // re-sealed meanwhile (or locked to be, then committed) no longer matches and is not written.
+    // re-sealed meanwhile (or locked to be, then committed) no longer matches and is not written. A new expiry
+    // is a new version: an account updater answer about the card as it was must not move it back.
     const updated = first(
       await this.q.query<CardRow>(
         `UPDATE cards SET
+           version = version + CASE WHEN (COALESCE($3, exp_month), COALESCE($4, exp_year)) IS DISTINCT FROM (exp_month, exp_year) THEN 1 ELSE 0 END,
            exp_month = COALESCE($3, exp_month), exp_year = COALESCE($4, exp_year),
            data_key_id = COALESCE($5, data_key_id), iv = COALESCE($6, iv), tag = COALESCE($7, tag),
            ciphertext = COALESCE($8, ciphertext), updated_at = now()

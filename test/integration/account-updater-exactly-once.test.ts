@@ -149,6 +149,36 @@ describe('with the network answering out of band (file drop)', () => {
     expect(pan).not.toBe(reissued);
   });
 
+  it.each([
+    ['a PATCH', (h: Harness, auth: Record<string, string>, token: string, _pan: string) =>
+      request(h.app).patch(`/v1/tokens/${token}`).set(auth).send({ card: { exp_month: 3, exp_year: 2035 } }).expect(200)],
+    ['tokenizing the number again with a later expiry', (h: Harness, auth: Record<string, string>, _token: string, pan: string) =>
+      request(h.app).post('/v1/tokens').set(auth).send(cardBody(pan, { exp_month: 3, exp_year: 2035 })).expect(200)],
+  ])('does not let an answer about the card before the merchant changed its expiry (%s) undo that change', async (_how, change) => {
+    const { tenant, auth, tokens } = await setUpTenant(h, 1);
+    const [{ token, pan }] = tokens as [{ token: string; pan: string }];
+    const run = (await request(h.app).post('/v1/account-updater/runs').set(auth).send({})).body.id as string;
+    await h.updater.worker.tick(tenant.id);
+    const [batch] = await h.db.query<{ id: string }>('SELECT id FROM updater_batches WHERE run_id = $1', [run]);
+    const { version } = (await request(h.app).get(`/v1/tokens/${token}`).set(auth)).body;
+
+    // While the inquiry is out, the merchant learns the new expiry from the cardholder.
+    const changed = await change(h, auth, token, pan);
+    expect(changed.body).toMatchObject({ card: { exp_month: 3, exp_year: 2035 } });
+    expect(changed.body.version).toBe(version + 1);
+    // Then the network's answer, about the card as it was asked, arrives.
+    const inbox = path.join(h.updaterDropDir, 'visa', 'from-network');
+    fs.mkdirSync(inbox, { recursive: true, mode: 0o700 });
+    const response = vau.writeResponse(batch!.id, [{ ref: 'c1', outcome: 'new_expiry', newExpMonth: 8, newExpYear: 2032, networkCode: 'E' }]);
+    fs.writeFileSync(path.join(inbox, `${batch!.id}.resp`), response, { mode: 0o600 });
+    await h.updater.worker.tick(tenant.id);
+
+    expect((await request(h.app).get(`/v1/account-updater/runs/${run}`).set(auth)).body).toMatchObject({ state: 'completed' });
+    const card = (await request(h.app).get(`/v1/tokens/${token}`).set(auth)).body;
+    expect(card).toMatchObject({ card: { exp_month: 3, exp_year: 2035 }, version: version + 1 });
+    expect((await request(h.app).get(`/v1/tokens/${token}/updates`).set(auth)).body.updates).toEqual([]);
+  });
+
   it('does not send the number of a card opted out after its batch was built but before it was sent', async () => {
     const { tenant, auth, tokens } = await setUpTenant(h, 2);
     const adapter = h.updater.adapters.visa;

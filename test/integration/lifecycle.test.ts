@@ -134,6 +134,18 @@ describe('update and delete', () => {
     expect(sealed.card).toEqual({ holder_name: 'Grace B. Hopper' });
   });
 
+  it('bumps the version for a new expiry only: the same expiry or a holder name alone leaves pending updater answers valid', async () => {
+    const pan = newPan();
+    const token = (await tokenize(cardBody(pan))).body.token;
+    const patch = (card: object) => request(h.app).patch(`/v1/tokens/${token}`).set(bearer(keys.merchant!)).send({ card });
+    expect((await patch({ holder_name: 'Grace Hopper' })).body.version).toBe(1);
+    expect((await patch({ exp_month: 12, exp_year: 2031 })).body.version).toBe(1);
+    expect((await patch({ exp_month: 1, exp_year: 2032 })).body.version).toBe(2);
+    // Tokenizing the number again moves the expiry only forward, and only then is it a new version.
+    expect((await tokenize(cardBody(pan, { exp_month: 12, exp_year: 2031 }))).body.version).toBe(2);
+    expect((await tokenize(cardBody(pan, { exp_month: 2, exp_year: 2032 }))).body.version).toBe(3);
+  });
+
   it('destroys the ciphertext on delete; later reads and detokenize answer 404', async () => {
     const pan = newPan();
     const token = (await tokenize(cardBody(pan))).body.token;
