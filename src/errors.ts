@@ -30,6 +30,7 @@ const CATALOGUE = {
   method_not_allowed: { status: 405, title: 'Method not allowed on this resource' },
   tenant_exists: { status: 409, title: 'A tenant with this name already exists' },
   idempotency_key_reused: { status: 422, title: 'The Idempotency-Key was already used with a different request' },
+  card_deleted: { status: 409, title: 'The card this Idempotency-Key vaulted has since been deleted' },
   request_timeout: { status: 408, title: 'The request was not received in time' },
   payload_too_large: { status: 413, title: 'The request body is too large' },
   unsupported_media_type: { status: 415, title: "The request body's media type is not accepted here" },

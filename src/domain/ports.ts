@@ -134,8 +134,18 @@ export type IdempotencyKeyDigests = Fingerprints;
 
 export interface IdempotencyRecord {
   requestDigest: RequestDigest;
-  /** Null while the first request is still in flight (only visible after a crash mid-transaction: never). */
+  /**
+   * Null while the first request is still in flight (only visible after a crash mid-transaction: never);
+   * DELETED_CARD_RESPONSE once the card it named was deleted.
+   */
   response: unknown | null;
+}
+
+/** What a stored tokenize response becomes when its card is deleted: nothing of the card is left to replay. */
+export const DELETED_CARD_RESPONSE = { deleted: true } as const;
+
+export function isDeletedCardResponse(response: unknown): boolean {
+  return typeof response === 'object' && response !== null && (response as { deleted?: unknown }).deleted === true;
 }
 
 /** Storage for the card use cases; a transaction hands out the same interface bound to one connection. */
@@ -165,7 +175,10 @@ export interface CardStore {
     token: string,
     changes: { expMonth?: number; expYear?: number; sealed?: { card: SealedCard; replaces: SealedCard } },
   ): Promise<CardRecord | 'stale' | undefined>;
-  /** Destroys the ciphertext and fingerprints, leaving a tombstone so the token is never reissued. */
+  /**
+   * Destroys the ciphertext and fingerprints, leaving a tombstone so the token is never reissued, and in the same
+   * statement replaces every stored tokenize response naming the token with DELETED_CARD_RESPONSE.
+   */
   destroyCard(tenantId: string, token: string): Promise<boolean>;
   /**
    * Claims the key for this request (or takes over an expired claim); otherwise returns what is stored. The key

@@ -4,7 +4,7 @@ import { Batcher, ItemFailure, type BatcherLimits } from './batcher';
 import { toMetadata, type CardInput, type TokenizeOutcome } from './card-metadata';
 import { checkExpiry } from './expiry';
 import type { CardFingerprint } from './fingerprints';
-import type { CardCrypto, CardRecord, CardSealer, CardStore, Clock, IdempotencyKeyDigests, IdempotencyRecord, NewCard, RequestDigest, Tenant } from './ports';
+import { isDeletedCardResponse, type CardCrypto, type CardRecord, type CardSealer, type CardStore, type Clock, type IdempotencyKeyDigests, type IdempotencyRecord, type NewCard, type RequestDigest, type Tenant } from './ports';
 import { generateToken, type TokenFormat, type TokenRandomness } from './token';
 
 export interface TokenizerDeps {
@@ -28,6 +28,9 @@ export interface Tokenized {
  * on another instance's lock; four left them at 2.4 requests on average (README, Performance).
  */
 export const KEYED_BATCH_LIMITS: BatcherLimits = { maxBatch: 64, maxInFlight: 2 };
+
+/** A replay of a tokenize whose card was deleted since: the retry must not vault the number again unasked. */
+export const cardDeleted = () => new VaultError('card_deleted', 'to vault the card again, tokenize it with a new Idempotency-Key');
 
 /** Token collisions are rare (≥ 100 free values even for a 12-digit PAN); a few fresh draws settle them. */
 const MAX_TOKEN_ATTEMPTS = 8;
@@ -174,7 +177,10 @@ export class Tokenizer {
     return 'held' in settled ? this.replay(request, settled.held) : settled;
   }
 
-  /** The recorded outcome, when the key was used for this same request; otherwise idempotency_key_reused. */
+  /**
+   * The recorded outcome, when the key was used for this same request; otherwise idempotency_key_reused. The card
+   * deleted since: card_deleted, never a second card for the same key (the merchant deleted the first on purpose).
+   */
   private async replay(request: KeyedRequest, record: IdempotencyRecord): Promise<Tokenized> {
     const recorded = record.requestDigest;
     // Recorded under the previous fingerprint key (a rotation switched since): checked with that key.
@@ -183,6 +189,7 @@ export class Tokenizer {
         ? request.digest
         : await this.deps.crypto.requestDigest(request.tenant, canonicalRequest(request), recorded.generation);
     if (recorded.digest !== ours.digest) throw new VaultError('idempotency_key_reused');
+    if (isDeletedCardResponse(record.response)) throw cardDeleted();
     return { outcome: record.response as TokenizeOutcome, replayed: true };
   }
 

@@ -8,7 +8,7 @@ import { audited } from './audited';
 import { CVC_PURPOSE, type CvcHolder } from './cvc';
 import type { AuditTrail, CardCrypto, CardRecord, CardStore, RequestContext, SealedCard, Tenant } from './ports';
 import type { TokenFormat } from './token';
-import { Tokenizer, type TokenizerDeps } from './tokenizer';
+import { cardDeleted, Tokenizer, type TokenizerDeps } from './tokenizer';
 
 export type RevealedCard = Partial<Record<RevealableField, string | number | null>>;
 
@@ -56,6 +56,9 @@ export class Vault {
       const { outcome, replayed } = await this.#tokenizer.tokenize(principal.tenant, card, format, idempotencyKey);
       const { brand, bin, last4, token } = outcome.card;
       const tenantId = principal.tenant.id;
+      // Deleting a card redacts the responses naming it; one recorded as the delete ran, or naming a token merged
+      // into a card deleted since, still names it, and is not replayed either.
+      if (replayed && !(await resolveCard(this.deps.cards, tenantId, token))) throw cardDeleted();
       // A replay changes nothing: a CVC it carries is not held again, since an authorization may have used the
       // first request's, and a retry must not make it revealable twice. A card vaulted just now cannot have a CVC
       // held yet: ask the store only for a known card, or on a replay. A card the issuer closed is never revealed

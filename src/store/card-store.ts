@@ -1,6 +1,6 @@
 // Cards and idempotency records in PostgreSQL: one method per query, named for its intent.
 import type { Parity } from '../domain/fingerprints';
-import type { CardRecord, CardStatus, CardStore, IdempotencyKeyDigests, IdempotencyRecord, NewCard, RequestDigest, SealedCard } from '../domain/ports';
+import { DELETED_CARD_RESPONSE, type CardRecord, type CardStatus, type CardStore, type IdempotencyKeyDigests, type IdempotencyRecord, type NewCard, type RequestDigest, type SealedCard } from '../domain/ports';
 import type { TokenFormat } from '../domain/token';
 import { Batcher, ItemFailure, type BatcherLimits } from '../domain/batcher';
 import { isVaultError } from '../errors';
@@ -260,12 +260,19 @@ export class PgCardStore implements CardStore {
   }
 
   async destroyCard(tenantId: string, token: string): Promise<boolean> {
+    // One statement, so no replay can read a response of a card already deleted (migrations/0021 indexes them).
     const rows = await this.q.query(
-      `UPDATE cards SET status = 'deleted', fingerprint = NULL, fingerprint_even = NULL, data_key_id = NULL, iv = NULL, tag = NULL,
-                        ciphertext = NULL, merged_into = NULL, updater_enrolled_at = NULL, deleted_at = now(), updated_at = now()
-       WHERE tenant_id = $1 AND token = $2 AND status <> 'deleted'
-       RETURNING token`,
-      [tenantId, token],
+      `WITH destroyed AS (
+         UPDATE cards SET status = 'deleted', fingerprint = NULL, fingerprint_even = NULL, data_key_id = NULL, iv = NULL, tag = NULL,
+                          ciphertext = NULL, merged_into = NULL, updater_enrolled_at = NULL, deleted_at = now(), updated_at = now()
+         WHERE tenant_id = $1 AND token = $2 AND status <> 'deleted'
+         RETURNING token
+       ), redacted AS (
+         UPDATE idempotency_keys SET response = $3
+         WHERE tenant_id = $1 AND response -> 'card' ->> 'token' = $2 AND EXISTS (SELECT 1 FROM destroyed)
+       )
+       SELECT token FROM destroyed`,
+      [tenantId, token, JSON.stringify(DELETED_CARD_RESPONSE)],
     );
     return rows.length === 1;
   }

@@ -84,6 +84,50 @@ describe('on the shared test database (searched by the canary)', () => {
     expect((await h.db.query('SELECT 1 FROM cards WHERE tenant_id = $1', [tenant.id])).length).toBe(2);
   });
 
+  it("drops a deleted card's metadata from the responses stored for it: a retry answers 409 card_deleted and vaults nothing", async () => {
+    const { tenant, keys } = await h.tenant(['merchant']);
+    const body = cardBody(newPan());
+    const first = await tokenize(h, keys.merchant!, 'order-d1', body);
+    expect(first.status).toBe(201);
+    // The same card again under another key: a 200 whose stored response names the same token.
+    expect((await tokenize(h, keys.merchant!, 'order-d2', body)).status).toBe(200);
+    const keptBody = cardBody(newPan());
+    const kept = await tokenize(h, keys.merchant!, 'order-d3', keptBody);
+    const stored = () => h.db.query<{ response: string }>('SELECT response::text FROM idempotency_keys WHERE tenant_id = $1 ORDER BY id', [tenant.id]);
+    expect((await stored()).filter((r) => r.response.includes(first.body.fingerprint))).toHaveLength(2);
+
+    expect((await request(h.app).delete(`/v1/tokens/${first.body.token}`).set(bearer(keys.merchant!))).status).toBe(204);
+    const after = (await stored()).map((r) => r.response);
+    expect(after.filter((r) => r.includes(first.body.fingerprint) || r.includes(first.body.token))).toEqual([]);
+    expect(after.filter((r) => r.includes(kept.body.fingerprint))).toHaveLength(1);
+
+    for (const key of ['order-d1', 'order-d2']) {
+      const retry = await tokenize(h, keys.merchant!, key, body);
+      expect(retry.status).toBe(409);
+      expect(retry.body).toMatchObject({ code: 'card_deleted' });
+      expect(retry.text).not.toContain(first.body.fingerprint);
+      // Another request under the key is still told the key was used for something else.
+      expect((await tokenize(h, keys.merchant!, key, cardBody(newPan()))).body.code).toBe('idempotency_key_reused');
+    }
+    // Another card's records are left alone.
+    expect((await tokenize(h, keys.merchant!, 'order-d3', keptBody)).body).toEqual(kept.body);
+    expect((await h.db.query("SELECT 1 FROM cards WHERE tenant_id = $1 AND status <> 'deleted'", [tenant.id])).length).toBe(1);
+  });
+
+  it('answers card_deleted to a retry whose stored response still names a deleted card (written as the delete ran)', async () => {
+    const { tenant, keys } = await h.tenant(['merchant']);
+    const body = cardBody(newPan());
+    const first = await tokenize(h, keys.merchant!, 'order-r1', body);
+    const [record] = await h.db.query<{ id: string; response: unknown }>('SELECT id, response FROM idempotency_keys WHERE tenant_id = $1', [tenant.id]);
+    expect((await request(h.app).delete(`/v1/tokens/${first.body.token}`).set(bearer(keys.merchant!))).status).toBe(204);
+    // A keyed tokenize of the same card that read it before the delete committed, and recorded after.
+    await h.db.query('UPDATE idempotency_keys SET response = $2 WHERE id = $1', [record!.id, JSON.stringify(record!.response)]);
+    const retry = await tokenize(h, keys.merchant!, 'order-r1', body);
+    expect(retry.status).toBe(409);
+    expect(retry.body).toMatchObject({ code: 'card_deleted' });
+    expect(retry.text).not.toContain(first.body.fingerprint);
+  });
+
   it('echoes an ordinary key', async () => {
     const { keys } = await h.tenant(['merchant']);
     const key = '3f1b8c52-9d0e-4b7a-8e61-2c5d9f4a7b10';
