@@ -85,7 +85,7 @@ export async function run(argv: string[], env = process.env, out: Out = (l) => p
     }
     if (command === 'audit' && sub === 'verify') return await auditVerify(rest, out);
     const config = loadConfig(env);
-    if (command === 'migrate') return await withDb(config, (db) => migrate(db, [sub, ...rest].filter(Boolean) as string[], out));
+    if (command === 'migrate') return await withDb(config, (db) => migrate(db, [sub, ...rest].filter(Boolean) as string[], out, config.migrationLockTimeoutMs));
     if (command === 'tenants' && sub === 'create') return await tenants(config, rest, env, out);
     if (command === 'keys' && (sub === 'create' || sub === 'list' || sub === 'revoke')) return await keys(config, sub, rest, env, out);
     if (command === 'keys' && sub === 'rotate') return await rotateKeys(config, rest, env, out);
@@ -212,7 +212,7 @@ async function withDb(config: Config, work: (db: Db) => Promise<number>): Promis
   }
 }
 
-async function migrate(db: Db, args: string[], out: Out): Promise<number> {
+async function migrate(db: Db, args: string[], out: Out, lockTimeoutMs: number): Promise<number> {
   const { values } = parseArgs({
     args,
     options: { down: { type: 'boolean' }, to: { type: 'string' }, all: { type: 'boolean' } },
@@ -221,7 +221,7 @@ async function migrate(db: Db, args: string[], out: Out): Promise<number> {
   if (!values.down && (values.to || values.all)) throw new UsageError('--to and --all go with --down');
   // Reverting drops tables (data_keys holds every wrapped key): one step unless the operator says more.
   const down = values.all ? {} : values.to ? { to: values.to } : { steps: 1 };
-  const names = values.down ? await migrateDown(db, down) : await migrateUp(db);
+  const names = values.down ? await migrateDown(db, { ...down, lockTimeoutMs }) : await migrateUp(db, { lockTimeoutMs });
   out(JSON.stringify({ [values.down ? 'reverted' : 'applied']: names }));
   return 0;
 }

@@ -39,6 +39,8 @@ export interface Config {
   audit: { origin: string; checkpointMaxEvents: number; checkpointMaxAgeSeconds: number };
   /** Outside production the vault migrates its own schema; in production a job does, and the vault checks. */
   migrateOnStart: boolean;
+  /** How long a migration waits for a table's lock before it fails and changes nothing (0: for ever). */
+  migrationLockTimeoutMs: number;
   /** `npm start`'s demo merchant checkout (src/hosted/demo.ts) on this port; undefined: off, always in production. */
   demoPort: number | undefined;
   /** GET /metrics (Prometheus) on a listener of its own, never the API's; undefined: off (METRICS_PORT=off). */
@@ -157,6 +159,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Readonl
     },
     devCredentials: nodeEnv !== 'production',
     migrateOnStart: read.boolean('MIGRATE_ON_START', nodeEnv !== 'production'),
+    migrationLockTimeoutMs: read.integer('MIGRATION_LOCK_TIMEOUT_MS', 5000, 0, 600_000),
     demoPort: nodeEnv === 'production' ? undefined : demoPort,
     metrics: metricsPort === undefined ? undefined : { host: read.string('METRICS_HOST', '0.0.0.0'), port: metricsPort },
     cvcTtlSeconds: read.integer('CVC_TTL_SECONDS', 600, 60, 3600),

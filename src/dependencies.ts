@@ -260,9 +260,9 @@ export async function watchKeyRotations(rotation: VaultParts['keyRotation'], log
  * For the API and `cardvault worker` alike: with MIGRATE_ON_START (the default outside production) applies what is
  * pending; otherwise refuses a database with migrations still to apply, naming them and the command that applies them.
  */
-export async function prepareSchema(db: Db, config: Pick<Config, 'migrateOnStart'>, log: Logger): Promise<void> {
+export async function prepareSchema(db: Db, config: Pick<Config, 'migrateOnStart' | 'migrationLockTimeoutMs'>, log: Logger): Promise<void> {
   if (config.migrateOnStart) {
-    const applied = await migrateUp(db);
+    const applied = await migrateUp(db, { lockTimeoutMs: config.migrationLockTimeoutMs });
     if (applied.length > 0) log.info({ migrations: applied }, 'migrations applied');
     return;
   }

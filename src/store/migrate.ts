@@ -1,11 +1,23 @@
 // Applies the SQL files in migrations/ with umzug, in one transaction under an advisory lock so instances can race.
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { Umzug, type UmzugStorage } from 'umzug';
+import { MigrationError, Umzug, type UmzugStorage } from 'umzug';
+import { StartupError } from '../errors';
 import type { Db, Queryable } from './db';
 
 export const MIGRATIONS_DIR = path.resolve(__dirname, '..', '..', 'migrations');
 const LOCK_ID = 0x63617264; // "card"
+
+/** MIGRATION_LOCK_TIMEOUT_MS's default (config.ts): what a caller that does not say gets. */
+export const DEFAULT_MIGRATION_LOCK_TIMEOUT_MS = 5000;
+
+export interface MigrateOptions {
+  /**
+   * How long a migration's statement may wait for a lock on a table (or row) before the whole run fails and
+   * rolls back; 0 waits for ever. Not the wait for the migration lock itself: another instance migrating.
+   */
+  lockTimeoutMs?: number;
+}
 
 function storage(tx: Queryable): UmzugStorage {
   return {
@@ -54,31 +66,50 @@ BEGIN
 END
 $$`;
 
-async function locked<T>(db: Db, work: (tx: Queryable) => Promise<T>): Promise<T> {
+/** PostgreSQL's lock_not_available: a statement gave up waiting for a lock after lock_timeout. */
+const isLockTimeout = (err: unknown) => (err as { code?: unknown } | null)?.code === '55P03';
+
+async function locked<T>(db: Db, { lockTimeoutMs = DEFAULT_MIGRATION_LOCK_TIMEOUT_MS }: MigrateOptions, work: (tx: Queryable) => Promise<T>): Promise<T> {
+  if (!(Number.isSafeInteger(lockTimeoutMs) && lockTimeoutMs >= 0)) throw new RangeError('lockTimeoutMs must be a whole number of ms, 0 or more');
   // No statement limit, not the pool's 10 s request limit: another pod may hold the lock while it migrates, and
   // an index build on a large cards table may take minutes. Only this transaction is exempt.
-  return db.transaction(
-    async (tx) => {
-      await tx.query('SELECT pg_advisory_xact_lock($1)', [LOCK_ID]);
-      await tx.exec('CREATE TABLE IF NOT EXISTS schema_migrations (name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())');
-      await tx.exec(RENAMED_IN_71D95AE);
-      return work(tx);
-    },
-    { statementTimeoutMs: 0 },
-  );
+  try {
+    return await db.transaction(
+      async (tx) => {
+        await tx.query('SELECT pg_advisory_xact_lock($1)', [LOCK_ID]);
+        // Set once the migration lock is held, so waiting for another instance's run is not limited by it. A
+        // statement queued behind a long transaction for a table's lock queues every request for that table
+        // behind itself: better to fail, and let the operator (or the pod's restart) try again.
+        await tx.exec(`SET LOCAL lock_timeout = ${lockTimeoutMs}`);
+        await tx.exec('CREATE TABLE IF NOT EXISTS schema_migrations (name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())');
+        await tx.exec(RENAMED_IN_71D95AE);
+        return work(tx);
+      },
+      { statementTimeoutMs: 0 },
+    );
+  } catch (err) {
+    const cause = err instanceof MigrationError ? err.cause : err;
+    if (!isLockTimeout(cause)) throw err;
+    const which = err instanceof MigrationError ? `migration ${err.migration.name}` : 'the migration run';
+    throw new StartupError(
+      `${which} waited more than ${lockTimeoutMs} ms (MIGRATION_LOCK_TIMEOUT_MS) for a lock another transaction holds, ` +
+        'and gave up rather than hold up every request behind it: nothing was changed. Find the blocking transaction ' +
+        '(pg_stat_activity, pg_blocking_pids) or wait for it to end, then migrate again',
+    );
+  }
 }
 
 /** Applies every pending migration; returns the names applied. */
-export async function migrateUp(db: Db, dir = MIGRATIONS_DIR): Promise<string[]> {
-  return locked(db, async (tx) => (await migrator(tx, dir).up()).map((m) => m.name));
+export async function migrateUp(db: Db, options: MigrateOptions = {}, dir = MIGRATIONS_DIR): Promise<string[]> {
+  return locked(db, options, async (tx) => (await migrator(tx, dir).up()).map((m) => m.name));
 }
 
 /**
  * Reverts migrations: those applied after `to` (which is kept), or the last `steps`, or all of them.
  * umzug's own `to` is inclusive; translating it to a step count keeps the named migration in place.
  */
-export async function migrateDown(db: Db, options: { to?: string; steps?: number } = {}, dir = MIGRATIONS_DIR): Promise<string[]> {
-  return locked(db, async (tx) => {
+export async function migrateDown(db: Db, options: { to?: string; steps?: number } & MigrateOptions = {}, dir = MIGRATIONS_DIR): Promise<string[]> {
+  return locked(db, options, async (tx) => {
     const umzug = migrator(tx, dir);
     let steps = options.steps;
     if (options.to !== undefined) {

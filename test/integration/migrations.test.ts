@@ -7,6 +7,7 @@ import path from 'node:path';
 import { Client } from 'pg';
 import { openPostgres, type Db, type Queryable } from '../../src/store/db';
 import { MIGRATIONS_DIR, migrateDown, migrateUp, pendingMigrations } from '../../src/store/migrate';
+import { StartupError } from '../../src/errors';
 import { REPO_ROOT } from '../support/env';
 import { ensureBuilt } from '../support/build';
 import { adminQuery as admin } from '../support/admin-db';
@@ -134,7 +135,7 @@ describe('on PostgreSQL', () => {
     expect(await migrateUp(db)).toEqual([ALL[ALL.length - 1]]);
   });
 
-  it("waits for another migrator's lock past the pool's statement timeout instead of failing", async () => {
+  it("waits for another migrator's lock past the pool's statement timeout and the lock timeout instead of failing", async () => {
     await migrateDown(db);
     // A pool whose statements may take 200 ms, while another session holds the migration lock for a second.
     const impatient = openPostgres({ url: DATABASE_URL, poolSize: 1, statementTimeoutMs: 200 });
@@ -143,7 +144,7 @@ describe('on PostgreSQL', () => {
     try {
       await holder.query('BEGIN');
       await holder.query('SELECT pg_advisory_xact_lock($1)', [0x63617264]);
-      const migrated = migrateUp(impatient);
+      const migrated = migrateUp(impatient, { lockTimeoutMs: 200 });
       migrated.catch(() => undefined);
       await new Promise((resolve) => setTimeout(resolve, 1000));
       await holder.query('COMMIT');
@@ -153,6 +154,45 @@ describe('on PostgreSQL', () => {
     } finally {
       await holder.end();
       await impatient.close();
+    }
+  });
+
+  it('gives up on a table lock a long transaction holds after MIGRATION_LOCK_TIMEOUT_MS, changing nothing, and names the migration', async () => {
+    const lockDb = `${DATABASE}_lock`;
+    const url = `postgres://postgres@127.0.0.1:5432/${lockDb}`;
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cardvault-migrations-'));
+    await admin(`CREATE DATABASE ${lockDb}`);
+    const own = openPostgres({ url, poolSize: 2 });
+    const holder = new Client({ connectionString: url });
+    let release: NodeJS.Timeout | undefined;
+    try {
+      fs.writeFileSync(path.join(dir, '0001_hot.sql'), 'CREATE TABLE hot (id integer)');
+      expect(await migrateUp(own, {}, dir)).toEqual(['0001_hot']);
+      fs.writeFileSync(path.join(dir, '0002_hot_column.sql'), 'CREATE TABLE cold (id integer); ALTER TABLE hot ADD COLUMN note text');
+      // A long transaction on the hot table (a report, a stuck client): ALTER TABLE must wait for it to end.
+      await holder.connect();
+      await holder.query('BEGIN');
+      await holder.query('SELECT * FROM hot');
+      // Ended anyway after 4 s, so a migration that waits for it does not hang the test: it succeeds, and fails it.
+      release = setTimeout(() => void holder.query('COMMIT').catch(() => undefined), 4000);
+      const started = Date.now();
+      const failed = await migrateUp(own, { lockTimeoutMs: 300 }, dir).then(() => undefined, (err: unknown) => err as Error);
+      expect(failed).toBeInstanceOf(StartupError);
+      expect(failed!.message).toMatch(/^migration 0002_hot_column waited more than 300 ms \(MIGRATION_LOCK_TIMEOUT_MS\) for a lock/);
+      expect(Date.now() - started).toBeLessThan(3000);
+      // Nothing of it was applied, not even the statement before the one that waited.
+      expect(await pendingMigrations(own, dir)).toEqual(['0002_hot_column']);
+      expect(await tableNames(own)).not.toContain('cold');
+
+      clearTimeout(release);
+      await holder.query('COMMIT');
+      expect(await migrateUp(own, { lockTimeoutMs: 300 }, dir)).toEqual(['0002_hot_column']);
+    } finally {
+      clearTimeout(release);
+      await holder.end().catch(() => undefined);
+      await own.close();
+      await admin(`DROP DATABASE IF EXISTS ${lockDb} WITH (FORCE)`);
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 

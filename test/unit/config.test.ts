@@ -44,6 +44,11 @@ describe('loadConfig defaults', () => {
     expect(config.migrateOnStart).toBe(true);
   });
 
+  it('lets a migration wait 5 s for a table lock, and reads MIGRATION_LOCK_TIMEOUT_MS (0: for ever)', () => {
+    expect(config.migrationLockTimeoutMs).toBe(5000);
+    expect(loadConfig({ MIGRATION_LOCK_TIMEOUT_MS: '0' }, CWD).migrationLockTimeoutMs).toBe(0);
+  });
+
   it('reads the shipped policies/ directory whatever the working directory', () => {
     expect(config.policiesDir).toBe(path.resolve(__dirname, '..', '..', 'policies'));
   });
@@ -166,6 +171,8 @@ describe('loadConfig problems', () => {
     ['DATA_KEY_MAX_USES', 'many'],
     ['DATA_KEY_CACHE_ENTRIES', '1000001'],
     ['MIGRATE_ON_START', 'sometimes'],
+    ['MIGRATION_LOCK_TIMEOUT_MS', '-1'],
+    ['MIGRATION_LOCK_TIMEOUT_MS', '600001'],
   ];
 
   it.each(invalid)('reports %s=%s by name, as a ConfigError', (name, value, extra = {}) => {
