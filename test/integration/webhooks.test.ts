@@ -222,7 +222,8 @@ describe('webhook endpoints over HTTP', () => {
     const principal = await h.parts.principals.authenticate(key);
     const strict = new WebhookEndpoints({ store, crypto: createCardCrypto(h.parts.keyring), audit: h.parts.audit, options: { allowInsecureUrls: false } });
     const internal = ['https://127.0.0.1/x', 'https://localhost/x', 'https://api.localhost/x', 'https://10.1.2.3/x', 'https://172.20.0.1/x',
-      'https://192.168.1.1/x', 'https://169.254.169.254/latest/meta-data', 'https://[::1]/x', 'https://[fd00::1]/x', 'https://[::ffff:10.0.0.1]/x'];
+      'https://192.168.1.1/x', 'https://169.254.169.254/latest/meta-data', 'https://[::1]/x', 'https://[fd00::1]/x', 'https://[::ffff:10.0.0.1]/x',
+      'https://[2001:0:a00:1::1]/x'];
     for (const url of internal) {
       await expect(strict.createEndpoint(principal, SYSTEM_CONTEXT, { url })).rejects.toMatchObject({ code: 'invalid_field', pointer: '/url' });
     }

@@ -9,17 +9,21 @@ describe('isInternalAddress', () => {
     '::ffff:127.0.0.1', '::ffff:a9fe:a9fe', '0:0:0:0:0:ffff:7f00:1', '64:ff9b::a9fe:a9fe', '64:ff9b::10.0.0.1',
     // 6to4 (2002:WWXX:YYZZ::/48 carries WW.XX.YY.ZZ) and the local-use NAT64 prefix of RFC 8215.
     '2002:7f00:1::1', '2002:a9fe:a9fe::', '2002:a00:1:5::1', '2002::1', '64:ff9b:1::a9fe:a9fe',
+    // Teredo (2001:0::/32), whatever its server and (inverted) client: 10.0.0.1 as server, as client
+    // (f5ff:fffe), in full spelling, and both public (65.54.227.120 serving 8.8.8.8).
+    '2001:0:a00:1::1', '2001:0:4136:e378:8000:63bf:f5ff:fffe', '2001:0000:0a00:0001:0000:0000:F5FF:FFFE',
+    '2001:0:4136:e378:8000:63bf:f7f7:f7f7', '2001::',
   ])('refuses %s', (address) => {
     expect(isInternalAddress(address)).toBe(true);
   });
 
-  it.each(['93.184.216.34', '8.8.8.8', '2606:4700:4700::1111', '::ffff:93.184.216.34', '64:ff9b::808:808', '2002:808:808::1'])('allows the public %s', (address) => {
+  it.each(['93.184.216.34', '8.8.8.8', '2606:4700:4700::1111', '::ffff:93.184.216.34', '64:ff9b::808:808', '2002:808:808::1', '2001:4860:4860::8888', '2001:1::1'])('allows the public %s', (address) => {
     expect(isInternalAddress(address)).toBe(false);
   });
 });
 
 describe('isInternalHost', () => {
-  it.each(['localhost', 'LOCALHOST', 'localhost.', 'api.localhost', 'api.localhost.', '[::1]', '[::ffff:7f00:1]', '127.0.0.1'])('refuses %s', (host) => {
+  it.each(['localhost', 'LOCALHOST', 'localhost.', 'api.localhost', 'api.localhost.', '[::1]', '[::ffff:7f00:1]', '127.0.0.1', '[2001:0:a00:1::1]'])('refuses %s', (host) => {
     expect(isInternalHost(host)).toBe(true);
   });
 

@@ -1,5 +1,5 @@
 // Where a merchant's webhook may not reach: loopback, private, link-local (cloud metadata), shared and reserved
-// addresses, in every IPv6 spelling that embeds one. Checked on the URL when an endpoint is created, and on the
+// addresses, in every IPv6 spelling that embeds one, and Teredo tunnels outright. Checked on the URL when an endpoint is created, and on the
 // address actually connected to when a delivery is sent, so a public name that resolves (or later rebinds) to an
 // internal address is refused too.
 import dns, { type LookupAddress, type LookupAllOptions, type LookupOneOptions } from 'node:dns';
@@ -25,6 +25,9 @@ for (const [net, prefix] of [
 const INTERNAL_V6 = new BlockList();
 for (const [net, prefix] of [
   ['::', 96], // unspecified, loopback and the deprecated IPv4-compatible form
+  // Teredo (RFC 4380): 2001:0:SSSS:SSSS:flags:port:CCCC:CCCC tunnels to server S and (inverted) client C over IPv4,
+  // either of which may be internal, through relays we do not choose. Obsolete, and no webhook endpoint is one.
+  ['2001::', 32],
   ['64:ff9b:1::', 48], // local-use NAT64 (RFC 8215): translates to addresses of the operator's choosing
   ['fc00::', 7], // unique-local
   ['fe80::', 10], // link-local
