@@ -1,6 +1,7 @@
 // Two ways to append one log: PostgreSQL numbering, chaining and hashing a short queue in one statement
 // (migrations/0016), and the vault doing it under the head lock for a longer one. Mixed in any order, from
-// several writers at once, on PostgreSQL and on PGlite, they must make one unbroken chain and one Merkle tree.
+// several writers at once, on PostgreSQL and on PGlite, they must make one unbroken chain and one Merkle tree, and
+// the same recorded_at order.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -45,7 +46,7 @@ const { createLogger } = dist('log');
   }
   await Promise.all(writers.map((w) => w.flush()));
   const store = new PgAuditStore(db);
-  const rows = (await store.events(0, 10000)).map((r) => ({ seq: r.seq, event: r.event, leafHash: r.leafHash.toString('base64') }));
+  const rows = (await store.events(0, 10000)).map((r) => ({ seq: r.seq, event: r.event, leafHash: r.leafHash.toString('base64'), recordedAt: r.recordedAt.toISOString() }));
   const head = await store.head();
   await db.close();
   process.stdout.write(JSON.stringify({ rows, head: { size: head.size, lastLeafHash: head.lastLeafHash && head.lastLeafHash.toString('base64'), frontier: head.frontier } }));
@@ -53,7 +54,7 @@ const { createLogger } = dist('log');
 `;
 
 interface Written {
-  rows: { seq: number; event: string; leafHash: string }[];
+  rows: { seq: number; event: string; leafHash: string; recordedAt: string }[];
   head: { size: number; lastLeafHash: string | null; frontier: unknown };
 }
 
@@ -72,10 +73,14 @@ function expectOneLog({ rows, head }: Written): void {
   expect(rows.map((r) => r.seq)).toEqual(Array.from({ length: expected }, (_, i) => i));
   const frontier = new MerkleFrontier();
   let prev: string | null = null;
+  let latest = 0;
   for (const row of rows) {
-    const event = JSON.parse(row.event) as { seq: number; prev: string | null };
+    const event = JSON.parse(row.event) as { seq: number; prev: string | null; time: string };
     expect(event.seq).toBe(row.seq);
     expect(event.prev).toBe(prev);
+    // Either way, the row's recorded_at is the latest event time at or before it (migrations/0019).
+    latest = Math.max(latest, Date.parse(event.time));
+    expect(row.recordedAt).toBe(new Date(latest).toISOString());
     const hash = leafHash(Buffer.from(row.event, 'utf8'));
     expect(row.leafHash).toBe(hash.toString('base64'));
     frontier.append(hash);
