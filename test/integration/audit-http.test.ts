@@ -236,6 +236,32 @@ describe('what is recorded', () => {
     const leap = await request(h.app).get('/v1/audit/events?from=2028-02-29&to=2028-03-01T00:00:00Z').set(bearer(keys.auditor!));
     expect(leap.status).toBe(200);
   });
+
+  it('answers HEAD on the export with the headers of a GET, without exporting or recording an export', async () => {
+    const { tenant, keys } = await h.tenant(['auditor', 'merchant']);
+    const exports = async () => (await events(h, "tenant_id = $1 AND event LIKE '%audit.export%'", [tenant.id])).length;
+    const checkpoints = async () => Number((await h.db.query<{ n: string }>('SELECT count(*) AS n FROM audit_checkpoints'))[0]!.n);
+    await request(h.app).post('/v1/tokens').set(bearer(keys.merchant!)).send(cardBody(newPan()));
+    const before = await checkpoints();
+    const head = await request(h.app).head('/v1/audit/events?from=2026-01-01').set(bearer(keys.auditor!));
+    expect(head.status).toBe(200);
+    expect(head.text ?? '').toBe('');
+    // No audit.export recorded, nor the checkpoint every export first signs over the new event.
+    expect(await exports()).toBe(0);
+    expect(await checkpoints()).toBe(before);
+
+    const get = await request(h.app).get('/v1/audit/events?from=2026-01-01').set(bearer(keys.auditor!));
+    expect(head.headers['content-type']).toBe(get.headers['content-type']);
+    expect(head.headers['cache-control']).toBe(get.headers['cache-control']);
+    expect(head.headers['content-length']).toBe(get.headers['content-length']);
+    expect(await exports()).toBe(1);
+
+    // The same refusals as a GET: a bad range, a role without audit.read (recorded as a denied export).
+    expect((await request(h.app).head('/v1/audit/events?from=2026-02-30').set(bearer(keys.auditor!))).status).toBe(400);
+    expect((await request(h.app).head('/v1/audit/events').set(bearer(keys.merchant!))).status).toBe(403);
+    const denied = await events(h, "tenant_id = $1 AND event LIKE '%auth.denied%'", [tenant.id]);
+    expect(denied).toEqual([expect.objectContaining({ details: { attempted: 'audit.export', code: 'forbidden' } })]);
+  });
 });
 
 describe('no audit, no card', () => {
