@@ -7,11 +7,11 @@ import { ConfigError, loadConfig, type Config } from './config';
 import { assembleVault, openDatabase, openKms, prepareSchema, watchKeyRotations } from './dependencies';
 import { createLogger } from './log';
 import { mayHoldCardNumberAcrossPunctuation } from './domain/pan';
-import type { AuditTrail } from './domain/ports';
+import type { AuditInput, TransactionalAuditTrail } from './domain/ports';
 import { loadPolicies } from './policy/load-policies';
 import pino from 'pino';
 import { migrateDown, migrateUp } from './store/migrate';
-import type { Db } from './store/db';
+import type { Db, Queryable } from './store/db';
 import { RedisCvcStore } from './store/cvc-store';
 import { assembleUpdater } from './updater/dependencies';
 import { runOnce, runStatus, runWorker } from './updater/updater-command';
@@ -144,10 +144,13 @@ interface OperatorActor {
 
 const cliActor = (option: string | undefined, env: NodeJS.ProcessEnv): OperatorActor => ({ principal: 'cli', operator: operatorOf(option, env) });
 
-/** The trail with the operator added to each event recorded as `cli`. */
-function withOperator(audit: AuditTrail, actor: OperatorActor): AuditTrail {
+/** The trail with the operator added to each event recorded as `cli`, in a transaction or not. */
+function withOperator(audit: TransactionalAuditTrail<Queryable>, actor: OperatorActor): TransactionalAuditTrail<Queryable> {
+  const named = (event: AuditInput): AuditInput =>
+    event.principal === actor.principal ? { ...event, details: { ...event.details, operator: actor.operator } } : event;
   return {
-    record: (event) => audit.record(event.principal === actor.principal ? { ...event, details: { ...event.details, operator: actor.operator } } : event),
+    record: (event) => audit.record(named(event)),
+    recordWithin: (tx, events) => audit.recordWithin(tx, events.map(named)),
   };
 }
 
@@ -232,7 +235,7 @@ async function openVault(config: Config, db: Db, actor?: OperatorActor) {
   const kms = await openKms(config);
   // Operator commands log warnings only, to stderr; their stdout is the command's JSON output.
   const log = createLogger({ level: 'warn', destination: pino.destination(2) });
-  const operatorAudit = actor && ((audit: AuditTrail) => withOperator(audit, actor));
+  const operatorAudit = actor && ((audit: TransactionalAuditTrail<Queryable>) => withOperator(audit, actor));
   const parts = assembleVault({ db, kms, policies, config, log, operatorAudit });
   // Keys a command creates (a tenant's fingerprint key, a signing key) go under the KMS key of the latest rotation.
   await parts.keyRotation.sync();

@@ -8,7 +8,7 @@ import type { Config } from './config';
 import { StartupError } from './errors';
 import type { Policies } from './domain/policy';
 import { Principals } from './domain/principals';
-import { systemClock, type AuditTrail, type Kms } from './domain/ports';
+import { systemClock, type Kms, type TransactionalAuditTrail } from './domain/ports';
 import { KEYED_BATCH_LIMITS } from './domain/tokenizer';
 import { Vault } from './domain/vault';
 import { AuditLog } from './audit/audit-log';
@@ -31,7 +31,7 @@ import type { Logger } from './log';
 import { loadPolicies } from './policy/load-policies';
 import { policyLoadDetails } from './policy/policy-load-details';
 import { digestLegacyIdempotencyKeys, PgCardStore, purgeExpiredIdempotencyKeys } from './store/card-store';
-import { openEmbedded, openPostgres, POOL_QUEUE_DEADLINE, type Db } from './store/db';
+import { openEmbedded, openPostgres, POOL_QUEUE_DEADLINE, type Db, type Queryable } from './store/db';
 import { migrateUp, pendingMigrations } from './store/migrate';
 import { RateLimitStore } from './store/rate-limit-store';
 import { openRedis, type RedisHandle } from './store/redis';
@@ -122,7 +122,7 @@ export function assembleVault(options: {
    * The trail operator commands record to (tenants, API keys, key rotations, updater runs), given the vault's: the
    * CLI adds who ran it. Absent, the vault's.
    */
-  operatorAudit?: (audit: AuditTrail) => AuditTrail;
+  operatorAudit?: (audit: TransactionalAuditTrail<Queryable>) => TransactionalAuditTrail<Queryable>;
 }) {
   const { db, policies, config, log } = options;
   // New data keys go under the KMS key the latest rotation made active; keyRotation.sync() keeps it current.

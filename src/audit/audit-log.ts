@@ -1,9 +1,10 @@
 // The audit trail's writer: queues events and commits them in batches (group commit), resolving each
 // caller only after its batch is durably in PostgreSQL.
-import type { AuditInput, AuditTrail, Clock } from '../domain/ports';
+import type { AuditInput, Clock, TransactionalAuditTrail } from '../domain/ports';
 import { VaultError } from '../errors';
 import type { Logger } from '../log';
 import type { AuditHead, AuditRow, PgAuditStore } from '../store/audit-store';
+import type { Queryable } from '../store/db';
 import { eventBytes, eventPieces, toAuditEvent } from './event';
 import { leafHash, MerkleFrontier } from './merkle';
 
@@ -24,7 +25,7 @@ interface Pending {
   reject: (err: unknown) => void;
 }
 
-export class AuditLog implements AuditTrail {
+export class AuditLog implements TransactionalAuditTrail<Queryable> {
   #queue: Pending[] = [];
   #flushing: Promise<void> | undefined;
   /** Events in the last batch committed: a long one means load, when batches should keep growing. */
@@ -46,6 +47,19 @@ export class AuditLog implements AuditTrail {
       // While one batch commits, the next one gathers: that is the whole group-commit mechanism.
       this.#flushing ??= this.drain();
     });
+  }
+
+  /**
+   * Appends the events in the caller's transaction `tx`, not the queue: they commit with the change they record or
+   * not at all. The head row stays locked until `tx` ends, holding up every other append: put this last, then commit.
+   */
+  async recordWithin(tx: Queryable, inputs: readonly AuditInput[]): Promise<void> {
+    if (inputs.length === 0) return;
+    const time = this.clock.now();
+    await this.store.appendInOneStatement(
+      inputs.map((input) => ({ pieces: eventPieces(input, time), tenantId: input.tenantId, recordedAt: time })),
+      tx,
+    );
   }
 
   /** Waits until everything queued so far is committed or failed. */

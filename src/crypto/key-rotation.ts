@@ -5,7 +5,8 @@
 // Each step is resumable: a rotation row records the generation and progress; re-running the command picks up the
 // open rotation, and every row is replaced only if it is still what was read.
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { AuditTrail, CardCrypto, Kms } from '../domain/ports';
+import type { AuditInput, CardCrypto, Kms, TransactionalAuditTrail } from '../domain/ports';
+import type { Queryable } from '../store/db';
 import { WRAPPED_TABLE_NAMES, type KeyRotation, type PgKeyRotationStore } from '../store/key-rotation-store';
 
 export interface RotationProgress {
@@ -18,7 +19,8 @@ export interface KeyRotatorDeps {
   kms: Kms;
   store: PgKeyRotationStore;
   crypto: Pick<CardCrypto, 'open' | 'seal'>;
-  audit: AuditTrail;
+  /** Each state change commits with its event (recordWithin): a crash never leaves a rotation step unaudited. */
+  audit: TransactionalAuditTrail<Queryable>;
   batchSize: number;
   /**
    * How long after the rotation's start to wait before re-wrapping: longer than any instance takes to poll for it
@@ -64,8 +66,13 @@ export class KeyRotator {
    * old one, so nothing is re-wrapped before settleMs has passed since the rotation started.
    */
   async rotate(kmsKeyId: string, options: { reencryptCards: boolean }, activate: () => Promise<void>): Promise<KeyRotation> {
+    const { store, audit } = this.deps;
     const canonical = await this.deps.kms.resolveKeyId(kmsKeyId);
-    const { rotation, created } = await this.deps.store.start(canonical, options.reencryptCards);
+    const { rotation, created } = await store.start(canonical, options.reencryptCards, (tx, begun) =>
+      audit.recordWithin(tx, [
+        { ...CLI, action: 'key.rotation.start', outcome: 'success', details: { generation: begun.generation, kms_key_id: canonical, reencrypt_cards: options.reencryptCards } },
+      ]),
+    );
     if (!created && rotation.kmsKeyId !== canonical) {
       // The key is not named: an AWS key ARN holds a 12-digit account id, which the CLI hides as a possible card number.
       throw new Error(`a rotation to another KMS key (generation ${rotation.generation}) is still in progress: run keys rotate again without another key to finish it`);
@@ -73,20 +80,31 @@ export class KeyRotator {
     if (!created && options.reencryptCards && !rotation.reencryptCards) {
       // Resumed with --reencrypt-cards by an operator who wants every card re-sealed: not quietly dropped because
       // the run that began the rotation did not ask.
-      await this.deps.store.requireReencryption(rotation.generation);
+      await store.requireReencryption(rotation.generation);
       rotation.reencryptCards = true;
     }
     await activate();
-    if (created) {
-      await this.deps.audit.record({ ...CLI, action: 'key.rotation.start', outcome: 'success', details: { generation: rotation.generation, kms_key_id: canonical, reencrypt_cards: options.reencryptCards } });
-    }
     await this.settle(rotation);
-    if (rotation.state === 'rewrapping') await this.rewrapAll(rotation);
-    if (rotation.reencryptCards && rotation.state !== 'completed') await this.reencryptCards(rotation);
-    await this.deps.store.setState(rotation.generation, 'completed');
-    const done = (await this.deps.store.latest())!;
-    await this.deps.audit.record({ ...CLI, action: 'key.rotation.complete', outcome: 'success', details: { generation: done.generation, kms_key_id: done.kmsKeyId, rewrapped: done.rewrapped, reencrypted: done.reencrypted } });
-    return done;
+    // Events of steps that change no state of their own wait for the next change, and commit with it.
+    const pending: AuditInput[] = [];
+    if (rotation.state === 'rewrapping') {
+      const rewrapped = { ...CLI, action: 'key.rotation.rewrap', outcome: 'success', details: { generation: rotation.generation, rewrapped: await this.rewrapAll(rotation) } } as const;
+      if (rotation.reencryptCards) {
+        await store.advance(rotation.generation, 'rewrapping', 'reencrypting', (tx) => audit.recordWithin(tx, [rewrapped]));
+        rotation.state = 'reencrypting';
+      } else {
+        pending.push(rewrapped);
+      }
+    }
+    if (rotation.reencryptCards) {
+      pending.push({ ...CLI, action: 'key.rotation.reencrypt', outcome: 'success', details: { generation: rotation.generation, reencrypted: await this.reencryptCards(rotation) } });
+    }
+    return store.advance(rotation.generation, rotation.state, 'completed', (tx, done) =>
+      audit.recordWithin(tx, [
+        ...pending,
+        { ...CLI, action: 'key.rotation.complete', outcome: 'success', details: { generation: done.generation, kms_key_id: done.kmsKeyId, rewrapped: done.rewrapped, reencrypted: done.reencrypted } },
+      ]),
+    );
   }
 
   /** Until every instance has polled since the rotation started (by the database's clock: a resumed one waits no more). */
@@ -99,9 +117,10 @@ export class KeyRotator {
 
   /**
    * Every wrapped key in every table, re-wrapped under the rotation's key in batches, table by table; then counted
-   * again, and the pass repeated if a key was written under another KMS key meanwhile (a request in flight).
+   * again, and the pass repeated if a key was written under another KMS key meanwhile (a request in flight). Returns
+   * how many were re-wrapped in this rotation.
    */
-  private async rewrapAll(rotation: KeyRotation): Promise<void> {
+  private async rewrapAll(rotation: KeyRotation): Promise<number> {
     const { store } = this.deps;
     let done = rotation.rewrapped;
     let left = await store.countNotWrappedUnder(rotation.kmsKeyId);
@@ -110,9 +129,7 @@ export class KeyRotator {
       done = await this.rewrapPass(rotation, done, done + left);
       left = await store.countNotWrappedUnder(rotation.kmsKeyId);
     }
-    await this.deps.audit.record({ ...CLI, action: 'key.rotation.rewrap', outcome: 'success', details: { generation: rotation.generation, rewrapped: done } });
-    await store.setState(rotation.generation, rotation.reencryptCards ? 'reencrypting' : 'completed');
-    rotation.state = rotation.reencryptCards ? 'reencrypting' : 'completed';
+    return done;
   }
 
   /** One pass over every table; returns the running count of keys re-wrapped. */
@@ -141,8 +158,9 @@ export class KeyRotator {
   /**
    * Every card sealed under a data key generated before the rotation, opened and sealed again under a new data key:
    * one another KMS key generated (also after the start, by an instance that had not yet polled), or an older one.
+   * Returns how many were re-sealed in this rotation.
    */
-  private async reencryptCards(rotation: KeyRotation): Promise<void> {
+  private async reencryptCards(rotation: KeyRotation): Promise<number> {
     const { store, crypto, batchSize } = this.deps;
     const total = rotation.reencrypted + (await store.countSealedBefore(rotation));
     let done = rotation.reencrypted;
@@ -165,6 +183,6 @@ export class KeyRotator {
       done += replaced;
       this.deps.onProgress?.({ phase: 'reencrypt', done, total: Math.max(total, done) });
     }
-    await this.deps.audit.record({ ...CLI, action: 'key.rotation.reencrypt', outcome: 'success', details: { generation: rotation.generation, reencrypted: done } });
+    return done;
   }
 }

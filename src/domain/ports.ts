@@ -329,6 +329,14 @@ export interface AuditTrail {
   record(event: AuditInput): Promise<void>;
 }
 
+/**
+ * A trail whose events can also join a caller's database transaction (`Tx`, the store's handle on it): committed
+ * with the change they record, or rolled back with it. For a state change that must never be without its event.
+ */
+export interface TransactionalAuditTrail<Tx> extends AuditTrail {
+  recordWithin(tx: Tx, events: readonly AuditInput[]): Promise<void>;
+}
+
 /** Where a request came from, for the audit trail. */
 export interface RequestContext {
   requestId: string | null;

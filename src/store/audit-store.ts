@@ -54,9 +54,13 @@ export class PgAuditStore {
   /**
    * Appends events in one autocommit statement: PostgreSQL locks the head, numbers, chains and hashes them and
    * moves the head (migrations/0016), so the lock is held for no round trip. `pieces` are eventPieces' three.
+   * `within`: a caller's transaction instead, which then holds the head's lock until it ends (keep it to its commit).
    */
-  async appendInOneStatement(events: readonly { pieces: readonly [string, string, string]; tenantId: string | null; recordedAt: Date }[]): Promise<void> {
-    await this.db.query('SELECT audit_append($1::text[], $2::uuid[], $3::timestamptz[])', [
+  async appendInOneStatement(
+    events: readonly { pieces: readonly [string, string, string]; tenantId: string | null; recordedAt: Date }[],
+    within: Queryable = this.db,
+  ): Promise<void> {
+    await within.query('SELECT audit_append($1::text[], $2::uuid[], $3::timestamptz[])', [
       events.flatMap((e) => e.pieces),
       events.map((e) => e.tenantId),
       events.map((e) => e.recordedAt),

@@ -1,6 +1,6 @@
 // KMS key rotations and the rows they touch: every wrapped key in the schema, and cards sealed before a rotation.
 import type { KeyContext, SealedCard, WrappedKey } from '../domain/ports';
-import type { Db } from './db';
+import type { Db, Queryable } from './db';
 
 export interface KeyRotation {
   generation: number;
@@ -84,15 +84,28 @@ export class PgKeyRotationStore {
     return rows[0] && toRotation(rows[0]);
   }
 
-  /** A new generation, unless one is still in progress (then that one: resume it). */
-  async start(kmsKeyId: string, reencryptCards: boolean): Promise<{ rotation: KeyRotation; created: boolean }> {
-    const rows = await this.db.query<RotationRow>(
-      `INSERT INTO key_rotations (generation, kms_key_id, state, reencrypt_cards)
-       SELECT COALESCE(max(generation), 0) + 1, $1, 'rewrapping', $2 FROM key_rotations
-       ON CONFLICT DO NOTHING RETURNING ${ROTATION_COLUMNS}`,
-      [kmsKeyId, reencryptCards],
-    );
-    if (rows[0]) return { rotation: toRotation(rows[0]), created: true };
+  /**
+   * A new generation, unless one is still in progress (then that one: resume it). A new one is committed together
+   * with what `record` writes in its transaction (its audit event): a crash leaves both or neither.
+   */
+  async start(
+    kmsKeyId: string,
+    reencryptCards: boolean,
+    record: (tx: Queryable, begun: KeyRotation) => Promise<void>,
+  ): Promise<{ rotation: KeyRotation; created: boolean }> {
+    const begun = await this.db.transaction(async (tx) => {
+      const rows = await tx.query<RotationRow>(
+        `INSERT INTO key_rotations (generation, kms_key_id, state, reencrypt_cards)
+         SELECT COALESCE(max(generation), 0) + 1, $1, 'rewrapping', $2 FROM key_rotations
+         ON CONFLICT DO NOTHING RETURNING ${ROTATION_COLUMNS}`,
+        [kmsKeyId, reencryptCards],
+      );
+      if (!rows[0]) return undefined;
+      const rotation = toRotation(rows[0]);
+      await record(tx, rotation);
+      return rotation;
+    });
+    if (begun) return { rotation: begun, created: true };
     const open = await this.db.query<RotationRow>(`SELECT ${ROTATION_COLUMNS} FROM key_rotations WHERE state <> 'completed'`);
     if (!open[0]) throw new Error('a rotation finished while another was being started; run the command again');
     return { rotation: toRotation(open[0]), created: false };
@@ -108,11 +121,27 @@ export class PgKeyRotationStore {
     return rows[0].since_ms;
   }
 
-  async setState(generation: number, state: KeyRotation['state']): Promise<void> {
-    await this.db.query(
-      `UPDATE key_rotations SET state = $2, finished_at = CASE WHEN $2 = 'completed' THEN now() ELSE NULL END WHERE generation = $1`,
-      [generation, state],
-    );
+  /**
+   * Moves the rotation from state `from` to `to`, committed together with what `record` writes in its transaction
+   * (its audit events), given the rotation as it now is. Throws if it was not in `from` (another run moved it).
+   */
+  async advance(
+    generation: number,
+    from: KeyRotation['state'],
+    to: KeyRotation['state'],
+    record: (tx: Queryable, rotation: KeyRotation) => Promise<void>,
+  ): Promise<KeyRotation> {
+    return this.db.transaction(async (tx) => {
+      const rows = await tx.query<RotationRow>(
+        `UPDATE key_rotations SET state = $3, finished_at = CASE WHEN $3 = 'completed' THEN now() ELSE NULL END
+         WHERE generation = $1 AND state = $2 RETURNING ${ROTATION_COLUMNS}`,
+        [generation, from, to],
+      );
+      if (!rows[0]) throw new Error(`key rotation ${generation} changed meanwhile (another keys rotate?); run the command again`);
+      const rotation = toRotation(rows[0]);
+      await record(tx, rotation);
+      return rotation;
+    });
   }
 
   /** An open rotation re-seals cards too (resumed with --reencrypt-cards, begun without). */

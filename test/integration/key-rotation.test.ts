@@ -9,8 +9,8 @@ import { createAwsKms } from '../../src/crypto/aws-kms';
 import { addLocalKmsKey, openLocalKms } from '../../src/crypto/local-kms';
 import { createCardCrypto } from '../../src/crypto/card-crypto';
 import { KeyRotator, RewrapIncompleteError, type RotationProgress } from '../../src/crypto/key-rotation';
-import type { Kms } from '../../src/domain/ports';
-import type { Db } from '../../src/store/db';
+import type { AuditInput, Kms, TransactionalAuditTrail } from '../../src/domain/ports';
+import type { Db, Queryable } from '../../src/store/db';
 import { PgKeyRotationStore } from '../../src/store/key-rotation-store';
 import { freshDatabase, type FreshDatabase } from '../support/fresh-database';
 import { buildHarness, type Harness } from '../support/harness';
@@ -82,6 +82,26 @@ async function rotationActions(db: FreshDatabase['db'], generation: number): Pro
     [generation],
   );
   return rows.map((r) => r.action);
+}
+
+const ROTATION_STEPS = ['key.rotation.start', 'key.rotation.rewrap', 'key.rotation.reencrypt', 'key.rotation.complete'];
+
+/** Each rotation's recorded steps, and the steps its state says were taken: one list each, generation by generation. */
+async function recordedAndTaken(db: FreshDatabase['db']): Promise<{ recorded: string[][]; taken: string[][] }> {
+  const rotations = await db.query<{ generation: number; state: string; reencrypt_cards: boolean }>(
+    'SELECT generation::int, state, reencrypt_cards FROM key_rotations ORDER BY generation',
+  );
+  const recorded: string[][] = [];
+  const taken: string[][] = [];
+  for (const r of rotations) {
+    recorded.push(await rotationActions(db, r.generation));
+    const past = new Set(['key.rotation.start']);
+    if (r.state !== 'rewrapping') past.add('key.rotation.rewrap');
+    if (r.state === 'completed') past.add('key.rotation.complete');
+    if (r.state === 'completed' && r.reencrypt_cards) past.add('key.rotation.reencrypt');
+    taken.push(ROTATION_STEPS.filter((step) => past.has(step)));
+  }
+  return { recorded, taken };
 }
 
 describe('with the local key file', () => {
@@ -333,6 +353,57 @@ describe('with the local key file', () => {
     }
   });
 
+  it('commits each state change of a rotation with its audit event: stopped at any audit write, no step is left unrecorded or recorded twice', async () => {
+    const own = await freshDatabase('cardvault_rotation_audited');
+    const rotating = await buildHarness({ db: own.db, kms: await openLocalKms({ keyFile }) });
+    try {
+      await rotating.parts.keyRotation.sync();
+      const { keys } = await rotating.tenant(['merchant', 'payments']);
+      const cards = await vaultCards(rotating, keys.merchant!, 3);
+      const audit = rotating.parts.audit;
+      // The process stops at each write of rotation events once, the first time that write comes: a queued write
+      // before it reaches the log, a write in a transaction after its append and before the commit.
+      const stoppedAt = new Set<string>();
+      const stops = (events: readonly AuditInput[]) => {
+        const write = events.map((e) => e.action).join();
+        if (!write.startsWith('key.rotation.') || stoppedAt.has(write)) return false;
+        stoppedAt.add(write);
+        return true;
+      };
+      const stopping: TransactionalAuditTrail<Queryable> = {
+        record: (event) => (stops([event]) ? Promise.reject(new Error('stopped')) : audit.record(event)),
+        async recordWithin(tx, events) {
+          await audit.recordWithin(tx, events);
+          if (stops(events)) throw new Error('stopped');
+        },
+      };
+      const rotator = new KeyRotator({
+        kms: rotating.parts.kms, store: rotating.parts.keyRotation.store, crypto: createCardCrypto(rotating.parts.keyring),
+        audit: stopping, batchSize: 2, settleMs: 0,
+      });
+      const newKey = await addLocalKmsKey(keyFile);
+      let runs = 0;
+      for (;;) {
+        runs += 1;
+        const outcome = await rotator.rotate(newKey, { reencryptCards: true }, () => rotating.parts.keyRotation.sync()).catch((err: unknown) => err);
+        const { recorded, taken } = await recordedAndTaken(own.db);
+        expect(recorded).toEqual(taken);
+        if (!(outcome instanceof Error)) break;
+        expect(outcome.message).toBe('stopped');
+        if (runs === 1) expect(await rotating.parts.keyRotation.store.latest()).toBeUndefined();
+      }
+      // Three writes (start; re-wrapped, with the step to re-sealing; re-sealed and complete, with the end), each stopped once.
+      expect(runs).toBe(4);
+      const done = (await rotating.parts.keyRotation.store.latest())!;
+      expect(done).toMatchObject({ kmsKeyId: newKey, state: 'completed', reencrypted: 3 });
+      expect(await rotationActions(own.db, done.generation)).toEqual(ROTATION_STEPS);
+      await expectAllDetokenize(rotating, keys.payments!, cards);
+    } finally {
+      await rotating.close();
+      await own.drop();
+    }
+  });
+
   it('re-seals the cards when an interrupted rotation begun without --reencrypt-cards is resumed with it', async () => {
     const own = await freshDatabase('cardvault_rotation_resume_reseal');
     const rotating = await buildHarness({ db: own.db, kms: await openLocalKms({ keyFile }) });
@@ -343,12 +414,18 @@ describe('with the local key file', () => {
       const newKey = await addLocalKmsKey(keyFile);
       // A run without --reencrypt-cards that stopped (a crash, exit 75) once its rotation row was written.
       const store = rotating.parts.keyRotation.store;
-      const { rotation: begun } = await store.start(newKey, false);
+      const crashed = await rotating.parts.keyRotation
+        .rotator(20, undefined, 0)
+        .rotate(newKey, { reencryptCards: false }, () => Promise.reject(new Error('stopped')))
+        .then(() => undefined, (err: unknown) => err);
+      expect(crashed).toEqual(new Error('stopped'));
+      const begun = (await store.latest())!;
+      expect(begun).toMatchObject({ kmsKeyId: newKey, state: 'rewrapping', reencryptCards: false });
 
       const done = await rotating.parts.keyRotation.rotator(20, undefined, 0).rotate(newKey, { reencryptCards: true }, () => rotating.parts.keyRotation.sync());
       expect(done).toMatchObject({ generation: begun.generation, kmsKeyId: newKey, state: 'completed', reencrypted: 3 });
       expect(await store.countSealedBefore(begun)).toBe(0);
-      expect(await rotationActions(own.db, begun.generation)).toEqual(['key.rotation.rewrap', 'key.rotation.reencrypt', 'key.rotation.complete']);
+      expect(await rotationActions(own.db, begun.generation)).toEqual(['key.rotation.start', 'key.rotation.rewrap', 'key.rotation.reencrypt', 'key.rotation.complete']);
       await expectAllDetokenize(rotating, keys.payments!, cards);
     } finally {
       await rotating.close();
@@ -373,6 +450,7 @@ describe('with the local key file', () => {
           if (table) statements.push({ table, sql, params: params ?? [] });
           return own.db.query(sql, params);
         },
+        transaction: (fn: Parameters<Db['transaction']>[0]) => own.db.transaction(fn),
       } as unknown as Db;
       const rotator = new KeyRotator({
         kms: rotating.parts.kms, store: new PgKeyRotationStore(watched), crypto: createCardCrypto(rotating.parts.keyring),
