@@ -41,7 +41,7 @@ const USAGE = `usage: cardvault <command>
   keys revoke KEY_ID                      revoke a key (other instances drop it within API_KEY_CACHE_SECONDS)
   keys rotate [--kms-key-id ID] [--reencrypt-cards] [--batch-size N]
                                           rotate the KMS key: new data keys under ID (every instance within
-                                          5 s; the command waits 11 s for them), every wrapped key re-wrapped
+                                          5 s; the command waits 18 s for them), every wrapped key re-wrapped
                                           with ReEncrypt, and with
                                           --reencrypt-cards every card sealed again under a new data key.
                                           Resumable: run it again to finish an interrupted rotation. Local key
@@ -340,7 +340,7 @@ async function rotateKeys(config: Config, args: string[], env: NodeJS.ProcessEnv
     const rotator = vault.keyRotation.rotator(batchSize, ({ phase, done, total }) => bars[phase].update(done, total), undefined, (waitMs) =>
       process.stderr.write(
         `cardvault: waiting ${Math.ceil(waitMs / 1000)} s before re-wrapping: every vault instance checks for the rotation ` +
-          `every ${vault.keyRotation.pollMs / 1000} s and may write keys under the old KMS key until it has\n`,
+          `every ${vault.keyRotation.pollMs / 1000} s and may write keys under the old KMS key until it has (and its KMS calls begun before have ended)\n`,
       ),
     );
     try {

@@ -44,18 +44,21 @@ import { createMetrics, type VaultMetrics } from './metrics/metrics';
 import { instrumentKms } from './metrics/instrumented-kms';
 import { ActiveKeyKms } from './crypto/active-kms';
 import { KeyRotator, type KeyRotatorDeps } from './crypto/key-rotation';
+import { KMS_CALL_DEADLINE_MS } from './crypto/kms-limits';
 import { PgKeyRotationStore } from './store/key-rotation-store';
 import { FingerprintRotator, type FingerprintRotatorDeps } from './crypto/fingerprint-rotation';
 import { PgFingerprintRotationStore } from './store/fingerprint-rotation-store';
 
 /** How often an instance looks for a new KMS key rotation: new writes move to the new key within this time. */
-const KEY_ROTATION_POLL_MS = 5000;
+export const KEY_ROTATION_POLL_MS = 5000;
 
 /**
- * How long `cardvault keys rotate` waits after the rotation starts before re-wrapping: every instance has polled by
- * then, and a second more for requests already in flight under the old KMS key to land their keys.
+ * How long `cardvault keys rotate` waits after the rotation starts before re-wrapping. Every instance has polled by
+ * then (twice the interval: one poll may have read just before the start, and the next be slow); a KMS call one began
+ * with the old key id just before has ended, since none outlives KMS_CALL_DEADLINE_MS, retries included; and a
+ * second more lets the key it made land. Keys that land later still are re-wrapped by another pass.
  */
-const KEY_ROTATION_SETTLE_MS = 2 * KEY_ROTATION_POLL_MS + 1000;
+export const KEY_ROTATION_SETTLE_MS = 2 * KEY_ROTATION_POLL_MS + KMS_CALL_DEADLINE_MS + 1000;
 
 export interface Runtime extends VaultParts {
   /** Synchronous commits: audit log, checkpoints, signing keys, migrations, readiness. */

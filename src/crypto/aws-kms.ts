@@ -9,6 +9,7 @@ import {
 } from '@aws-sdk/client-kms';
 import type { DataKey, KeyContext, Kms, WrappedKey } from '../domain/ports';
 import { VaultError } from '../errors';
+import { AWS_KMS_ATTEMPTS, KMS_CALL_DEADLINE_MS } from './kms-limits';
 
 export interface AwsKmsOptions {
   /** The key new data keys are generated under (id, ARN or alias). */
@@ -19,6 +20,8 @@ export interface AwsKmsOptions {
   maxAttempts?: number;
   connectTimeoutMs?: number;
   requestTimeoutMs?: number;
+  /** The longest a call may take, retries included (KMS_CALL_DEADLINE_MS, which key rotation waits out; tests shorten it). */
+  callDeadlineMs?: number;
   credentials?: KMSClientConfig['credentials'];
 }
 
@@ -43,28 +46,33 @@ export function createAwsKms(options: AwsKmsOptions): Kms {
     endpoint: options.endpoint,
     credentials: options.credentials,
     retryMode: 'standard',
-    maxAttempts: options.maxAttempts ?? 4,
+    maxAttempts: options.maxAttempts ?? AWS_KMS_ATTEMPTS.maxAttempts,
     requestHandler: {
-      connectionTimeout: options.connectTimeoutMs ?? 1000,
-      requestTimeout: options.requestTimeoutMs ?? 3000,
+      connectionTimeout: options.connectTimeoutMs ?? AWS_KMS_ATTEMPTS.connectTimeoutMs,
+      requestTimeout: options.requestTimeoutMs ?? AWS_KMS_ATTEMPTS.requestTimeoutMs,
       // Without this the SDK only logs a warning when requestTimeout passes, and a hung KMS hangs us.
       throwOnRequestTimeout: true,
     },
   });
 
+  const deadlineMs = options.callDeadlineMs ?? KMS_CALL_DEADLINE_MS;
+  // Every call goes through this: nothing reaches the SDK without the deadline.
+  const timed = <T extends object>(call: (abortSignal: AbortSignal) => Promise<T>): Promise<T> => withinDeadline(deadlineMs, call);
+
   return {
     provider: 'aws',
 
     async generateDataKey(context: KeyContext, keyId = options.keyId): Promise<DataKey> {
-      const out = await client
-        .send(
+      const out = await timed((abortSignal) =>
+        client.send(
           new GenerateDataKeyCommand({
             KeyId: keyId,
             KeySpec: 'AES_256',
             EncryptionContext: encryptionContext(context),
           }),
-        )
-        .catch(translate('a data key could not be generated'));
+          { abortSignal },
+        ),
+      ).catch(translate('a data key could not be generated'));
       if (!out.CiphertextBlob || !out.KeyId) throw incomplete();
       return {
         plaintext: dataKeyPlaintext(out.Plaintext),
@@ -73,22 +81,23 @@ export function createAwsKms(options: AwsKmsOptions): Kms {
     },
 
     async decryptDataKey(wrapped: WrappedKey, context: KeyContext): Promise<Buffer> {
-      const out = await client
-        .send(
+      const out = await timed((abortSignal) =>
+        client.send(
           new DecryptCommand({
             CiphertextBlob: wrapped.ciphertext,
             // Pinned so a blob naming some other key we can use is refused rather than opened.
             KeyId: wrapped.kmsKeyId,
             EncryptionContext: encryptionContext(context),
           }),
-        )
-        .catch(translate('a data key could not be unwrapped'));
+          { abortSignal },
+        ),
+      ).catch(translate('a data key could not be unwrapped'));
       return dataKeyPlaintext(out.Plaintext);
     },
 
     async reEncrypt(wrapped: WrappedKey, context: KeyContext, destinationKeyId: string): Promise<WrappedKey> {
-      const out = await client
-        .send(
+      const out = await timed((abortSignal) =>
+        client.send(
           new ReEncryptCommand({
             CiphertextBlob: wrapped.ciphertext,
             SourceKeyId: wrapped.kmsKeyId,
@@ -96,14 +105,15 @@ export function createAwsKms(options: AwsKmsOptions): Kms {
             DestinationKeyId: destinationKeyId,
             DestinationEncryptionContext: encryptionContext(context),
           }),
-        )
-        .catch(translate('a data key could not be re-wrapped'));
+          { abortSignal },
+        ),
+      ).catch(translate('a data key could not be re-wrapped'));
       if (!out.CiphertextBlob || !out.KeyId) throw incomplete();
       return { kmsKeyId: out.KeyId, ciphertext: asBuffer(out.CiphertextBlob) };
     },
 
     async resolveKeyId(keyId: string): Promise<string> {
-      const out = await client.send(new DescribeKeyCommand({ KeyId: keyId })).catch(translate('the KMS key could not be described'));
+      const out = await timed((abortSignal) => client.send(new DescribeKeyCommand({ KeyId: keyId }), { abortSignal })).catch(translate('the KMS key could not be described'));
       if (!out.KeyMetadata?.Arn || out.KeyMetadata.KeyState !== 'Enabled') throw new VaultError('kms_unavailable', 'the KMS key is not enabled');
       // Only a symmetric encryption key can generate and re-encrypt data keys. Checked here, before a rotation names
       // the key: once one does, every instance generates its keys under it, and the rotation cannot be redirected.
@@ -113,6 +123,37 @@ export function createAwsKms(options: AwsKmsOptions): Kms {
       return out.KeyMetadata.Arn;
     },
   };
+}
+
+/**
+ * Runs one SDK call for at most `deadlineMs`: then its request is aborted (also between attempts, where the SDK is
+ * only waiting) and the call fails as an outage, whether or not the SDK stops. An answer that arrives later anyway
+ * is never used, and a plaintext data key in it is wiped.
+ */
+async function withinDeadline<T extends object>(deadlineMs: number, call: (abortSignal: AbortSignal) => Promise<T>): Promise<T> {
+  const controller = new AbortController();
+  let late = false;
+  const answer = call(controller.signal);
+  answer.then(
+    (out) => {
+      if (late) (out as { Plaintext?: Uint8Array }).Plaintext?.fill(0);
+    },
+    () => undefined,
+  );
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      late = true;
+      controller.abort();
+      // No status: KMS did not answer in time, which isOutage counts as an outage (kms_unavailable).
+      reject(Object.assign(new Error('the KMS call deadline passed'), { name: 'KmsCallDeadlineExceeded' }));
+    }, deadlineMs);
+  });
+  try {
+    return await Promise.race([answer, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function encryptionContext(context: KeyContext): Record<string, string> {

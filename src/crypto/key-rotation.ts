@@ -24,7 +24,7 @@ export interface KeyRotatorDeps {
   batchSize: number;
   /**
    * How long after the rotation's start to wait before re-wrapping: longer than any instance takes to poll for it
-   * and finish what it began under the old key (default: 2 × KEY_ROTATION_POLL_MS + 1 s).
+   * and finish what it began under the old key (default: 2 × KEY_ROTATION_POLL_MS + KMS_CALL_DEADLINE_MS + 1 s).
    */
   settleMs: number;
   /** Called after each batch, for a progress bar. */

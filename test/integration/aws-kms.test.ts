@@ -1,6 +1,8 @@
 // The AWS KMS adapter through the real SDK against moto, behind a proxy that fakes throttling and outages.
 import { CreateKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 import { createAwsKms } from '../../src/crypto/aws-kms';
+import { AWS_KMS_ATTEMPTS, KMS_CALL_DEADLINE_MS } from '../../src/crypto/kms-limits';
+import { KEY_ROTATION_POLL_MS, KEY_ROTATION_SETTLE_MS } from '../../src/dependencies';
 import type { KeyContext, Kms } from '../../src/domain/ports';
 import { isVaultError } from '../../src/errors';
 import { startKmsProxy, type KmsProxy } from '../support/kms-proxy';
@@ -34,7 +36,7 @@ afterEach(async () => {
   await proxy.up();
 });
 
-function kmsThroughProxy(overrides: { maxAttempts?: number; requestTimeoutMs?: number } = {}): Kms {
+function kmsThroughProxy(overrides: { maxAttempts?: number; requestTimeoutMs?: number; callDeadlineMs?: number } = {}): Kms {
   return createAwsKms({
     keyId: keyA.keyId,
     endpoint: proxy.endpoint,
@@ -157,6 +159,36 @@ describe('createAwsKms when KMS misbehaves', () => {
     expect(proxy.requestCount - before).toBe(2);
   });
 
+  it('gives up at the call deadline on a KMS that never answers, however long the SDK would go on retrying', async () => {
+    const persistent = kmsThroughProxy({ maxAttempts: 10, requestTimeoutMs: 5000, callDeadlineMs: 500 });
+    proxy.stall();
+
+    const started = Date.now();
+    const err = await rejection(persistent.generateDataKey(acme));
+    const elapsed = Date.now() - started;
+
+    expect(isVaultError(err, 'kms_unavailable')).toBe(true);
+    expect(elapsed).toBeGreaterThanOrEqual(490);
+    expect(elapsed).toBeLessThan(1500);
+  });
+
+  it('with the production limits, ends a GenerateDataKey that never gets an answer before key rotation stops waiting for it', async () => {
+    // keys rotate re-wraps once every instance has polled (twice the interval) and what one began with the old key
+    // id has ended: the call must be over, retries and all, in what the wait leaves after the polls.
+    const production = kmsThroughProxy();
+    const before = proxy.requestCount;
+    proxy.stall();
+
+    const started = Date.now();
+    const err = await rejection(production.generateDataKey(acme));
+    const elapsed = Date.now() - started;
+
+    expect(isVaultError(err, 'kms_unavailable')).toBe(true);
+    expect(proxy.requestCount - before).toBe(AWS_KMS_ATTEMPTS.maxAttempts);
+    expect(elapsed).toBeLessThanOrEqual(KMS_CALL_DEADLINE_MS + 100);
+    expect(elapsed + 1000).toBeLessThanOrEqual(KEY_ROTATION_SETTLE_MS - 2 * KEY_ROTATION_POLL_MS);
+  });
+
   it('rides out throttling: the SDK retries with backoff and the call succeeds', async () => {
     const before = proxy.requestCount;
     proxy.throttle(2);
@@ -174,6 +206,6 @@ describe('createAwsKms when KMS misbehaves', () => {
     const err = await rejection(kms.generateDataKey(acme));
 
     expect(isVaultError(err, 'kms_unavailable')).toBe(true);
-    expect(proxy.requestCount - before).toBe(4);
+    expect(proxy.requestCount - before).toBe(AWS_KMS_ATTEMPTS.maxAttempts);
   });
 });
