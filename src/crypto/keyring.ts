@@ -3,7 +3,7 @@
 import { viewOf, type FingerprintView } from '../domain/fingerprints';
 import type { AuditTrail, DataKeyStore, FingerprintKeyStore, Kms, WrappedKey } from '../domain/ports';
 import { VaultError } from '../errors';
-import { KeyCache, type KeyCacheLimits } from './key-cache';
+import { KeyCache, type KeyCacheLimits, type KeyLease } from './key-cache';
 
 const openingId = (tenantId: string, dataKeyId: string) => `dk:${tenantId}:${dataKeyId}`;
 const fingerprintId = (tenantId: string, generation: number) => `fp:${tenantId}:${generation}`;
@@ -46,30 +46,41 @@ export class Keyring {
     this.#current = new KeyCache(limits, now);
   }
 
-  /** The key to seal a new ciphertext with; a fresh data key once the current one is past its age or uses. */
-  async sealingKey(tenantId: string): Promise<{ id: string; key: Buffer }> {
+  /**
+   * The key to seal a new ciphertext with, leased: released, it is zeroed once it leaves the cache. A fresh data key
+   * once the current one is past its age or uses.
+   */
+  async sealingKey(tenantId: string): Promise<{ id: string } & KeyLease> {
     const id = this.#currentIds.get(tenantId);
-    const key = id ? this.#current.use(tenantId) : undefined;
-    if (id && key) return { id, key };
+    const lease = id ? this.#current.lease(tenantId) : undefined;
+    if (id && lease) return { id, key: lease.key, release: lease.release };
     await this.singleFlight(`new:${tenantId}`, async () => {
       const generation = this.#generation;
       const dataKey = await this.kms.generateDataKey({ tenantId, purpose: 'card-data' });
-      const stored = await this.store.insertDataKey({ tenantId, purpose: 'card-data', wrapped: dataKey.wrapped });
-      await this.audit?.record({
-        tenantId,
-        principal: 'system',
-        action: 'key.data_key.create',
-        outcome: 'success',
-        details: { data_key_id: stored.id, purpose: 'card-data', kms_key_id: dataKey.wrapped.kmsKeyId },
-      });
+      let stored: { id: string };
+      try {
+        stored = await this.store.insertDataKey({ tenantId, purpose: 'card-data', wrapped: dataKey.wrapped });
+        await this.audit?.record({
+          tenantId,
+          principal: 'system',
+          action: 'key.data_key.create',
+          outcome: 'success',
+          details: { data_key_id: stored.id, purpose: 'card-data', kms_key_id: dataKey.wrapped.kmsKeyId },
+        });
+      } catch (err) {
+        dataKey.plaintext.fill(0);
+        throw err;
+      }
+      // Each cache zeroes the keys it drops, at its own time: the opening cache gets a copy of its own.
+      this.#cache.put(openingId(tenantId, stored.id), Buffer.from(dataKey.plaintext));
       // Begun before a key rotation reached this instance, it was wrapped under the old KMS key: it opens what
       // it may already have sealed, but seals nothing more. The next call takes a key under the new one.
       if (this.#generation === generation) {
         this.#current.put(tenantId, dataKey.plaintext);
         this.#currentIds.set(tenantId, stored.id);
+      } else {
+        dataKey.plaintext.fill(0);
       }
-      this.#cache.put(openingId(tenantId, stored.id), dataKey.plaintext);
-      return dataKey.plaintext;
     });
     return this.sealingKey(tenantId);
   }
@@ -80,29 +91,27 @@ export class Keyring {
    * limits is replaced at the next sealingKey.
    */
   countSeal(tenantId: string, id: string): void {
-    if (this.#currentIds.get(tenantId) === id) this.#current.use(tenantId);
+    if (this.#currentIds.get(tenantId) === id) this.#current.lease(tenantId)?.release();
   }
 
   /**
-   * The key a stored ciphertext was sealed with, unwrapped by the KMS on a cache miss. `dataKeys`: where a missing
-   * key is read, in place of the keyring's store: a transaction's own, as a pool read would wait for a connection
-   * that transaction holds (on PGlite, for the transaction itself).
+   * The key a stored ciphertext was sealed with, leased (see sealingKey), unwrapped by the KMS on a cache miss.
+   * `dataKeys`: where a missing key is read, in place of the keyring's store: a transaction's own, as a pool read
+   * would wait for a connection that transaction holds (on PGlite, for the transaction itself).
    */
-  async openingKey(tenantId: string, dataKeyId: string, dataKeys: Pick<DataKeyStore, 'findDataKey'> = this.store): Promise<Buffer> {
+  async openingKey(tenantId: string, dataKeyId: string, dataKeys: Pick<DataKeyStore, 'findDataKey'> = this.store): Promise<KeyLease> {
     // Cached and in-flight keys are addressed by tenant too: another tenant's key is never handed out.
     const id = openingId(tenantId, dataKeyId);
-    const cached = this.#cache.use(id);
+    const cached = this.#cache.lease(id);
     this.onLookup?.(cached !== undefined);
     if (cached) return cached;
     const load = async () => {
       const stored = await dataKeys.findDataKey(dataKeyId);
       if (!stored || stored.tenantId !== tenantId) throw new VaultError('internal_error', 'a data key is missing');
-      const key = await this.kms.decryptDataKey(stored.wrapped, { tenantId, purpose: 'card-data' });
-      this.#cache.put(id, key);
-      return key;
+      this.#cache.put(id, await this.kms.decryptDataKey(stored.wrapped, { tenantId, purpose: 'card-data' }));
     };
     // Read through a transaction, the key is loaded apart: a load in flight on the pool may be waiting for it.
-    return dataKeys === this.store ? this.singleFlight(id, load) : load();
+    return this.leaseLoaded(id, () => (dataKeys === this.store ? this.singleFlight(id, load) : load()));
   }
 
   /** Which fingerprint generations this instance writes and looks up by for the tenant; at most fingerprintViewMs old. */
@@ -110,19 +119,32 @@ export class Keyring {
     return (await this.fingerprintKeys(tenantId)).view;
   }
 
-  /** The tenant's HMAC key of one generation, while it is live (not retired). */
-  async fingerprintKey(tenantId: string, generation: number): Promise<Buffer> {
+  /** The tenant's HMAC key of one generation, while it is live (not retired); leased (see sealingKey). */
+  async fingerprintKey(tenantId: string, generation: number): Promise<KeyLease> {
     const id = fingerprintId(tenantId, generation);
-    const cached = this.#cache.use(id);
+    const cached = this.#cache.lease(id);
     this.onLookup?.(cached !== undefined);
     if (cached) return cached;
-    return this.singleFlight(id, async () => {
-      const wrapped = (await this.fingerprintKeys(tenantId)).wrapped.get(generation);
-      if (!wrapped) throw new VaultError('internal_error', 'a fingerprint key is missing');
-      const key = await this.kms.decryptDataKey(wrapped, { tenantId, purpose: 'fingerprint' });
-      this.#cache.put(id, key);
-      return key;
-    });
+    return this.leaseLoaded(id, () =>
+      this.singleFlight(id, async () => {
+        const wrapped = (await this.fingerprintKeys(tenantId)).wrapped.get(generation);
+        if (!wrapped) throw new VaultError('internal_error', 'a fingerprint key is missing');
+        this.#cache.put(id, await this.kms.decryptDataKey(wrapped, { tenantId, purpose: 'fingerprint' }));
+      }),
+    );
+  }
+
+  /**
+   * Loads a key into the cache and leases it from there: each waiter on one load takes its own lease. A key dropped
+   * before a waiter took it (only a put or a delete between the load's end and the waiter's turn could) is loaded
+   * again rather than used: dropped and unleased, it is already zeros.
+   */
+  private async leaseLoaded(id: string, load: () => Promise<void>): Promise<KeyLease> {
+    for (;;) {
+      await load();
+      const lease = this.#cache.lease(id);
+      if (lease) return lease;
+    }
   }
 
   private async fingerprintKeys(tenantId: string): Promise<FingerprintKeySet> {

@@ -8,6 +8,19 @@ import { Keyring } from '../../src/crypto/keyring';
 import { openLocalKms } from '../../src/crypto/local-kms';
 import type { DataKeyStore, FingerprintKeyStore, Kms, StoredDataKey, StoredFingerprintKey, Tenant } from '../../src/domain/ports';
 import { isVaultError } from '../../src/errors';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { createCardCrypto } from '../../src/crypto/card-crypto';
+import { open } from '../../src/crypto/sealer';
+import { Pan } from '../../src/domain/pan';
+import type { CardSealer } from '../../src/domain/ports';
+import { generateTestPan } from '../support/test-cards';
+
+/** A full garbage collection, as `node --expose-gc` would offer it. */
+function collectGarbage(): void {
+  setFlagsFromString('--expose-gc');
+  (runInNewContext('gc') as () => void)();
+}
 
 async function rejection(promise: Promise<unknown>): Promise<unknown> {
   return promise.then(
@@ -28,7 +41,7 @@ describe('KeyCache', () => {
   const limits: KeyCacheLimits = { maxAgeMs: 1000, maxUses: 1000, maxEntries: 10 };
 
   it('returns undefined for an id it never held', () => {
-    expect(new KeyCache(limits).use('absent')).toBeUndefined();
+    expect(new KeyCache(limits).lease('absent')).toBeUndefined();
   });
 
   it('serves a key until just before maxAge and drops it at maxAge', () => {
@@ -38,9 +51,9 @@ describe('KeyCache', () => {
     cache.put('k', key);
 
     clock.advance(999);
-    expect(cache.use('k')).toBe(key);
+    expect(cache.lease('k')?.key).toBe(key);
     clock.advance(1);
-    expect(cache.use('k')).toBeUndefined();
+    expect(cache.lease('k')?.key).toBeUndefined();
     expect(cache.size).toBe(0);
   });
 
@@ -52,7 +65,7 @@ describe('KeyCache', () => {
     const fresh = randomBytes(32);
     cache.put('k', fresh);
     clock.advance(900);
-    expect(cache.use('k')).toBe(fresh);
+    expect(cache.lease('k')?.key).toBe(fresh);
   });
 
   it('serves a key exactly maxUses times, then drops it', () => {
@@ -60,8 +73,8 @@ describe('KeyCache', () => {
     const key = randomBytes(32);
     cache.put('k', key);
 
-    expect([cache.use('k'), cache.use('k'), cache.use('k')]).toEqual([key, key, key]);
-    expect(cache.use('k')).toBeUndefined();
+    expect([cache.lease('k')?.key, cache.lease('k')?.key, cache.lease('k')?.key]).toEqual([key, key, key]);
+    expect(cache.lease('k')?.key).toBeUndefined();
     expect(cache.size).toBe(0);
     expect(cache.stats()).toEqual({ hits: 3, misses: 1, size: 0 });
   });
@@ -71,13 +84,13 @@ describe('KeyCache', () => {
     const [a, b, c] = [randomBytes(32), randomBytes(32), randomBytes(32)];
     cache.put('a', a);
     cache.put('b', b);
-    expect(cache.use('a')).toBe(a);
+    expect(cache.lease('a')?.key).toBe(a);
     cache.put('c', c);
 
     expect(cache.size).toBe(2);
-    expect(cache.use('b')).toBeUndefined();
-    expect(cache.use('a')).toBe(a);
-    expect(cache.use('c')).toBe(c);
+    expect(cache.lease('b')?.key).toBeUndefined();
+    expect(cache.lease('a')?.key).toBe(a);
+    expect(cache.lease('c')?.key).toBe(c);
   });
 
   it('evicts the oldest put when nothing was used', () => {
@@ -85,8 +98,8 @@ describe('KeyCache', () => {
     cache.put('a', randomBytes(32));
     cache.put('b', randomBytes(32));
     cache.put('c', randomBytes(32));
-    expect(cache.use('a')).toBeUndefined();
-    expect(cache.use('b')).toBeDefined();
+    expect(cache.lease('a')?.key).toBeUndefined();
+    expect(cache.lease('b')?.key).toBeDefined();
   });
 
   it('drops every key past its age or uses when swept, though nothing asks for it again', () => {
@@ -94,8 +107,8 @@ describe('KeyCache', () => {
     const cache = new KeyCache({ ...limits, maxUses: 2 }, clock.now);
     cache.put('idle', randomBytes(32));
     cache.put('worn', randomBytes(32));
-    cache.use('worn');
-    cache.use('worn');
+    cache.lease('worn')!.release();
+    cache.lease('worn')!.release();
     clock.advance(500);
     const young = randomBytes(32);
     cache.put('young', young);
@@ -104,14 +117,69 @@ describe('KeyCache', () => {
     clock.advance(500);
     cache.dropExpired();
     expect(cache.size).toBe(1);
-    expect(cache.use('young')).toBe(young);
+    expect(cache.lease('young')?.key).toBe(young);
   });
 
   it('forgets a deleted entry', () => {
     const cache = new KeyCache(limits);
     cache.put('k', randomBytes(32));
     cache.delete('k');
-    expect(cache.use('k')).toBeUndefined();
+    expect(cache.lease('k')?.key).toBeUndefined();
+  });
+
+  it('zeroes a key once it leaves: aged out when asked for, swept, spent, evicted past maxEntries, replaced or deleted', () => {
+    const clock = manualClock();
+    const cache = new KeyCache({ ...limits, maxUses: 1, maxEntries: 3 }, clock.now);
+    const keys = Object.fromEntries(['aged', 'swept', 'spent', 'evicted', 'replaced', 'deleted'].map((id) => [id, randomBytes(32)]));
+    cache.put('aged', keys.aged!);
+    cache.put('swept', keys.swept!);
+    clock.advance(limits.maxAgeMs);
+    expect(cache.lease('aged')).toBeUndefined();
+    cache.dropExpired();
+    cache.put('spent', keys.spent!);
+    cache.lease('spent')!.release();
+    expect(cache.lease('spent')).toBeUndefined();
+    cache.put('evicted', keys.evicted!);
+    cache.put('replaced', keys.replaced!);
+    cache.put('deleted', keys.deleted!);
+    cache.put('replaced', randomBytes(32));
+    cache.put('another', randomBytes(32));
+    cache.delete('deleted');
+
+    expect(cache.size).toBe(2);
+    for (const [id, key] of Object.entries(keys)) expect([id, key.equals(Buffer.alloc(32))]).toEqual([id, true]);
+  });
+
+  it('keeps a leased key whole after it leaves the cache, and zeroes it when the last lease is released', () => {
+    const clock = manualClock();
+    const cache = new KeyCache(limits, clock.now);
+    const key = randomBytes(32);
+    const copy = Buffer.from(key);
+    cache.put('k', key);
+    const first = cache.lease('k')!;
+    const second = cache.lease('k')!;
+    clock.advance(limits.maxAgeMs);
+    cache.dropExpired();
+
+    expect(cache.size).toBe(0);
+    expect(first.key.equals(copy)).toBe(true);
+    first.release();
+    first.release();
+    expect(second.key.equals(copy)).toBe(true);
+    second.release();
+    expect(key.equals(Buffer.alloc(32))).toBe(true);
+  });
+
+  it('does not zero a key put again with the same bytes: it lives again', () => {
+    const clock = manualClock();
+    const cache = new KeyCache(limits, clock.now);
+    const key = randomBytes(32);
+    const copy = Buffer.from(key);
+    cache.put('k', key);
+    clock.advance(900);
+    cache.put('k', key);
+    clock.advance(900);
+    expect(cache.lease('k')?.key.equals(copy)).toBe(true);
   });
 });
 
@@ -252,7 +320,7 @@ describe('Keyring', () => {
     clock.advance(1);
     keyring.dropExpired();
     expect(keyring.stats()).toMatchObject({ size: 0, sealing: 0 });
-    expect((await keyring.openingKey(tenant.id, sealing.id)).equals(sealing.key)).toBe(true);
+    expect((await keyring.openingKey(tenant.id, sealing.id)).key.equals(sealing.key)).toBe(true);
   });
 
   it('still opens with a rotated-out data key, through the KMS once its cache entry has aged out', async () => {
@@ -263,7 +331,7 @@ describe('Keyring', () => {
     await keyring.sealingKey('tenant-a');
 
     const opened = await keyring.openingKey('tenant-a', old.id);
-    expect(opened.equals(old.key)).toBe(true);
+    expect(opened.key.equals(old.key)).toBe(true);
     expect(kms.calls.decrypt).toBe(1);
   });
 
@@ -282,7 +350,7 @@ describe('Keyring', () => {
     const keys = await Promise.all(Array.from({ length: 20 }, () => keyring.openingKey('tenant-a', sealed.id)));
 
     expect(kms.calls.decrypt).toBe(1);
-    for (const key of keys) expect(key.equals(sealed.key)).toBe(true);
+    for (const lease of keys) expect(lease.key.equals(sealed.key)).toBe(true);
     await keyring.openingKey('tenant-a', sealed.id);
     expect(kms.calls.decrypt).toBe(1);
   });
@@ -293,7 +361,7 @@ describe('Keyring', () => {
     const keys = await Promise.all(Array.from({ length: 20 }, () => keyring.fingerprintKey(tenant.id, 1)));
 
     expect(kms.calls.decrypt).toBe(1);
-    expect(new Set(keys.map((k) => k.toString('hex'))).size).toBe(1);
+    expect(new Set(keys.map((k) => k.key.toString('hex'))).size).toBe(1);
   });
 
   it('does not remember a failed KMS call: every waiter fails, and the next call tries again', async () => {
@@ -331,6 +399,60 @@ describe('Keyring', () => {
 
     expect(owner.status).toBe('fulfilled');
     expect(intruder.status).toBe('rejected');
+  });
+
+  it('zeroes sealing, opening and fingerprint keys the sweep drops, except one an open in flight holds, which it finishes with and then zeroes', async () => {
+    const clock = manualClock();
+    const keyring = new Keyring(kms, store, limits, clock.now);
+    const crypto = createCardCrypto(keyring);
+    const tenant = await newTenant();
+    const card = { pan: Pan.parse(generateTestPan()), holderName: null };
+    const sealed = await crypto.seal(tenant.id, 'token-1', card);
+    const sealing = await keyring.sealingKey(tenant.id);
+    const fingerprint = await keyring.fingerprintKey(tenant.id, 1);
+    // An open under way: its key taken, its decrypt not yet run.
+    const inFlight = await keyring.openingKey(tenant.id, sealed.dataKeyId);
+    sealing.release();
+    fingerprint.release();
+
+    clock.advance(limits.maxAgeMs);
+    keyring.dropExpired();
+
+    expect(keyring.stats()).toMatchObject({ size: 0, sealing: 0 });
+    expect(sealing.key.equals(Buffer.alloc(32))).toBe(true);
+    expect(fingerprint.key.equals(Buffer.alloc(32))).toBe(true);
+    expect(inFlight.key.equals(Buffer.alloc(32))).toBe(false);
+    expect(JSON.parse(open(inFlight.key, sealed, Buffer.from(`cardvault/card/v1\u0000${tenant.id}\u0000token-1`)).toString()).n).toBe(card.pan.reveal());
+    inFlight.release();
+    expect(inFlight.key.equals(Buffer.alloc(32))).toBe(true);
+    // Needed again, the key comes back from the KMS: nothing sealed with it is lost.
+    expect((await crypto.open(tenant.id, 'token-1', sealed)).pan.reveal()).toBe(card.pan.reveal());
+  });
+
+  it('keeps the key of a sealer whole while the sealer lives, though the key left the cache, and zeroes it once the sealer is collected', async () => {
+    const clock = manualClock();
+    const keyring = new Keyring(kms, store, limits, clock.now);
+    const crypto = createCardCrypto(keyring);
+    const card = { pan: Pan.parse(generateTestPan()), holderName: null };
+    let sealer: CardSealer | undefined = await crypto.sealer('tenant-a');
+    const sealing = await keyring.sealingKey('tenant-a');
+    sealing.release();
+    clock.advance(limits.maxAgeMs);
+    keyring.dropExpired();
+    // A new sealing key meanwhile: the sealer still seals with its own, which still opens.
+    await crypto.seal('tenant-a', 'token-0', card);
+
+    const sealed = sealer('token-1', card);
+    expect(sealed.dataKeyId).toBe(sealing.id);
+    expect((await crypto.open('tenant-a', 'token-1', sealed)).pan.reveal()).toBe(card.pan.reveal());
+    expect(sealing.key.equals(Buffer.alloc(32))).toBe(false);
+
+    sealer = undefined;
+    for (let i = 0; i < 20 && !sealing.key.equals(Buffer.alloc(32)); i++) {
+      collectGarbage();
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    expect(sealing.key.equals(Buffer.alloc(32))).toBe(true);
   });
 
   it('refuses a data key id the store does not hold', async () => {

@@ -13,7 +13,7 @@ const hmac = (generation: number, input: string) => createHmac('sha256', keys.ge
 /** Generation 1 current, generation 2 written beside it (a rotation's prepare step). */
 const keyring = {
   fingerprintView: async () => ({ current: 1, write: [1, 2] }),
-  fingerprintKey: async (_tenantId: string, generation: number) => keys.get(generation)!,
+  fingerprintKey: async (_tenantId: string, generation: number) => ({ key: keys.get(generation)!, release: () => undefined }),
 } as unknown as Keyring;
 const crypto = createCardCrypto(keyring);
 
