@@ -43,7 +43,8 @@ const USAGE = `usage: cardvault <command>
                                           rotate the KMS key: new data keys under ID (every instance within
                                           5 s; the command waits 18 s for them), every wrapped key re-wrapped
                                           with ReEncrypt, and with
-                                          --reencrypt-cards every card sealed again under a new data key.
+                                          --reencrypt-cards every card and webhook secret sealed again under
+                                          a new data key.
                                           Resumable: run it again to finish an interrupted rotation. Local key
                                           file: without --kms-key-id a new key is added to the file
   keys rotate-fingerprint (--tenant NAME_OR_ID | --all-tenants) [--batch-size N]

@@ -1,6 +1,6 @@
 // KMS key rotation without downtime: new data keys under the new KMS key once every instance has polled for the
 // rotation, every existing wrapped key re-wrapped with ReEncrypt (its plaintext never in the vault with AWS KMS),
-// and optionally every card re-sealed.
+// and optionally every card and webhook secret re-sealed.
 //
 // Each step is resumable: a rotation row records the generation and progress; re-running the command picks up the
 // open rotation, and every row is replaced only if it is still what was read.
@@ -18,7 +18,7 @@ export interface RotationProgress {
 export interface KeyRotatorDeps {
   kms: Kms;
   store: PgKeyRotationStore;
-  crypto: Pick<CardCrypto, 'open' | 'seal'>;
+  crypto: Pick<CardCrypto, 'open' | 'seal' | 'openWebhookSecret' | 'sealWebhookSecret'>;
   /** Each state change commits with its event (recordWithin): a crash never leaves a rotation step unaudited. */
   audit: TransactionalAuditTrail<Queryable>;
   batchSize: number;
@@ -97,7 +97,10 @@ export class KeyRotator {
       }
     }
     if (rotation.reencryptCards) {
-      pending.push({ ...CLI, action: 'key.rotation.reencrypt', outcome: 'success', details: { generation: rotation.generation, reencrypted: await this.reencryptCards(rotation) } });
+      const reencrypted = await this.reencryptCards(rotation);
+      // Webhook signing secrets are sealed under the same data keys: re-sealed too, so no old data key stays in use.
+      const webhookSecrets = await this.resealWebhookSecrets(rotation);
+      pending.push({ ...CLI, action: 'key.rotation.reencrypt', outcome: 'success', details: { generation: rotation.generation, reencrypted, webhook_secrets: webhookSecrets } });
     }
     return store.advance(rotation.generation, rotation.state, 'completed', (tx, done) =>
       audit.recordWithin(tx, [
@@ -182,6 +185,31 @@ export class KeyRotator {
       await store.addProgress(rotation.generation, { reencrypted: replaced });
       done += replaced;
       this.deps.onProgress?.({ phase: 'reencrypt', done, total: Math.max(total, done) });
+    }
+    return done;
+  }
+
+  /**
+   * Every webhook signing secret sealed under a data key generated before the rotation, opened and sealed again
+   * under a new one, bound to its endpoint as before. Returns how many this run re-sealed.
+   */
+  private async resealWebhookSecrets(rotation: KeyRotation): Promise<number> {
+    const { store, crypto, batchSize } = this.deps;
+    let done = 0;
+    let after: string | undefined;
+    for (;;) {
+      const secrets = await store.secretsSealedBefore(rotation, batchSize, after);
+      if (secrets.length === 0) {
+        // A secret changed under this pass and still sealed under an old key is read again by another.
+        if (after === undefined || (await store.countSecretsSealedBefore(rotation)) === 0) break;
+        after = undefined;
+        continue;
+      }
+      after = secrets[secrets.length - 1]!.id;
+      for (const secret of secrets) {
+        const opened = await crypto.openWebhookSecret(secret.tenantId, secret.id, secret.sealed);
+        if (await store.replaceSealedSecret(secret, await crypto.sealWebhookSecret(secret.tenantId, secret.id, opened))) done += 1;
+      }
     }
     return done;
   }

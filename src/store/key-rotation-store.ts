@@ -76,6 +76,13 @@ export interface SealedCardRow {
   sealed: SealedCard;
 }
 
+export interface SealedSecretRow {
+  /** webhook_endpoints.id: the secret's AAD, and where the next batch starts. */
+  id: string;
+  tenantId: string;
+  sealed: SealedCard;
+}
+
 export class PgKeyRotationStore {
   constructor(private readonly db: Db) {}
 
@@ -211,6 +218,37 @@ export class PgKeyRotationStore {
     return rows.map((r) => ({
       id: r.id, tenantId: r.tenant_id, token: r.token, sealed: { dataKeyId: r.data_key_id, iv: r.iv, tag: r.tag, ciphertext: r.ciphertext },
     }));
+  }
+
+  /** Webhook signing secrets (of every endpoint, disabled too) still sealed under a data key made before the rotation. */
+  async countSecretsSealedBefore(rotation: Pick<KeyRotation, 'kmsKeyId' | 'startedAt'>): Promise<number> {
+    const rows = await this.db.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM webhook_endpoints w JOIN data_keys d ON d.id = w.data_key_id WHERE ${GENERATED_BEFORE}`,
+      [rotation.kmsKeyId, rotation.startedAt],
+    );
+    return rows[0]!.n;
+  }
+
+  /** The next `limit` of those secrets, in endpoint id order after `afterId` (the last of the previous batch). */
+  async secretsSealedBefore(rotation: Pick<KeyRotation, 'kmsKeyId' | 'startedAt'>, limit: number, afterId?: string): Promise<SealedSecretRow[]> {
+    const rows = await this.db.query<{ id: string; tenant_id: string; data_key_id: string; iv: Buffer; tag: Buffer; secret_ciphertext: Buffer }>(
+      `SELECT w.id, w.tenant_id, w.data_key_id, w.iv, w.tag, w.secret_ciphertext FROM webhook_endpoints w JOIN data_keys d ON d.id = w.data_key_id
+       WHERE ${GENERATED_BEFORE} AND ($4::uuid IS NULL OR w.id > $4::uuid) ORDER BY w.id LIMIT $3`,
+      [rotation.kmsKeyId, rotation.startedAt, limit, afterId ?? null],
+    );
+    return rows.map((r) => ({
+      id: r.id, tenantId: r.tenant_id, sealed: { dataKeyId: r.data_key_id, iv: r.iv, tag: r.tag, ciphertext: r.secret_ciphertext },
+    }));
+  }
+
+  /** Swaps in the re-sealed secret unless it changed meanwhile: then it is read again. */
+  async replaceSealedSecret(secret: SealedSecretRow, resealed: SealedCard): Promise<boolean> {
+    const updated = await this.db.query(
+      `UPDATE webhook_endpoints SET data_key_id = $3, iv = $4, tag = $5, secret_ciphertext = $6
+       WHERE id = $1 AND tenant_id = $2 AND data_key_id = $7 AND iv = $8 RETURNING 1`,
+      [secret.id, secret.tenantId, resealed.dataKeyId, resealed.iv, resealed.tag, resealed.ciphertext, secret.sealed.dataKeyId, secret.sealed.iv],
+    );
+    return updated.length === 1;
   }
 
   /** Swaps in the re-sealed card unless it changed meanwhile (an update, a delete): then it is simply read again. */

@@ -404,6 +404,58 @@ describe('with the local key file', () => {
     }
   });
 
+  it('keeps webhook signing secrets opening with only the new KMS key, and with --reencrypt-cards re-seals them under new data keys', async () => {
+    const own = await freshDatabase('cardvault_rotation_webhooks');
+    const rotating = await buildHarness({ db: own.db, kms: await openLocalKms({ keyFile }) });
+    const retired: Harness[] = [];
+    try {
+      await rotating.parts.keyRotation.sync();
+      const { tenant, keys } = await rotating.tenant(['merchant']);
+      await vaultCards(rotating, keys.merchant!, 2);
+      const created = await request(rotating.app).post('/v1/webhook-endpoints').set(bearer(keys.merchant!)).send({ url: 'https://hooks.shop.example/cardvault' });
+      expect(created.status).toBe(201);
+      const endpoint = created.body as { id: string; secret: string };
+      const sealedSecret = async () => {
+        const [row] = await own.db.query<{ data_key_id: string; iv: Buffer; tag: Buffer; secret_ciphertext: Buffer }>(
+          'SELECT data_key_id, iv, tag, secret_ciphertext FROM webhook_endpoints WHERE id = $1',
+          [endpoint.id],
+        );
+        return { dataKeyId: row!.data_key_id, iv: row!.iv, tag: row!.tag, ciphertext: row!.secret_ciphertext };
+      };
+      /** The secret as a vault whose KMS holds only the newest key opens it: the older KMS keys retired. */
+      const openedWithNewestKeyOnly = async () => {
+        const only = await newestKeyOnly(own.db, dir, keyFile);
+        retired.push(only);
+        return (await createCardCrypto(only.parts.keyring).openWebhookSecret(tenant.id, endpoint.id, await sealedSecret())).reveal();
+      };
+      const original = await sealedSecret();
+
+      // Without re-sealing: the secret stays under its data key, which is re-wrapped under the new KMS key.
+      await rotating.parts.keyRotation.rotator(20, undefined, 0).rotate(await addLocalKmsKey(keyFile), { reencryptCards: false }, () => rotating.parts.keyRotation.sync());
+      expect((await sealedSecret()).dataKeyId).toBe(original.dataKeyId);
+      expect(await openedWithNewestKeyOnly()).toBe(endpoint.secret);
+
+      // With --reencrypt-cards: re-sealed under a data key the new KMS key generated, like the cards.
+      const done = await rotating.parts.keyRotation.rotator(20, undefined, 0).rotate(await addLocalKmsKey(keyFile), { reencryptCards: true }, () => rotating.parts.keyRotation.sync());
+      const resealed = await sealedSecret();
+      expect(resealed.dataKeyId).not.toBe(original.dataKeyId);
+      expect(await rotating.parts.keyRotation.store.countSecretsSealedBefore(done)).toBe(0);
+      const [generatedUnder] = await own.db.query<{ generated_under: string }>('SELECT generated_under FROM data_keys WHERE id = $1', [resealed.dataKeyId]);
+      expect(generatedUnder!.generated_under).toBe(done.kmsKeyId);
+      expect(await openedWithNewestKeyOnly()).toBe(endpoint.secret);
+      const [reencrypt] = await own.db.query<{ details: Record<string, unknown> }>(
+        `SELECT event::jsonb -> 'details' AS details FROM audit_events WHERE event::jsonb ->> 'action' = 'key.rotation.reencrypt'
+         AND (event::jsonb -> 'details' ->> 'generation')::int = $1`,
+        [done.generation],
+      );
+      expect(reencrypt!.details).toMatchObject({ reencrypted: 2, webhook_secrets: 1 });
+    } finally {
+      for (const only of retired) await only.close();
+      await rotating.close();
+      await own.drop();
+    }
+  });
+
   it('re-seals the cards when an interrupted rotation begun without --reencrypt-cards is resumed with it', async () => {
     const own = await freshDatabase('cardvault_rotation_resume_reseal');
     const rotating = await buildHarness({ db: own.db, kms: await openLocalKms({ keyFile }) });
