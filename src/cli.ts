@@ -47,6 +47,9 @@ const USAGE = `usage: cardvault <command>
                                           a new data key.
                                           Resumable: run it again to finish an interrupted rotation. Local key
                                           file: without --kms-key-id a new key is added to the file
+  keys rotate --abort                     abort the rotation in progress while it has re-wrapped nothing: new
+                                          keys go back under the previous KMS key (waits 18 s for every
+                                          instance); says how many keys still need the aborted one
   keys rotate-fingerprint (--tenant NAME_OR_ID | --all-tenants) [--batch-size N]
                                           replace the tenant's fingerprint (HMAC) key: new key written beside
                                           the old, every card backfilled, lookups switched, old fingerprints
@@ -325,13 +328,20 @@ async function rotateKeys(config: Config, args: string[], env: NodeJS.ProcessEnv
   const { values } = parseArgs({
     args,
     strict: true,
-    options: { 'kms-key-id': { type: 'string' }, 'reencrypt-cards': { type: 'boolean' }, 'batch-size': { type: 'string' }, operator: { type: 'string' } },
+    options: {
+      'kms-key-id': { type: 'string' }, 'reencrypt-cards': { type: 'boolean' }, 'batch-size': { type: 'string' }, abort: { type: 'boolean' },
+      operator: { type: 'string' },
+    },
   });
   const batchSize = Number(values['batch-size'] ?? '200');
   if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 10_000) throw new UsageError('--batch-size takes 1 to 10000');
+  if (values.abort && (values['kms-key-id'] !== undefined || values['reencrypt-cards'])) {
+    throw new UsageError('keys rotate --abort takes no --kms-key-id or --reencrypt-cards');
+  }
   const actor = cliActor(values.operator, env);
   return withDb(config, async (db) => {
     const vault = await openVault(config, db, actor);
+    if (values.abort) return abortRotation(vault, out);
     const open = await vault.keyRotation.store.latest();
     let keyId = values['kms-key-id'] ?? (open && open.state !== 'completed' ? open.kmsKeyId : undefined);
     if (!keyId && config.kms.provider === 'aws') throw new UsageError('keys rotate needs --kms-key-id with KMS_PROVIDER=aws');
@@ -359,6 +369,29 @@ async function rotateKeys(config: Config, args: string[], env: NodeJS.ProcessEnv
       await vault.audit.flush();
     }
   });
+}
+
+/** keys rotate --abort: new keys go back under the previous KMS key; says what the aborted key still wraps. */
+async function abortRotation(vault: Awaited<ReturnType<typeof openVault>>, out: Out): Promise<number> {
+  const rotator = vault.keyRotation.rotator(1, undefined, undefined, (waitMs) =>
+    process.stderr.write(
+      `cardvault: waiting ${Math.ceil(waitMs / 1000)} s: every vault instance checks for the change every ` +
+        `${vault.keyRotation.pollMs / 1000} s and may write keys under the aborted KMS key until it has\n`,
+    ),
+  );
+  try {
+    const { rotation, writtenUnderAborted } = await rotator.abort(() => vault.keyRotation.sync());
+    if (writtenUnderAborted > 0) {
+      process.stderr.write(
+        `cardvault: ${writtenUnderAborted} wrapped keys were written under the aborted KMS key meanwhile and open only with it: ` +
+          'keep it enabled until the next keys rotate has re-wrapped them\n',
+      );
+    }
+    out(JSON.stringify({ generation: rotation.generation, kms_key_id: rotation.kmsKeyId, state: rotation.state, written_under_aborted_key: writtenUnderAborted }));
+    return 0;
+  } finally {
+    await vault.audit.flush();
+  }
 }
 
 async function rotateFingerprintKeys(config: Config, args: string[], env: NodeJS.ProcessEnv, out: Out): Promise<number> {

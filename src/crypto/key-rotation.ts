@@ -110,6 +110,37 @@ export class KeyRotator {
     );
   }
 
+  /**
+   * Aborts the rotation in progress while it has re-wrapped nothing: every instance goes back to the KMS key it wrapped
+   * new keys under before (the latest rotation not aborted, or the configured key) within a poll, `activate` making
+   * this process do so at once. Waits settleMs from the abort, as a rotation waits from its start, then counts the
+   * wrapped keys instances wrote under the aborted KMS key meanwhile: they open only with it, until a later rotation
+   * re-wraps them.
+   */
+  async abort(activate: () => Promise<void>): Promise<{ rotation: KeyRotation; writtenUnderAborted: number }> {
+    const { store, audit } = this.deps;
+    const aborted = await store.abort((tx, rotation) =>
+      audit.recordWithin(tx, [
+        { ...CLI, action: 'key.rotation.abort', outcome: 'success', details: { generation: rotation.generation, kms_key_id: rotation.kmsKeyId } },
+      ]),
+    );
+    if (!aborted) {
+      const open = await store.open();
+      throw new Error(
+        open
+          ? `key rotation ${open.generation} has re-wrapped keys already and cannot be aborted: finish it with keys rotate (then rotate again to the key you want)`
+          : 'no key rotation is in progress',
+      );
+    }
+    await activate();
+    const remaining = this.deps.settleMs - (await store.sinceStartMs(aborted.generation, 'finished'));
+    if (remaining > 0) {
+      this.deps.onSettle?.(remaining);
+      await sleep(remaining);
+    }
+    return { rotation: aborted, writtenUnderAborted: await store.countWrappedUnder(aborted.kmsKeyId) };
+  }
+
   /** Until every instance has polled since the rotation started (by the database's clock: a resumed one waits no more). */
   private async settle(rotation: KeyRotation): Promise<void> {
     const remaining = this.deps.settleMs - (await this.deps.store.sinceStartMs(rotation.generation));
@@ -145,13 +176,10 @@ export class KeyRotator {
         const rows = await store.notWrappedUnder(table, rotation.kmsKeyId, batchSize, after);
         if (rows.length === 0) break;
         after = rows[rows.length - 1]!.id;
-        let replaced = 0;
-        for (const row of rows) {
-          const rewrapped = await kms.reEncrypt(row.wrapped, row.context, rotation.kmsKeyId);
-          if (await store.replaceWrapped(row, rewrapped)) replaced += 1;
-        }
-        await store.addProgress(rotation.generation, { rewrapped: replaced });
-        done += replaced;
+        // Re-wrapped by the KMS first, then replaced in one short transaction that an abort cannot overlap.
+        const batch = [];
+        for (const row of rows) batch.push({ row, rewrapped: await kms.reEncrypt(row.wrapped, row.context, rotation.kmsKeyId) });
+        done += await store.replaceWrapped(rotation.generation, batch);
         this.deps.onProgress?.({ phase: 'rewrap', done, total: Math.max(total, done) });
       }
     }

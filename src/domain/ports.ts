@@ -302,6 +302,7 @@ export const AUDIT_ACTIONS = [
   'key.rotation.rewrap',
   'key.rotation.reencrypt',
   'key.rotation.complete',
+  'key.rotation.abort',
   'key.fingerprint_rotation.start',
   'key.fingerprint_rotation.backfill',
   'key.fingerprint_rotation.switch',

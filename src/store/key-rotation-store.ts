@@ -5,7 +5,8 @@ import type { Db, Queryable } from './db';
 export interface KeyRotation {
   generation: number;
   kmsKeyId: string;
-  state: 'rewrapping' | 'reencrypting' | 'completed';
+  /** `aborted`: stopped before any key was re-wrapped; instances use the KMS key of the latest rotation not aborted. */
+  state: 'rewrapping' | 'reencrypting' | 'completed' | 'aborted';
   reencryptCards: boolean;
   rewrapped: number;
   reencrypted: number;
@@ -76,6 +77,13 @@ export interface SealedCardRow {
   sealed: SealedCard;
 }
 
+/** A re-wrap batch found its rotation no longer re-wrapping: aborted (keys rotate --abort), or moved on by another run. */
+export class RotationAbortedError extends Error {
+  constructor(readonly generation: number) {
+    super(`key rotation ${generation} is no longer re-wrapping (aborted?); nothing more was re-wrapped`);
+  }
+}
+
 export interface SealedSecretRow {
   /** webhook_endpoints.id: the secret's AAD, and where the next batch starts. */
   id: string;
@@ -86,9 +94,35 @@ export interface SealedSecretRow {
 export class PgKeyRotationStore {
   constructor(private readonly db: Db) {}
 
+  /** The latest rotation not aborted: its KMS key wraps new keys (none: the configured key). */
   async latest(): Promise<KeyRotation | undefined> {
-    const rows = await this.db.query<RotationRow>(`SELECT ${ROTATION_COLUMNS} FROM key_rotations ORDER BY generation DESC LIMIT 1`);
+    const rows = await this.db.query<RotationRow>(
+      `SELECT ${ROTATION_COLUMNS} FROM key_rotations WHERE state <> 'aborted' ORDER BY generation DESC LIMIT 1`,
+    );
     return rows[0] && toRotation(rows[0]);
+  }
+
+  /** The rotation in progress, if any. */
+  async open(): Promise<KeyRotation | undefined> {
+    const rows = await this.db.query<RotationRow>(`SELECT ${ROTATION_COLUMNS} FROM key_rotations WHERE state NOT IN ('completed', 'aborted')`);
+    return rows[0] && toRotation(rows[0]);
+  }
+
+  /**
+   * Aborts the rotation in progress if it has re-wrapped nothing yet, committed together with what `record` writes
+   * in its transaction (its audit event); undefined when there is none such. A re-wrap batch holds the row (see
+   * replaceWrapped), so an abort and a batch never overlap: one of them finds the other done.
+   */
+  async abort(record: (tx: Queryable, rotation: KeyRotation) => Promise<void>): Promise<KeyRotation | undefined> {
+    return this.db.transaction(async (tx) => {
+      const rows = await tx.query<RotationRow>(
+        `UPDATE key_rotations SET state = 'aborted', finished_at = now() WHERE state = 'rewrapping' AND rewrapped = 0 RETURNING ${ROTATION_COLUMNS}`,
+      );
+      if (!rows[0]) return undefined;
+      const rotation = toRotation(rows[0]);
+      await record(tx, rotation);
+      return rotation;
+    });
   }
 
   /**
@@ -113,15 +147,16 @@ export class PgKeyRotationStore {
       return rotation;
     });
     if (begun) return { rotation: begun, created: true };
-    const open = await this.db.query<RotationRow>(`SELECT ${ROTATION_COLUMNS} FROM key_rotations WHERE state <> 'completed'`);
-    if (!open[0]) throw new Error('a rotation finished while another was being started; run the command again');
-    return { rotation: toRotation(open[0]), created: false };
+    const open = await this.open();
+    if (!open) throw new Error('a rotation finished while another was being started; run the command again');
+    return { rotation: open, created: false };
   }
 
-  /** Milliseconds since the rotation started, by the database's clock (the one its started_at was set by). */
-  async sinceStartMs(generation: number): Promise<number> {
+  /** Milliseconds since the rotation started (or, `finished`, ended), by the database's clock (the one that set it). */
+  async sinceStartMs(generation: number, since: 'started' | 'finished' = 'started'): Promise<number> {
     const rows = await this.db.query<{ since_ms: number }>(
-      'SELECT (extract(epoch FROM now() - started_at) * 1000)::float8 AS since_ms FROM key_rotations WHERE generation = $1',
+      `SELECT (extract(epoch FROM now() - ${since === 'started' ? 'started_at' : 'finished_at'}) * 1000)::float8 AS since_ms
+       FROM key_rotations WHERE generation = $1`,
       [generation],
     );
     if (!rows[0]) throw new Error(`no key rotation of generation ${generation}`);
@@ -186,14 +221,38 @@ export class PgKeyRotationStore {
     return rows.map((r) => ({ table, id: r.id, context: { tenantId: r.tenant, purpose: r.purpose }, wrapped: { kmsKeyId: r.kms_key_id, ciphertext: r.wrapped } }));
   }
 
-  /** Replaces a wrapped key only if it is still the one read: a concurrent rotation or write wins, and is read again. */
-  async replaceWrapped(row: WrappedRow, rewrapped: WrappedKey): Promise<boolean> {
-    const t = WRAPPED_TABLES[row.table];
-    const updated = await this.db.query(
-      `UPDATE ${row.table} SET ${t.kmsKeyId} = $2, ${t.wrapped} = $3 WHERE ${t.id} = $1::${t.idType} AND ${t.kmsKeyId} = $4 AND ${t.wrapped} = $5 RETURNING 1`,
-      [row.id, rewrapped.kmsKeyId, rewrapped.ciphertext, row.wrapped.kmsKeyId, row.wrapped.ciphertext],
-    );
-    return updated.length === 1;
+  /**
+   * Replaces a batch of wrapped keys, each only if it is still the one read (a concurrent rotation or write wins, and
+   * is read again), and counts them as the rotation's progress, in one transaction that first locks the rotation's
+   * row and checks that it is still re-wrapping: an abort waits for the batch (and then finds keys re-wrapped), or
+   * the batch finds the rotation aborted and replaces nothing (RotationAbortedError).
+   */
+  async replaceWrapped(generation: number, batch: ReadonlyArray<{ row: WrappedRow; rewrapped: WrappedKey }>): Promise<number> {
+    return this.db.transaction(async (tx) => {
+      const open = await tx.query(`SELECT 1 FROM key_rotations WHERE generation = $1 AND state = 'rewrapping' FOR UPDATE`, [generation]);
+      if (open.length === 0) throw new RotationAbortedError(generation);
+      let replaced = 0;
+      for (const { row, rewrapped } of batch) {
+        const t = WRAPPED_TABLES[row.table];
+        const updated = await tx.query(
+          `UPDATE ${row.table} SET ${t.kmsKeyId} = $2, ${t.wrapped} = $3 WHERE ${t.id} = $1::${t.idType} AND ${t.kmsKeyId} = $4 AND ${t.wrapped} = $5 RETURNING 1`,
+          [row.id, rewrapped.kmsKeyId, rewrapped.ciphertext, row.wrapped.kmsKeyId, row.wrapped.ciphertext],
+        );
+        replaced += updated.length;
+      }
+      await tx.query('UPDATE key_rotations SET rewrapped = rewrapped + $2 WHERE generation = $1', [generation, replaced]);
+      return replaced;
+    });
+  }
+
+  /** How many wrapped keys, in every table, are under `kmsKeyId`. */
+  async countWrappedUnder(kmsKeyId: string): Promise<number> {
+    let total = 0;
+    for (const [table, t] of Object.entries(WRAPPED_TABLES)) {
+      const rows = await this.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${table} WHERE ${t.kmsKeyId} = $1`, [kmsKeyId]);
+      total += rows[0]!.n;
+    }
+    return total;
   }
 
   /** Cards still sealed under a data key made before `since` (the rotation's start). */

@@ -527,6 +527,16 @@ describe('keys rotate', () => {
   });
 });
 
+describe('keys rotate --abort', () => {
+  it('takes no key or re-sealing, and fails with a message when no rotation is in progress', async () => {
+    expect((await cardvault('keys', 'rotate', '--abort', '--kms-key-id', 'local:0000000000000000')).code).toBe(64);
+    expect((await cardvault('keys', 'rotate', '--abort', '--reencrypt-cards')).code).toBe(64);
+    const none = await cardvault('keys', 'rotate', '--abort');
+    expect(outcome(none, 1)).toEqual({ code: 1 });
+    expect(none.err).toContain('cardvault: no key rotation is in progress');
+  });
+});
+
 describe('keys rotate stopped by a lagging instance', () => {
   it('exits 75 with the rotation\'s message when it must be run again later', async () => {
     // Driving an instance that keeps writing under the old KMS key is key-rotation.test.ts's; here, the exit code.

@@ -485,6 +485,104 @@ describe('with the local key file', () => {
     }
   });
 
+  it('aborts a rotation that has re-wrapped nothing: audited with the change, new keys back under the old KMS key, keys written meanwhile counted and still opening', async () => {
+    const own = await freshDatabase('cardvault_rotation_abort');
+    const rotating = await buildHarness({ db: own.db, kms: await openLocalKms({ keyFile }) });
+    const other = await buildHarness({ db: own.db, kms: await openLocalKms({ keyFile }) });
+    try {
+      await rotating.parts.keyRotation.sync();
+      const oldKey = (await rotating.parts.keyRotation.store.latest())?.kmsKeyId;
+      const { keys } = await rotating.tenant(['merchant', 'payments']);
+      const cards = await vaultCards(rotating, keys.merchant!, 2);
+      const oldKeyOf = async () => (await own.db.query<{ k: string }>('SELECT kms_key_id AS k FROM data_keys ORDER BY created_at LIMIT 1'))[0]!.k;
+      const before = oldKey ?? (await oldKeyOf());
+      // A rotation begun (its run stopped before re-wrapping); the other instance takes it up and writes keys under it.
+      const newKey = await addLocalKmsKey(keyFile);
+      const stopped = await rotating.parts.keyRotation.rotator(20, undefined, 0).rotate(newKey, { reencryptCards: false }, () => Promise.reject(new Error('stopped'))).catch((err: unknown) => err);
+      expect(stopped).toEqual(new Error('stopped'));
+      await other.parts.keyRotation.sync();
+      const meanwhile = await other.tenant(['merchant', 'payments']);
+      const lateCards = await vaultCards(other, meanwhile.keys.merchant!, 1);
+      const written = await own.db.query<{ n: number }>('SELECT count(*)::int AS n FROM data_keys WHERE kms_key_id = $1', [newKey]);
+      expect(written[0]!.n).toBe(1);
+
+      const settles: number[] = [];
+      const aborting = rotating.parts.keyRotation.rotator(20, undefined, 300, (waitMs) => settles.push(waitMs));
+      const { rotation, writtenUnderAborted } = await aborting.abort(() => rotating.parts.keyRotation.sync());
+      expect(rotation).toMatchObject({ kmsKeyId: newKey, state: 'aborted', rewrapped: 0 });
+      expect(settles).toHaveLength(1);
+      // The late tenant's fingerprint key and its card's data key.
+      expect(writtenUnderAborted).toBe(2);
+      expect(await rotationActions(own.db, rotation.generation)).toEqual(['key.rotation.start', 'key.rotation.abort']);
+      expect((await rotating.parts.keyRotation.store.latest())?.generation).not.toBe(rotation.generation);
+
+      // Polled again, the other instance writes new keys under the old KMS key; what it wrote meanwhile still opens.
+      await other.parts.keyRotation.sync();
+      const after = await other.tenant(['merchant']);
+      await vaultCards(other, after.keys.merchant!, 1);
+      const [tenantKey] = await own.db.query<{ k: string }>('SELECT d.kms_key_id AS k FROM data_keys d WHERE d.tenant_id = $1', [after.tenant.id]);
+      expect(tenantKey!.k).toBe(before);
+      await expectAllDetokenize(other, meanwhile.keys.payments!, lateCards);
+      await expectAllDetokenize(rotating, keys.payments!, cards);
+
+      // Nothing left to abort; the next rotation re-wraps what the aborted key wraps.
+      await expect(aborting.abort(() => rotating.parts.keyRotation.sync())).rejects.toThrow('no key rotation is in progress');
+      const next = await rotating.parts.keyRotation.rotator(20, undefined, 0).rotate(await addLocalKmsKey(keyFile), { reencryptCards: false }, () => rotating.parts.keyRotation.sync());
+      expect(next.generation).toBe(rotation.generation + 1);
+      expect(await notUnder(own.db, next.kmsKeyId)).toBe(0);
+    } finally {
+      await other.close();
+      await rotating.close();
+      await own.drop();
+    }
+  });
+
+  it('refuses to abort a rotation once it has re-wrapped keys, and a re-wrap batch after an abort replaces nothing', async () => {
+    const own = await freshDatabase('cardvault_rotation_abort_race');
+    const rotating = await buildHarness({ db: own.db, kms: await openLocalKms({ keyFile }) });
+    try {
+      await rotating.parts.keyRotation.sync();
+      const { keys } = await rotating.tenant(['merchant']);
+      await vaultCards(rotating, keys.merchant!, 2);
+      const store = rotating.parts.keyRotation.store;
+      const aborter = rotating.parts.keyRotation.rotator(20, undefined, 0);
+      // The operator aborts while a running keys rotate has its first batch back from the KMS.
+      let abortedMidBatch = false;
+      const inner = rotating.parts.kms;
+      const kms: Kms = {
+        provider: inner.provider,
+        generateDataKey: (context, keyId) => inner.generateDataKey(context, keyId),
+        decryptDataKey: (wrapped, context) => inner.decryptDataKey(wrapped, context),
+        resolveKeyId: (keyId) => inner.resolveKeyId(keyId),
+        async reEncrypt(wrapped, context, destination) {
+          const rewrapped = await inner.reEncrypt(wrapped, context, destination);
+          if (!abortedMidBatch) {
+            abortedMidBatch = true;
+            await aborter.abort(async () => undefined);
+          }
+          return rewrapped;
+        },
+      };
+      const racing = new KeyRotator({ kms, store, crypto: createCardCrypto(rotating.parts.keyring), audit: rotating.parts.audit, batchSize: 5, settleMs: 0 });
+      const newKey = await addLocalKmsKey(keyFile);
+      const raced = await racing.rotate(newKey, { reencryptCards: false }, async () => undefined).catch((err: unknown) => err);
+      expect(abortedMidBatch).toBe(true);
+      expect((raced as Error).message).toMatch(/no longer re-wrapping/);
+      expect(await store.countWrappedUnder(newKey)).toBe(0);
+
+      // Once a batch is in, the rotation is past aborting: finished by keys rotate.
+      const second = await addLocalKmsKey(keyFile);
+      await own.db.transaction(async (tx) => {
+        await tx.query("INSERT INTO key_rotations (generation, kms_key_id, state, reencrypt_cards, rewrapped) SELECT max(generation) + 1, $1, 'rewrapping', false, 1 FROM key_rotations", [second]);
+      });
+      await expect(aborter.abort(async () => undefined)).rejects.toThrow(/has re-wrapped keys already and cannot be aborted/);
+      expect((await store.open())?.state).toBe('rewrapping');
+    } finally {
+      await rotating.close();
+      await own.drop();
+    }
+  });
+
   it('reads and replaces each wrapped key and re-sealed card through an index, never by a scan of its table per batch or per row (data_keys grows without end)', async () => {
     const own = await freshDatabase('cardvault_rotation_plans');
     const rotating = await buildHarness({ db: own.db, kms: await openLocalKms({ keyFile }) });
@@ -496,13 +594,17 @@ describe('with the local key file', () => {
       // them (the count it takes once per pass is not one).
       const statements: Array<{ table: string; sql: string; params: readonly unknown[] }> = [];
       const keyTable = /^\s*(?:UPDATE|SELECT (?!count)[^;]*? FROM) (data_keys|fingerprint_keys|tenants|signing_keys|encryption_keys|cards) /;
-      const watched = {
-        query: (sql: string, params?: readonly unknown[]) => {
+      const watch = (on: Queryable): Queryable => ({
+        ...on,
+        query: (sql, params) => {
           const table = keyTable.exec(sql)?.[1];
           if (table) statements.push({ table, sql, params: params ?? [] });
-          return own.db.query(sql, params);
+          return on.query(sql, params);
         },
-        transaction: (fn: Parameters<Db['transaction']>[0]) => own.db.transaction(fn),
+      });
+      const watched = {
+        ...watch(own.db),
+        transaction: (fn: Parameters<Db['transaction']>[0]) => own.db.transaction((tx, opened) => fn(watch(tx), opened)),
       } as unknown as Db;
       const rotator = new KeyRotator({
         kms: rotating.parts.kms, store: new PgKeyRotationStore(watched), crypto: createCardCrypto(rotating.parts.keyring),

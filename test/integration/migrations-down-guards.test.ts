@@ -89,3 +89,17 @@ describe('on a database that holds cards', () => {
     expect(revealed.body.card.number).toBe(pan);
   });
 });
+
+it('refuses to revert 0020 while an aborted key rotation is recorded (before 0020 it would name the active KMS key), reverting nothing', async () => {
+  await fresh.db.query(
+    "INSERT INTO key_rotations (generation, kms_key_id, state, reencrypt_cards, finished_at) SELECT COALESCE(max(generation), 0) + 1, 'local:0000000000000000', 'aborted', false, now() FROM key_rotations",
+  );
+  try {
+    const down = fs.readFileSync(path.join(MIGRATIONS_DIR, '0020_key_rotation_abort.down.sql'), 'utf8');
+    await expect(fresh.db.transaction((tx) => tx.exec(down))).rejects.toThrow(/cannot tell from an active one/);
+    expect(await pendingMigrations(fresh.db)).toEqual([]);
+    expect(await h.parts.keyRotation.store.latest()).toBeUndefined();
+  } finally {
+    await fresh.db.query("DELETE FROM key_rotations WHERE state = 'aborted'");
+  }
+});
