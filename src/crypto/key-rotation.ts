@@ -80,7 +80,11 @@ export class KeyRotator {
     if (!created && options.reencryptCards && !rotation.reencryptCards) {
       // Resumed with --reencrypt-cards by an operator who wants every card re-sealed: not quietly dropped because
       // the run that began the rotation did not ask.
-      await store.requireReencryption(rotation.generation);
+      await store.requireReencryption(rotation.generation, (tx) =>
+        audit.recordWithin(tx, [
+          { ...CLI, action: 'key.rotation.reencrypt_requested', outcome: 'success', details: { generation: rotation.generation, kms_key_id: rotation.kmsKeyId } },
+        ]),
+      );
       rotation.reencryptCards = true;
     }
     await activate();

@@ -303,6 +303,7 @@ export const AUDIT_ACTIONS = [
   'key.rotation.reencrypt',
   'key.rotation.complete',
   'key.rotation.abort',
+  'key.rotation.reencrypt_requested',
   'key.fingerprint_rotation.start',
   'key.fingerprint_rotation.backfill',
   'key.fingerprint_rotation.switch',

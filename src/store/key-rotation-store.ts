@@ -186,9 +186,18 @@ export class PgKeyRotationStore {
     });
   }
 
-  /** An open rotation re-seals cards too (resumed with --reencrypt-cards, begun without). */
-  async requireReencryption(generation: number): Promise<void> {
-    await this.db.query(`UPDATE key_rotations SET reencrypt_cards = true WHERE generation = $1 AND state <> 'completed'`, [generation]);
+  /**
+   * An open rotation re-seals cards too (resumed with --reencrypt-cards, begun without), with `record`'s audit event
+   * in the same transaction: an operator's change to a key rotation is never left unrecorded.
+   */
+  async requireReencryption(generation: number, record: (tx: Queryable) => Promise<void>): Promise<void> {
+    await this.db.transaction(async (tx) => {
+      const rows = await tx.query(
+        `UPDATE key_rotations SET reencrypt_cards = true WHERE generation = $1 AND state NOT IN ('completed', 'aborted') AND NOT reencrypt_cards RETURNING generation`,
+        [generation],
+      );
+      if (rows.length === 1) await record(tx);
+    });
   }
 
   async addProgress(generation: number, progress: { rewrapped?: number; reencrypted?: number }): Promise<void> {

@@ -221,7 +221,7 @@ describe('what is recorded', () => {
        'updater.settings.update', 'updater.enroll', 'updater.unenroll', 'updater.run.start', 'updater.run.finish', 'updater.card_update',
        'card.refresh', 'card.updates.read', 'webhook.endpoint.create', 'webhook.endpoint.disable', 'webhook.redrive',
        'webhook.endpoints.read', 'webhook.deliveries.read', 'updater.settings.read', 'updater.runs.read',
-       'key.rotation.start', 'key.rotation.rewrap', 'key.rotation.reencrypt', 'key.rotation.complete', 'key.rotation.abort',
+       'key.rotation.start', 'key.rotation.rewrap', 'key.rotation.reencrypt', 'key.rotation.complete', 'key.rotation.abort', 'key.rotation.reencrypt_requested',
        'key.fingerprint_rotation.start', 'key.fingerprint_rotation.backfill', 'key.fingerprint_rotation.switch',
        'key.fingerprint_rotation.retire', 'key.fingerprint_rotation.complete'].sort(),
     );
