@@ -8,9 +8,6 @@ import { KeyCache, type KeyCacheLimits, type KeyLease } from './key-cache';
 const openingId = (tenantId: string, dataKeyId: string) => `dk:${tenantId}:${dataKeyId}`;
 const fingerprintId = (tenantId: string, generation: number) => `fp:${tenantId}:${generation}`;
 
-/** How many times a key is loaded for one request that finds it gone from the cache each time (see leaseLoaded). */
-const MAX_LOADS_PER_LEASE = 3;
-
 /**
  * How old an instance's view of a tenant's fingerprint keys may be. `keys rotate-fingerprint` waits longer than
  * this (twice, plus a second) after each state change, so no instance is ever more than one step behind.
@@ -139,17 +136,15 @@ export class Keyring {
 
   /**
    * Loads a key into the cache and leases it from there: each waiter on one load takes its own lease. A key dropped
-   * before a waiter took it (a put or a delete between the load's end and the waiter's turn, or the key already past
-   * its age by then) is loaded again rather than used: dropped and unleased, it is already zeros. A few times at
-   * most, each a KMS call: a cache that drops every key as it arrives fails the request instead of looping.
+   * before a waiter took it (only a put or a delete between the load's end and the waiter's turn could) is loaded
+   * again rather than used: dropped and unleased, it is already zeros.
    */
   private async leaseLoaded(id: string, load: () => Promise<void>): Promise<KeyLease> {
-    for (let attempt = 0; attempt < MAX_LOADS_PER_LEASE; attempt += 1) {
+    for (;;) {
       await load();
       const lease = this.#cache.lease(id);
       if (lease) return lease;
     }
-    throw new VaultError('internal_error', 'a key left the cache each time it was loaded');
   }
 
   private async fingerprintKeys(tenantId: string): Promise<FingerprintKeySet> {
